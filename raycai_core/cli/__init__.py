@@ -1,0 +1,1 @@
+"""The `raycai` command line. Subcommands are imported only when they run."""

@@ -1,0 +1,329 @@
+"""Async client for the CML API v2 (the same REST API that cmlapi wraps), on httpx.
+
+Safe calls (reads, delete, stop, restart) are retried with backoff on 429, 5xx and
+connection errors. A create is never retried blindly: after a failure that may have
+reached the server, the client first looks the subdomain up and returns the application
+if it was in fact created.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+from raycai_core.cml.errors import (
+    CMLConflict,
+    CMLConnectionError,
+    CMLError,
+    CMLNotFound,
+    error_for_status,
+    message_from_body,
+)
+from raycai_core.cml.models import Application, CreateApplication, KeyInfo, Project, Runtime
+from raycai_core.credentials import Credentials
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+LIST_PAGE_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 6
+    initial_wait: float = 0.2
+    max_wait: float = 5.0
+    deadline: float = 60.0
+
+    @classmethod
+    def none(cls) -> RetryPolicy:
+        return cls(attempts=1)
+
+
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0, pool=10.0)
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, CMLError) and exc.retryable
+
+
+class CMLClient:
+    """One workspace, one project. Use as `async with CMLClient(creds) as cml: ...`."""
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        on_retry: Callable[[CMLError, int], None] | None = None,
+    ) -> None:
+        self.credentials = credentials
+        self.retry = retry or RetryPolicy()
+        self._on_retry = on_retry
+        self._http = httpx.AsyncClient(
+            base_url=credentials.api_base,
+            headers={
+                "Authorization": f"Bearer {credentials.api_key.reveal()}",
+                "Accept": "application/json",
+                "User-Agent": "raycai",
+            },
+            timeout=timeout,
+            transport=transport,
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+        )
+
+    @property
+    def project_id(self) -> str:
+        return self.credentials.project_id
+
+    def __repr__(self) -> str:
+        return f"CMLClient(host={self.credentials.host!r}, project_id={self.project_id!r})"
+
+    async def __aenter__(self) -> CMLClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- transport -------------------------------------------------------------------------
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json_body: Any = None,
+    ) -> Any:
+        operation = f"{method} {path}"
+        try:
+            response = await self._http.request(method, path, params=params, json=json_body)
+        except httpx.TimeoutException as exc:
+            raise CMLConnectionError(
+                f"timed out ({type(exc).__name__})", operation=operation
+            ) from None
+        except httpx.TransportError as exc:
+            reason = str(exc) or type(exc).__name__
+            raise CMLConnectionError(reason, operation=operation) from None
+        if response.status_code == 200:
+            if not response.content:
+                return {}
+            try:
+                return response.json()
+            except ValueError:
+                raise CMLConnectionError(
+                    "the response was not JSON (a proxy or login page?)",
+                    operation=operation,
+                ) from None
+        try:
+            body: Any = response.json()
+        except ValueError:
+            body = None
+        fallback = response.text.strip()[:200] if body is None else response.reason_phrase
+        message, grpc_code = message_from_body(body, fallback or response.reason_phrase)
+        error = error_for_status(response.status_code, message, grpc_code, operation)
+        error.retry_after = _retry_after(response)  # type: ignore[attr-defined]
+        raise error
+
+    async def _with_retries(self, call: Callable[[], Awaitable[T]]) -> T:
+        policy = self.retry
+        base_wait = wait_random_exponential(multiplier=policy.initial_wait, max=policy.max_wait)
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            hinted = getattr(exc, "retry_after", None)
+            seconds = base_wait(state)
+            if isinstance(hinted, (int, float)) and hinted > 0:
+                seconds = min(max(seconds, hinted), policy.max_wait)
+            return seconds
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            if isinstance(exc, CMLError):
+                log.info("retrying after %s (attempt %d)", exc, state.attempt_number)
+                if self._on_retry is not None:
+                    self._on_retry(exc, state.attempt_number)
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(_retryable),
+            stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.deadline),
+            wait=wait,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await call()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _safe(self, method: str, path: str, **kwargs: Any) -> Any:
+        return await self._with_retries(lambda: self._request(method, path, **kwargs))
+
+    def _apps_path(self, app_id: str | None = None) -> str:
+        base = f"/projects/{self.project_id}/applications"
+        return base if app_id is None else f"{base}/{app_id}"
+
+    # -- applications --------------------------------------------------------------------
+
+    async def list_applications(
+        self,
+        search_filter: dict[str, str] | None = None,
+        sort: str | None = None,
+        page_size: int = LIST_PAGE_SIZE,
+    ) -> list[Application]:
+        """Every application matching the filter, across all pages."""
+        apps: list[Application] = []
+        async for page in self._pages(
+            self._apps_path(), "applications", search_filter, sort, page_size
+        ):
+            apps.extend(Application.model_validate(item) for item in page)
+        return apps
+
+    async def _pages(
+        self,
+        path: str,
+        key: str,
+        search_filter: dict[str, str] | None,
+        sort: str | None,
+        page_size: int,
+    ):  # type: ignore[no-untyped-def]
+        params: dict[str, Any] = {"page_size": page_size}
+        if search_filter:
+            params["search_filter"] = json.dumps(search_filter, separators=(",", ":"))
+        if sort:
+            params["sort"] = sort
+        seen_tokens: set[str] = set()
+        while True:
+            body = await self._safe("GET", path, params=dict(params))
+            yield body.get(key) or []
+            token = body.get("next_page_token") or ""
+            if not token or token in seen_tokens:
+                return
+            seen_tokens.add(token)
+            params["page_token"] = token
+
+    async def get_application(self, app_id: str) -> Application:
+        return Application.model_validate(await self._safe("GET", self._apps_path(app_id)))
+
+    async def find_application_by_subdomain(self, subdomain: str) -> Application | None:
+        """The project's application with exactly this subdomain, if any."""
+        for app in await self.list_applications({"subdomain": subdomain}):
+            if app.subdomain == subdomain:
+                return app
+        return None
+
+    async def create_application(self, request: CreateApplication) -> Application:
+        """Create (and start) an application; never creates a duplicate on retry.
+
+        A failure that may have reached the server (no response, 5xx) is followed by a
+        look-up of the subdomain; a 409 whose subdomain belongs to an application of this
+        project with the same name and script is treated as success.
+        """
+        body = request.to_body(self.project_id)
+        path = self._apps_path()
+        policy = self.retry
+        last: CMLError | None = None
+        for attempt in range(1, max(policy.attempts, 1) + 1):
+            try:
+                return Application.model_validate(await self._request("POST", path, json_body=body))
+            except CMLConflict as exc:
+                existing = await self._existing(request)
+                if existing is not None:
+                    return existing
+                raise exc
+            except CMLError as exc:
+                if not exc.retryable:
+                    raise
+                last = exc
+                existing = await self._existing(request)
+                if existing is not None:
+                    return existing
+                if attempt < policy.attempts:
+                    if self._on_retry is not None:
+                        self._on_retry(exc, attempt)
+                    await _sleep(min(policy.max_wait, policy.initial_wait * 2 ** (attempt - 1)))
+        assert last is not None
+        raise last
+
+    async def _existing(self, request: CreateApplication) -> Application | None:
+        found = await self.find_application_by_subdomain(request.subdomain)
+        if found is not None and found.name == request.name and found.script == request.script:
+            return found
+        return None
+
+    async def update_application(self, app_id: str, **fields: Any) -> Application:
+        body = dict(fields)
+        if isinstance(body.get("environment"), dict):
+            body["environment"] = json.dumps(body["environment"])
+        return Application.model_validate(
+            await self._safe("PATCH", self._apps_path(app_id), json_body=body)
+        )
+
+    async def delete_application(self, app_id: str, *, missing_ok: bool = True) -> None:
+        """Delete an application. A retry that finds it gone (404) counts as done."""
+        try:
+            await self._safe("DELETE", self._apps_path(app_id))
+        except CMLNotFound:
+            if not missing_ok:
+                raise
+
+    async def stop_application(self, app_id: str) -> Application:
+        return Application.model_validate(
+            await self._safe("POST", self._apps_path(app_id) + ":stop")
+        )
+
+    async def restart_application(self, app_id: str) -> Application:
+        """Restart a running application, or start a stopped or failed one."""
+        return Application.model_validate(
+            await self._safe("POST", self._apps_path(app_id) + ":restart")
+        )
+
+    # -- runtimes, projects, auth --------------------------------------------------------
+
+    async def list_runtimes(self, search_filter: dict[str, str] | None = None) -> list[Runtime]:
+        runtimes: list[Runtime] = []
+        async for page in self._pages("/runtimes", "runtimes", search_filter, None, 500):
+            runtimes.extend(Runtime.model_validate(item) for item in page)
+        return runtimes
+
+    async def get_project(self, project_id: str | None = None) -> Project:
+        body = await self._safe("GET", f"/projects/{project_id or self.project_id}")
+        return Project.model_validate(body)
+
+    async def validate_key(self) -> KeyInfo:
+        body = await self._safe("POST", "/auth/validate_key", json_body={"audience": "API"})
+        return KeyInfo.model_validate(body)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+async def _sleep(seconds: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(seconds)

@@ -1,0 +1,147 @@
+"""Where the CML host, API key and project come from.
+
+Order, field by field, as cmlapi users expect: explicit arguments (flags), then the
+variables users export (`CML_HOST`, `CML_API_KEY`, `CML_PROJECT_ID`), then the variables a
+CML session injects (`CDSW_DOMAIN` or `CDSW_API_URL`, `CDSW_APIV2_KEY`, `CDSW_PROJECT_ID`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+class Secret:
+    """A string that never shows itself in repr, str, format or logs."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return repr(self)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        raise TypeError("a Secret is not picklable")
+
+
+class MissingCredentials(Exception):
+    """Some of host, key or project could not be found; the message says where to set them."""
+
+
+SOURCE_ARGUMENT = "argument"
+SOURCE_ENV = "environment"
+SOURCE_SESSION = "CML session"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    host: str
+    api_key: Secret = field(repr=False)
+    project_id: str
+    source: str = SOURCE_ARGUMENT
+
+    @property
+    def api_base(self) -> str:
+        return f"{self.host}/api/v2"
+
+    @property
+    def domain(self) -> str:
+        """The host without its scheme: apps are served at https://<subdomain>.<domain>."""
+        return re.sub(r"^[a-z]+://", "", self.host)
+
+    def __repr__(self) -> str:
+        return (
+            f"Credentials(host={self.host!r}, project_id={self.project_id!r}, "
+            f"source={self.source!r}, api_key=<hidden>)"
+        )
+
+
+def normalise_host(value: str) -> str:
+    """`ml-x.example.com`, `https://ml-x.example.com/`, `.../api/v1` -> `https://ml-x.example.com`."""
+    host = value.strip().rstrip("/")
+    host = re.sub(r"/api/v[12]$", "", host)
+    if not re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", host):
+        host = f"https://{host}"
+    return host.rstrip("/")
+
+
+def _first(*candidates: tuple[str | None, str]) -> tuple[str | None, str]:
+    for value, source in candidates:
+        if value is not None and value.strip():
+            return value.strip(), source
+    return None, ""
+
+
+def in_cml_session(environ: Mapping[str, str] | None = None) -> bool:
+    env = os.environ if environ is None else environ
+    return bool(env.get("CDSW_PROJECT_ID") and (env.get("CDSW_DOMAIN") or env.get("CDSW_API_URL")))
+
+
+def resolve_credentials(
+    host: str | None = None,
+    api_key: str | None = None,
+    project_id: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Credentials:
+    """Credentials from arguments, then `CML_*`, then the CML session's `CDSW_*` variables.
+
+    Raises MissingCredentials naming every missing value and the places it is read from.
+    """
+    env = os.environ if environ is None else environ
+    resolved_host, host_source = _first(
+        (host, SOURCE_ARGUMENT),
+        (env.get("CML_HOST"), SOURCE_ENV),
+        (env.get("CDSW_DOMAIN"), SOURCE_SESSION),
+        (env.get("CDSW_API_URL"), SOURCE_SESSION),
+    )
+    resolved_key, key_source = _first(
+        (api_key, SOURCE_ARGUMENT),
+        (env.get("CML_API_KEY"), SOURCE_ENV),
+        (env.get("CDSW_APIV2_KEY"), SOURCE_SESSION),
+    )
+    resolved_project, project_source = _first(
+        (project_id, SOURCE_ARGUMENT),
+        (env.get("CML_PROJECT_ID"), SOURCE_ENV),
+        (env.get("CDSW_PROJECT_ID"), SOURCE_SESSION),
+    )
+    missing = []
+    if resolved_host is None:
+        missing.append("the workspace host (--host, CML_HOST, or CDSW_DOMAIN in a CML session)")
+    if resolved_key is None:
+        missing.append("an API v2 key (--api-key, CML_API_KEY, or CDSW_APIV2_KEY in a CML session)")
+    if resolved_project is None:
+        missing.append(
+            "the project id (--project, CML_PROJECT_ID, or CDSW_PROJECT_ID in a session)"
+        )
+    if missing:
+        raise MissingCredentials("Missing " + "; ".join(missing) + ".")
+    assert resolved_host and resolved_key and resolved_project
+    sources = {host_source, key_source, project_source}
+    source = sources.pop() if len(sources) == 1 else "mixed: " + ", ".join(sorted(sources))
+    return Credentials(
+        host=normalise_host(resolved_host),
+        api_key=Secret(resolved_key),
+        project_id=resolved_project,
+        source=source,
+    )
