@@ -1,0 +1,1 @@
+"""Clusters made of CML applications: project-directory layout, records, lifecycle, views."""

@@ -1,0 +1,72 @@
+"""Where a cluster's files live in the project directory (shared by every node of it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+CLUSTERS_DIR = PurePosixPath(".raycai") / "clusters"
+
+
+@dataclass(frozen=True)
+class ClusterPaths:
+    """Paths of one cluster under a project root. `relative` is what apps and scripts use."""
+
+    project_dir: Path
+    cluster: str
+
+    @property
+    def relative(self) -> PurePosixPath:
+        return CLUSTERS_DIR / self.cluster
+
+    @property
+    def root(self) -> Path:
+        return self.project_dir / self.relative
+
+    @property
+    def cluster_json(self) -> Path:
+        return self.root / "cluster.json"
+
+    @property
+    def launcher_json(self) -> Path:
+        return self.root / "launcher.json"
+
+    @property
+    def auth_token(self) -> Path:
+        return self.root / "auth_token"
+
+    @property
+    def head_json(self) -> Path:
+        return self.root / "head.json"
+
+    @property
+    def nodes_dir(self) -> Path:
+        return self.root / "nodes"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    def script(self, role: str) -> Path:
+        return self.root / f"{role}.py"
+
+    def script_relative(self, role: str) -> str:
+        """The app's `script` field: a path relative to the project root."""
+        return str(self.relative / f"{role}.py")
+
+    def node_record(self, node: str) -> Path:
+        return self.nodes_dir / f"{node}.json"
+
+    def node_log(self, node: str) -> Path:
+        return self.logs_dir / f"{node}.log"
+
+
+def clusters_root(project_dir: Path) -> Path:
+    return project_dir / CLUSTERS_DIR
+
+
+def cluster_names_on_disk(project_dir: Path) -> list[str]:
+    root = clusters_root(project_dir)
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / "cluster.json").is_file())
