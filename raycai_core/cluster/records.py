@@ -1,0 +1,118 @@
+"""Read what the launchers write: the head's published address and each node's status."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from raycai_core.atomic import read_json
+from raycai_core.cluster.layout import ClusterPaths
+from raycai_core.credentials import Secret
+
+
+@dataclass(frozen=True)
+class HeadAddress:
+    ip: str
+    gcs_port: int
+    dashboard_port: int
+    client_port: int
+    started_at: float
+    incarnation: str
+    ray_version: str = ""
+
+    @property
+    def gcs_address(self) -> str:
+        return f"{self.ip}:{self.gcs_port}"
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://{self.ip}:{self.dashboard_port}"
+
+    @property
+    def client_address(self) -> str:
+        return f"ray://{self.ip}:{self.client_port}"
+
+    @classmethod
+    def from_json(cls, data: Any) -> HeadAddress | None:
+        if not isinstance(data, dict):
+            return None
+        try:
+            return cls(
+                ip=str(data["ip"]),
+                gcs_port=int(data["gcs_port"]),
+                dashboard_port=int(data["dashboard_port"]),
+                client_port=int(data.get("client_port") or 0),
+                started_at=float(data.get("started_at") or 0.0),
+                incarnation=str(data.get("incarnation") or ""),
+                ray_version=str(data.get("ray_version") or ""),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    node: str
+    role: str
+    phase: str
+    error: str | None = None
+    ip: str | None = None
+    ray_node_name: str | None = None
+    head_incarnation: str | None = None
+    started_at: float | None = None
+    updated_at: float | None = None
+    restarts: int = 0
+
+    @classmethod
+    def from_json(cls, data: Any) -> NodeRecord | None:
+        if not isinstance(data, dict) or "node" not in data:
+            return None
+        return cls(
+            node=str(data["node"]),
+            role=str(data.get("role") or ""),
+            phase=str(data.get("phase") or "unknown"),
+            error=(str(data["error"]) if data.get("error") else None),
+            ip=data.get("ip"),
+            ray_node_name=data.get("ray_node_name"),
+            head_incarnation=data.get("head_incarnation"),
+            started_at=_float(data.get("started_at")),
+            updated_at=_float(data.get("updated_at")),
+            restarts=int(data.get("restarts") or 0),
+        )
+
+    @property
+    def updated(self) -> datetime | None:
+        if self.updated_at is None:
+            return None
+        return datetime.fromtimestamp(self.updated_at, tz=timezone.utc)
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def read_head_address(paths: ClusterPaths) -> HeadAddress | None:
+    return HeadAddress.from_json(read_json(paths.head_json))
+
+
+def read_node_records(paths: ClusterPaths) -> dict[str, NodeRecord]:
+    records: dict[str, NodeRecord] = {}
+    if not paths.nodes_dir.is_dir():
+        return records
+    for file in paths.nodes_dir.glob("*.json"):
+        record = NodeRecord.from_json(read_json(file))
+        if record is not None:
+            records[record.node] = record
+    return records
+
+
+def read_token(paths: ClusterPaths) -> Secret | None:
+    try:
+        value = paths.auth_token.read_text(encoding="utf-8").strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return Secret(value) if value else None
