@@ -20,6 +20,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "logs": ("raycai_core.cli.cluster_cmds", "logs", "Show or follow a node's logs."),
     "down": ("raycai_core.cli.cluster_cmds", "down", "Delete every application of a cluster."),
     "heal": ("raycai_core.cli.cluster_cmds", "heal", "Restart or replace failed workers."),
+    "runtimes": (
+        "raycai_core.cli.cluster_cmds",
+        "runtimes",
+        "List the workspace's runtimes (for --runtime).",
+    ),
     "setup-env": (
         "raycai_core.cli.cluster_cmds",
         "setup_env",

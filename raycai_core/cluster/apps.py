@@ -38,6 +38,11 @@ def as_cluster_app(app: Application) -> ClusterApp | None:
     return ClusterApp(app=app, cluster=cluster, node=node)
 
 
+def _order(member: ClusterApp) -> tuple[int, float]:
+    created = member.app.created_at
+    return member.index, created.timestamp() if created else 0.0
+
+
 def group_by_cluster(apps: list[Application]) -> dict[str, list[ClusterApp]]:
     clusters: dict[str, list[ClusterApp]] = {}
     for app in apps:
@@ -45,5 +50,5 @@ def group_by_cluster(apps: list[Application]) -> dict[str, list[ClusterApp]]:
         if member is not None:
             clusters.setdefault(member.cluster, []).append(member)
     for members in clusters.values():
-        members.sort(key=lambda m: (m.index, m.app.created_at or 0))
+        members.sort(key=_order)
     return clusters

@@ -1,0 +1,500 @@
+"""`raycai up|list|status|scale|logs|down|heal|runtimes|setup-env`."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from raycai_core.cli.output import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    ProgressPrinter,
+    fail,
+    run,
+)
+from raycai_core.cluster.layout import ClusterPaths
+from raycai_core.cluster.lifecycle import ClusterManager
+from raycai_core.cluster.view import ClusterView
+from raycai_core.cml.client import CMLClient
+from raycai_core.spec import SpecError, load_spec_file, spec_from_flags
+from raycai_core.target import Target, resolve_target
+
+
+def target_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Options that choose the workspace, project and project directory."""
+
+    @click.option("--host", envvar=None, help="CML workspace URL (else CML_HOST / CDSW_DOMAIN).")
+    @click.option("--project", help="Project id (else CML_PROJECT_ID / CDSW_PROJECT_ID).")
+    @click.option(
+        "--project-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="The project's files (default: /home/cdsw in a session; RAYCAI_PROJECT_DIR).",
+    )
+    @click.option(
+        "--local/--no-local",
+        default=None,
+        help="Use the embedded local workspace (default: when no credentials are set).",
+    )
+    @functools.wraps(command)
+    def wrapper(
+        host: str | None,
+        project: str | None,
+        project_dir: Path | None,
+        local: bool | None,
+        **kwargs: Any,
+    ) -> Any:
+        try:
+            target = resolve_target(
+                host=host, project=project, project_dir=project_dir, local=local
+            )
+        except Exception as exc:  # TargetError, MissingCredentials, local start failures
+            fail(str(exc), EXIT_BAD_INPUT)
+        return command(target=target, **kwargs)
+
+    return wrapper
+
+
+@asynccontextmanager
+async def manager(target: Target, quiet: bool = False) -> AsyncIterator[ClusterManager]:
+    async with CMLClient(target.credentials) as cml:
+        ops = ClusterManager(cml, target.project_dir, progress=ProgressPrinter(quiet=quiet))
+        try:
+            yield ops
+        finally:
+            await ops.observer.aclose()
+
+
+def _env_pairs(values: tuple[str, ...]) -> dict[str, str]:
+    env = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--env")
+        env[key] = value
+    return env
+
+
+@click.command()
+@click.argument("name", required=False)
+@click.option(
+    "-f",
+    "--file",
+    "spec_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Cluster spec (TOML). Flags override its values.",
+)
+@click.option("--workers", type=int, help="Number of worker nodes.")
+@click.option("--cpu", type=float, help="vCPU per worker.")
+@click.option("--memory", type=float, help="Memory per worker, GB.")
+@click.option("--gpu", type=int, help="NVIDIA GPUs per worker.")
+@click.option("--head-cpu", type=float, help="vCPU of the head.")
+@click.option("--head-memory", type=float, help="Memory of the head, GB.")
+@click.option("--head-gpu", type=int, help="NVIDIA GPUs of the head.")
+@click.option("--runtime", help="Runtime image identifier (see `raycai runtimes`).")
+@click.option("--worker-runtime", help="Runtime of the workers, when not the head's.")
+@click.option("--ray-version", help="Ray version the launchers require.")
+@click.option("--env", "env", multiple=True, help="Extra environment for Ray, KEY=VALUE.")
+@click.option("--wait/--no-wait", default=True, help="Wait until every node joined Ray.")
+@click.option(
+    "--timeout",
+    type=float,
+    default=900.0,
+    show_default=True,
+    help="Seconds to wait for the cluster.",
+)
+@target_options
+def up(
+    target: Target,
+    name: str | None,
+    spec_file: Path | None,
+    env: tuple[str, ...],
+    wait: bool,
+    timeout: float,
+    **flags: Any,
+) -> None:
+    """Create a cluster, or converge an existing one to its spec.
+
+    \b
+    raycai up demo --workers 2 --cpu 2 --memory 8 --runtime <image>
+    raycai up --file cluster.toml
+    """
+    try:
+        base = load_spec_file(spec_file) if spec_file else None
+        cluster_name = name or (base.name if base else None)
+        if not cluster_name:
+            raise click.UsageError("give the cluster a NAME, or a --file with `name = ...`")
+        spec = spec_from_flags(name=cluster_name, base=base, env=_env_pairs(env), **flags)
+    except SpecError as exc:
+        fail(str(exc), EXIT_BAD_INPUT)
+
+    async def main() -> ClusterView:
+        async with manager(target) as ops:
+            return await ops.up(spec, wait=wait, timeout=timeout)
+
+    click.echo(f"Creating cluster {spec.name} on {target.label}", err=True)
+    view = run(main())
+    _print_view(view)
+
+
+@click.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@target_options
+def list_clusters(target: Target, as_json: bool) -> None:
+    """List the project's clusters (from the API and the project files)."""
+
+    async def main() -> list[Any]:
+        async with manager(target, quiet=True) as ops:
+            return await ops.list_clusters()
+
+    summaries = run(main())
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "name": s.name,
+                        "head_status": s.head.app.status.value if s.head else None,
+                        "workers_desired": s.desired_workers,
+                        "workers_running": s.workers_running,
+                        "workers_joined": s.joined_workers,
+                        "cpu": s.total("cpu"),
+                        "memory_gb": s.total("memory"),
+                        "gpu": s.total("nvidia_gpu"),
+                        "state": s.desired.state if s.desired else "orphaned",
+                    }
+                    for s in summaries
+                ],
+                indent=2,
+            )
+        )
+        return
+    if not summaries:
+        click.echo("No clusters in this project. Create one with `raycai up NAME ...`.")
+        return
+    rows = [("NAME", "HEAD", "WORKERS d/r/j", "CPU", "MEM GB", "GPU", "AGE")]
+    for s in summaries:
+        age = _age(time.time() - s.created_at) if s.created_at else "-"
+        desired = "?" if s.desired_workers is None else str(s.desired_workers)
+        rows.append(
+            (
+                s.name,
+                s.head.app.status.value if s.head else "-",
+                f"{desired}/{s.workers_running}/{s.joined_workers}",
+                f"{s.total('cpu'):g}",
+                f"{s.total('memory'):g}",
+                f"{s.total('nvidia_gpu'):g}",
+                age,
+            )
+        )
+    _table(rows)
+
+
+@click.command()
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--watch", is_flag=True, help="Refresh every 2 seconds until interrupted.")
+@target_options
+def status(target: Target, name: str, as_json: bool, watch: bool) -> None:
+    """Show a cluster's applications, launcher phases and Ray nodes."""
+
+    async def main() -> None:
+        async with manager(target, quiet=True) as ops:
+            while True:
+                view = await ops.observer.observe(name)
+                if not view.rows or (view.desired is None and not view.app_ids):
+                    fail(f"no cluster named {name!r} in this project", EXIT_BAD_INPUT)
+                if as_json:
+                    click.echo(json.dumps(view_to_json(view), indent=2))
+                else:
+                    if watch:
+                        click.clear()
+                    _print_view(view)
+                if not watch:
+                    return
+                await asyncio.sleep(2)
+
+    run(main())
+
+
+@click.command()
+@click.argument("name")
+@click.argument("count", type=int)
+@click.option("--wait/--no-wait", default=False, help="Wait until the new workers joined.")
+@target_options
+def scale(target: Target, name: str, count: int, wait: bool) -> None:
+    """Set the number of workers (removes failed, unjoined, then idle workers first)."""
+
+    async def main() -> None:
+        async with manager(target) as ops:
+            result = await ops.scale(name, count, wait=wait)
+        if result.added:
+            click.echo(f"added: {', '.join(result.added)}")
+        if result.removed:
+            click.echo(f"removed: {', '.join(result.removed)}")
+        click.echo(f"{name}: {result.before} -> {result.after} worker(s)")
+
+    run(main())
+
+
+@click.command()
+@click.argument("name")
+@click.argument("node", required=False, default="head")
+@click.option("-n", "--lines", type=int, default=100, show_default=True)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
+@click.option(
+    "--ray",
+    "ray_file",
+    metavar="FILE",
+    help="A Ray log file of the node from the dashboard (e.g. raylet.out).",
+)
+@target_options
+def logs(
+    target: Target, name: str, node: str, lines: int, follow: bool, ray_file: str | None
+) -> None:
+    """Show a node's launcher log (kept in the project), or one of its Ray logs."""
+    paths = ClusterPaths(target.project_dir, name)
+    if ray_file:
+        run(_ray_log(target, name, node, ray_file, lines, follow))
+        return
+    log = paths.node_log(node)
+    if not log.is_file():
+        known = (
+            sorted(p.stem for p in paths.logs_dir.glob("*.log")) if paths.logs_dir.is_dir() else []
+        )
+        hint = f" (nodes with logs: {', '.join(known)})" if known else ""
+        fail(f"no launcher log for {name}/{node} at {log}{hint}", EXIT_BAD_INPUT)
+    from raycai_core.logtail import follow_file, tail_lines
+
+    for line in tail_lines(log, lines):
+        click.echo(line)
+    if follow:
+        try:
+            for line in follow_file(log):
+                click.echo(line)
+        except KeyboardInterrupt:
+            pass
+
+
+async def _ray_log(
+    target: Target, name: str, node: str, filename: str, lines: int, follow: bool
+) -> None:
+    async with manager(target, quiet=True) as ops:
+        view = await ops.observer.observe(name)
+        row = view.row(node)
+        if row is None or row.ray is None or view.head is None:
+            fail(f"{name}/{node} is not a Ray node right now ({view.ray_error or 'not joined'})")
+        client = await ops.observer.dashboard(name, view.head)
+        if follow:
+            async for line in client.stream_log(row.ray.node_id, filename, lines=lines):
+                click.echo(line)
+        else:
+            click.echo(await client.tail_log(row.ray.node_id, filename, lines=lines), nl=False)
+
+
+@click.command()
+@click.argument("name")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@target_options
+def down(target: Target, name: str, yes: bool) -> None:
+    """Delete every application of a cluster (safe to rerun). Launcher logs are kept."""
+
+    async def main() -> None:
+        async with manager(target) as ops:
+            members = await ops.members(name)
+            if not yes:
+                if not sys.stdin.isatty():
+                    fail("refusing to delete without --yes when not on a terminal", EXIT_BAD_INPUT)
+                listing = (
+                    "\n".join(f"  {m.app.name} ({m.app.id}, {m.app.status.value})" for m in members)
+                    or "  (no applications)"
+                )
+                click.echo(f"This deletes cluster {name}:\n{listing}")
+                if not click.confirm("Delete?", default=False):
+                    fail("nothing deleted", EXIT_FAILED)
+            deleted = await ops.down(name)
+        click.echo(
+            f"{name}: deleted {len(deleted)} application(s)"
+            if deleted
+            else f"{name}: nothing left to delete"
+        )
+
+    run(main())
+
+
+@click.command()
+@click.argument("name")
+@target_options
+def heal(target: Target, name: str) -> None:
+    """Restart failed nodes and recreate missing workers once (the TUI does it continuously)."""
+
+    async def main() -> None:
+        async with manager(target) as ops:
+            actions = await ops.heal(name)
+        if not actions:
+            click.echo(f"{name}: nothing to heal")
+
+    run(main())
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True)
+@target_options
+def runtimes(target: Target, as_json: bool) -> None:
+    """List the runtimes the workspace offers (use an image identifier with --runtime)."""
+
+    async def main() -> list[Any]:
+        async with CMLClient(target.credentials) as cml:
+            return await cml.list_runtimes()
+
+    found = run(main())
+    if as_json:
+        click.echo(json.dumps([r.model_dump() for r in found], indent=2))
+        return
+    for runtime in found:
+        click.echo(f"{runtime.image_identifier}\n    {runtime.label}")
+
+
+@click.command(name="setup-env")
+@click.option("--ray-version", default=None, help="Ray version (default: the spec default).")
+@click.option(
+    "--venv",
+    "venv_dir",
+    default=".venv",
+    show_default=True,
+    help="Virtualenv path inside the project.",
+)
+@click.option(
+    "--project-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Project directory (default: /home/cdsw in a session, else the current).",
+)
+def setup_env(ray_version: str | None, venv_dir: str, project_dir: Path | None) -> None:
+    """Create the project virtualenv with ray[default] for the launchers to use."""
+    from raycai_core.spec import DEFAULT_RAY_VERSION, RaySettings
+    from raycai_core.target import CML_SESSION_HOME
+
+    version = RaySettings(version=ray_version or DEFAULT_RAY_VERSION).version
+    root = project_dir or (CML_SESSION_HOME if CML_SESSION_HOME.is_dir() else Path.cwd())
+    venv = (root / venv_dir).resolve()
+    if not venv.is_relative_to(root.resolve()):
+        fail(f"--venv must stay inside the project ({root})", EXIT_BAD_INPUT)
+    python = venv / "bin" / "python"
+    if not python.exists():
+        click.echo(f"creating {venv}", err=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    click.echo(f"installing ray[default]=={version} into {venv}", err=True)
+    result = subprocess.run([str(python), "-m", "pip", "install", f"ray[default]=={version}"])
+    if result.returncode != 0:
+        fail("pip could not install Ray (see its output above)")
+    click.echo(f"ready: launchers find Ray in {venv}")
+
+
+# -- rendering ---------------------------------------------------------------------------
+
+
+def view_to_json(view: ClusterView) -> dict[str, Any]:
+    head = view.head
+    return {
+        "name": view.name,
+        "state": view.desired.state if view.desired else "orphaned",
+        "ready": view.ready,
+        "desired_workers": view.desired_workers,
+        "workers_running": view.workers_running,
+        "workers_joined": view.workers_joined,
+        "head_address": head.gcs_address if head else None,
+        "ray_dashboard_url": head.dashboard_url if head else None,
+        "ray_client_address": head.client_address if head else None,
+        "ray_error": view.ray_error,
+        "nodes_alive": view.nodes_alive,
+        "nodes_dead": view.nodes_dead,
+        "totals": None
+        if view.totals is None
+        else {
+            "cpu": list(view.totals.cpu),
+            "gpu": list(view.totals.gpu),
+            "memory_bytes": list(view.totals.memory),
+        },
+        "nodes": [
+            {
+                "node": row.node,
+                "role": row.role,
+                "app_id": row.app.app.id if row.app else None,
+                "app_name": row.app.app.name if row.app else None,
+                "app_status": row.app_status.value,
+                "phase": row.phase,
+                "reason": row.not_ready_reason,
+                "ray_node_id": row.ray.node_id if row.ray else None,
+                "ray_state": row.ray.state if row.ray else None,
+                "cpu": row.app.app.cpu if row.app else None,
+                "memory": row.app.app.memory if row.app else None,
+                "gpu": row.app.app.nvidia_gpu if row.app else None,
+            }
+            for row in view.rows
+        ],
+    }
+
+
+def _print_view(view: ClusterView) -> None:
+    head = view.head
+    click.echo(
+        f"cluster {view.name}: {'READY' if view.ready else 'NOT READY'}  "
+        f"workers desired {view.desired_workers}, running {view.workers_running}, "
+        f"joined {view.workers_joined}"
+    )
+    if head is not None:
+        click.echo(
+            f"  head  {head.gcs_address}   dashboard {head.dashboard_url}   "
+            f"client {head.client_address}"
+        )
+    if view.totals is not None:
+        t = view.totals
+        click.echo(
+            f"  ray   {view.nodes_alive} alive, {view.nodes_dead} dead   "
+            f"CPU {t.cpu[0]:g}/{t.cpu[1]:g}  GPU {t.gpu[0]:g}/{t.gpu[1]:g}  "
+            f"memory {t.memory[0] / 2**30:.1f}/{t.memory[1] / 2**30:.1f} GiB"
+        )
+    elif view.ray_error:
+        click.echo(f"  ray   unavailable: {view.ray_error}")
+    rows = [("NODE", "APP", "STATUS", "PHASE", "RAY", "CPU", "MEM", "GPU", "NOTE")]
+    for row in view.rows:
+        app = row.app.app if row.app else None
+        rows.append(
+            (
+                row.node,
+                app.name if app else "-",
+                row.app_status.value,
+                row.phase,
+                row.ray.state if row.ray else "-",
+                f"{app.cpu:g}" if app else "-",
+                f"{app.memory:g}" if app else "-",
+                f"{app.nvidia_gpu}" if app else "-",
+                row.not_ready_reason or "",
+            )
+        )
+    _table(rows)
+
+
+def _table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{int(seconds)}s"
+    if seconds < 7200:
+        return f"{int(seconds // 60)}m"
+    if seconds < 172800:
+        return f"{int(seconds // 3600)}h"
+    return f"{int(seconds // 86400)}d"

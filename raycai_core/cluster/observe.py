@@ -1,0 +1,82 @@
+"""Fetch the three sources of a cluster view: app list, launcher records, Ray dashboard."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from raycai_core.cluster.apps import APP_FILTER, ClusterApp, group_by_cluster
+from raycai_core.cluster.desired import CorruptClusterFile, read_desired
+from raycai_core.cluster.layout import ClusterPaths
+from raycai_core.cluster.ray_info import fetch_ray_nodes
+from raycai_core.cluster.records import (
+    HeadAddress,
+    read_head_address,
+    read_node_records,
+    read_token,
+)
+from raycai_core.cluster.view import ClusterView, RayNodeInfo, merge_cluster
+from raycai_core.cml.client import CMLClient
+from raycai_core.ray_dashboard import RayDashboardClient, RayDashboardError
+
+
+class Observer:
+    """Builds ClusterViews. Keeps one dashboard client per head so polls reuse connections."""
+
+    def __init__(self, cml: CMLClient, project_dir: Path, *, ray_timeout: float = 3.0) -> None:
+        self.cml = cml
+        self.project_dir = Path(project_dir)
+        self.ray_timeout = ray_timeout
+        self._dashboards: dict[str, tuple[str, RayDashboardClient]] = {}
+
+    async def aclose(self) -> None:
+        for _, client in self._dashboards.values():
+            await client.aclose()
+        self._dashboards.clear()
+
+    async def list_members(self) -> dict[str, list[ClusterApp]]:
+        """Every cluster's applications, in one API call."""
+        return group_by_cluster(await self.cml.list_applications(APP_FILTER))
+
+    async def dashboard(self, name: str, head: HeadAddress) -> RayDashboardClient:
+        """The dashboard client for this cluster's current head (new when the head moved)."""
+        cached = self._dashboards.pop(name, None)
+        if cached is not None:
+            if cached[0] == head.dashboard_url:
+                self._dashboards[name] = cached
+                return cached[1]
+            with contextlib.suppress(Exception):  # the old head is gone; so be it
+                await cached[1].aclose()
+        token = read_token(ClusterPaths(self.project_dir, name))
+        client = RayDashboardClient(head.dashboard_url, token=token, timeout=self.ray_timeout)
+        self._dashboards[name] = (head.dashboard_url, client)
+        return client
+
+    async def ray_nodes(
+        self, name: str, head: HeadAddress | None
+    ) -> tuple[list[RayNodeInfo], str | None]:
+        if head is None:
+            return [], "the head has not published its address yet"
+        try:
+            return await fetch_ray_nodes(await self.dashboard(name, head)), None
+        except RayDashboardError as exc:
+            return [], str(exc)
+
+    async def observe(
+        self, name: str, members: list[ClusterApp] | None = None, *, with_ray: bool = True
+    ) -> ClusterView:
+        """The merged view of one cluster. Pass `members` to reuse this tick's app list."""
+        if members is None:
+            members = (await self.list_members()).get(name, [])
+        paths = ClusterPaths(self.project_dir, name)
+        try:
+            desired = read_desired(paths)
+        except CorruptClusterFile:
+            desired = None
+        head = read_head_address(paths)
+        records = read_node_records(paths)
+        nodes: list[RayNodeInfo] = []
+        error: str | None = None
+        if with_ray:
+            nodes, error = await self.ray_nodes(name, head)
+        return merge_cluster(name, desired, members, records, head, nodes, error)

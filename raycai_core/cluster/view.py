@@ -1,0 +1,237 @@
+"""One view of a cluster, merged from three sources.
+
+1. the CML app list (desired nodes and their application status),
+2. the launchers' records in the project directory (phase, and why a node is not ready),
+3. the Ray dashboard (which nodes really joined, and resources used of total).
+
+`merge_cluster` is pure: the lifecycle and the watchers fetch, this function decides.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from raycai_core.cluster.apps import ClusterApp
+from raycai_core.cluster.desired import Desired
+from raycai_core.cluster.records import HeadAddress, NodeRecord
+from raycai_core.cml.models import AppStatus
+from raycai_core.naming import HEAD_NODE, app_name, role_of, worker_index
+
+# Launcher phases that mean "this node is part of the cluster".
+READY_PHASES = frozenset({"running", "joined"})
+STALE_RECORD_S = 120.0
+
+
+@dataclass(frozen=True)
+class RayNodeInfo:
+    """The part of a Ray node the view needs (the dashboard client's node, reduced)."""
+
+    node_id: str
+    node_name: str
+    state: str  # ALIVE | DEAD
+    is_head: bool = False
+    cpu: tuple[float, float] = (0.0, 0.0)  # used, total
+    gpu: tuple[float, float] = (0.0, 0.0)
+    memory: tuple[float, float] = (0.0, 0.0)  # bytes
+    start_time: float = 0.0
+
+    @property
+    def alive(self) -> bool:
+        return self.state == "ALIVE"
+
+    @property
+    def idle(self) -> bool:
+        return self.cpu[0] <= 0 and self.gpu[0] <= 0
+
+
+@dataclass(frozen=True)
+class Totals:
+    cpu: tuple[float, float] = (0.0, 0.0)
+    gpu: tuple[float, float] = (0.0, 0.0)
+    memory: tuple[float, float] = (0.0, 0.0)
+
+
+@dataclass(frozen=True)
+class NodeRow:
+    node: str
+    role: str
+    app: ClusterApp | None
+    record: NodeRecord | None
+    ray: RayNodeInfo | None
+
+    @property
+    def key(self) -> str:
+        return self.node
+
+    @property
+    def index(self) -> int:
+        return worker_index(self.node) or 0
+
+    @property
+    def app_status(self) -> AppStatus:
+        return self.app.app.status if self.app else AppStatus.UNKNOWN
+
+    @property
+    def joined(self) -> bool:
+        return self.ray is not None and self.ray.alive
+
+    @property
+    def phase(self) -> str:
+        return self.record.phase if self.record else "-"
+
+    @property
+    def uptime_s(self) -> float | None:
+        if self.app is None or self.app_status is not AppStatus.RUNNING:
+            return None
+        since = self.app.app.running_at
+        return max(0.0, time.time() - since.timestamp()) if since else None
+
+    @property
+    def not_ready_reason(self) -> str | None:
+        """Why this node is not (yet) a live member of the Ray cluster; None when it is."""
+        return not_ready_reason(self)
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    name: str
+    desired: Desired | None
+    rows: list[NodeRow]
+    head: HeadAddress | None
+    ray_nodes: list[RayNodeInfo] = field(default_factory=list)
+    totals: Totals | None = None
+    ray_error: str | None = None
+    observed_at: float = field(default_factory=time.time)
+
+    @property
+    def desired_workers(self) -> int:
+        return self.desired.spec.workers.count if self.desired else 0
+
+    @property
+    def worker_rows(self) -> list[NodeRow]:
+        return [row for row in self.rows if row.role == "worker" and row.app is not None]
+
+    @property
+    def head_row(self) -> NodeRow | None:
+        return next((row for row in self.rows if row.node == HEAD_NODE), None)
+
+    @property
+    def workers_running(self) -> int:
+        return sum(1 for r in self.worker_rows if r.app_status is AppStatus.RUNNING)
+
+    @property
+    def workers_joined(self) -> int:
+        return sum(1 for r in self.worker_rows if r.joined)
+
+    @property
+    def nodes_alive(self) -> int:
+        return sum(1 for n in self.ray_nodes if n.alive)
+
+    @property
+    def nodes_dead(self) -> int:
+        return sum(1 for n in self.ray_nodes if not n.alive)
+
+    @property
+    def ready(self) -> bool:
+        """Every desired node exists, runs and has joined Ray (not just 'app RUNNING')."""
+        head = self.head_row
+        return (
+            head is not None
+            and head.joined
+            and len(self.worker_rows) == self.desired_workers
+            and self.workers_joined == self.desired_workers
+        )
+
+    @property
+    def app_ids(self) -> list[str]:
+        return [row.app.app.id for row in self.rows if row.app is not None]
+
+    def row(self, node: str) -> NodeRow | None:
+        return next((r for r in self.rows if r.node == node), None)
+
+
+def pick_ray_node(nodes: list[RayNodeInfo], name: str) -> RayNodeInfo | None:
+    """The Ray node named after an app: the live one, else the most recent dead one."""
+    matches = [n for n in nodes if n.node_name == name]
+    if not matches:
+        return None
+    alive = [n for n in matches if n.alive]
+    pool = alive or matches
+    return max(pool, key=lambda n: n.start_time)
+
+
+def merge_cluster(
+    name: str,
+    desired: Desired | None,
+    apps: list[ClusterApp],
+    records: dict[str, NodeRecord],
+    head: HeadAddress | None,
+    ray_nodes: list[RayNodeInfo] | None,
+    ray_error: str | None = None,
+) -> ClusterView:
+    nodes = ray_nodes or []
+    by_node = {member.node: member for member in apps}
+    names = set(by_node)
+    names.add(HEAD_NODE)
+    rows = []
+    for node in sorted(names, key=lambda n: (worker_index(n) or 0, n)):
+        member = by_node.get(node)
+        record = records.get(node)
+        ray = pick_ray_node(nodes, app_name(name, node))
+        rows.append(NodeRow(node=node, role=role_of(node), app=member, record=record, ray=ray))
+    totals = None
+    alive = [n for n in nodes if n.alive]
+    if alive:
+        totals = Totals(
+            cpu=(sum(n.cpu[0] for n in alive), sum(n.cpu[1] for n in alive)),
+            gpu=(sum(n.gpu[0] for n in alive), sum(n.gpu[1] for n in alive)),
+            memory=(sum(n.memory[0] for n in alive), sum(n.memory[1] for n in alive)),
+        )
+    return ClusterView(
+        name=name,
+        desired=desired,
+        rows=rows,
+        head=head,
+        ray_nodes=nodes,
+        totals=totals,
+        ray_error=ray_error,
+    )
+
+
+def not_ready_reason(row: NodeRow, now: float | None = None) -> str | None:
+    if row.joined:
+        return None
+    record = row.record
+    status = row.app_status
+    if row.app is None:
+        return "no application (not created yet, or deleted)"
+    if record is not None and record.phase == "failed":
+        return record.error or "the launcher failed"
+    if status is AppStatus.STARTING and (record is None or _older_than_app(record, row)):
+        return "waiting for CML to start the application (quota or scheduling)"
+    if status is AppStatus.FAILED:
+        detail = f": {record.error}" if record and record.error else ""
+        return f"application failed; the platform restarts it{detail}"
+    if status in (AppStatus.STOPPED, AppStatus.STOPPING):
+        return f"application {status.value}"
+    if record is None:
+        return "launcher has not reported yet"
+    if record.phase == "waiting-for-head":
+        return record.error or "waiting for the head to publish its address"
+    if record.phase in ("starting-ray", "rejoining", "checking-ray", "starting"):
+        return f"{record.phase.replace('-', ' ')}" + (f": {record.error}" if record.error else "")
+    if record.phase in READY_PHASES:
+        return "launcher says joined; Ray does not list the node yet"
+    if record.error:
+        return f"{record.phase}: {record.error}"
+    return record.phase
+
+
+def _older_than_app(record: NodeRecord, row: NodeRow) -> bool:
+    """A record written before the app's current start belongs to a previous run."""
+    if row.app is None or record.updated_at is None:
+        return False
+    started: datetime | None = row.app.app.starting_at or row.app.app.created_at
+    return started is not None and record.updated_at < started.timestamp() - 5

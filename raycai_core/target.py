@@ -1,0 +1,109 @@
+"""Which workspace and project a command works on, and where the project's files are.
+
+A real CML workspace when credentials are found (flags, CML_*, or a CML session's CDSW_*);
+otherwise the embedded local workspace, started on demand.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from raycai_core.credentials import (
+    SOURCE_SESSION,
+    Credentials,
+    MissingCredentials,
+    in_cml_session,
+    resolve_credentials,
+)
+
+CML_SESSION_HOME = Path("/home/cdsw")
+_CREDENTIAL_VARS = (
+    "CML_HOST",
+    "CML_API_KEY",
+    "CML_PROJECT_ID",
+    "CDSW_DOMAIN",
+    "CDSW_API_URL",
+    "CDSW_APIV2_KEY",
+    "CDSW_PROJECT_ID",
+)
+
+
+class TargetError(Exception):
+    """No usable workspace/project; the message says what to set."""
+
+
+@dataclass(frozen=True)
+class Target:
+    credentials: Credentials
+    project_dir: Path
+    kind: Literal["cml", "local"]
+
+    @property
+    def label(self) -> str:
+        if self.kind == "local":
+            return f"local workspace {self.credentials.host}"
+        return f"CML {self.credentials.domain}"
+
+    def __repr__(self) -> str:
+        return f"Target(kind={self.kind!r}, host={self.credentials.host!r}, project_dir=...)"
+
+
+def _any_credentials(env: Mapping[str, str]) -> bool:
+    return any(env.get(name, "").strip() for name in _CREDENTIAL_VARS)
+
+
+def resolve_target(
+    *,
+    host: str | None = None,
+    api_key: str | None = None,
+    project: str | None = None,
+    project_dir: str | os.PathLike[str] | None = None,
+    local: bool | None = None,
+    local_data_dir: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Target:
+    """Resolve the target; `local=None` means "local only when no credentials are set"."""
+    env = os.environ if environ is None else environ
+    explicit = any(v for v in (host, api_key, project))
+    if local is None:
+        local = not explicit and not _any_credentials(env)
+    if local:
+        return _local_target(project_dir, local_data_dir, env)
+    try:
+        credentials = resolve_credentials(host, api_key, project, environ=env)
+    except MissingCredentials as exc:
+        raise TargetError(f"{exc} Or use --local for the embedded local workspace.") from None
+    return Target(credentials, _project_dir(project_dir, credentials, env), "cml")
+
+
+def _project_dir(
+    explicit: str | os.PathLike[str] | None, credentials: Credentials, env: Mapping[str, str]
+) -> Path:
+    if explicit:
+        return Path(explicit).expanduser().resolve()
+    if env.get("RAYCAI_PROJECT_DIR"):
+        return Path(env["RAYCAI_PROJECT_DIR"]).expanduser().resolve()
+    if credentials.source == SOURCE_SESSION or in_cml_session(env):
+        return CML_SESSION_HOME if CML_SESSION_HOME.is_dir() else Path.home()
+    raise TargetError(
+        "raycai writes launcher scripts into the project's files, which are local only inside "
+        "a CML session: run it in a session's terminal, or pass --project-dir (or set "
+        "RAYCAI_PROJECT_DIR) to the project's directory"
+    )
+
+
+def _local_target(
+    project_dir: str | os.PathLike[str] | None,
+    data_dir: str | os.PathLike[str] | None,
+    env: Mapping[str, str],
+) -> Target:
+    from raycai_core.local.daemon import ensure_running
+
+    info = ensure_running(data_dir)
+    credentials = info.credentials()
+    directory = Path(project_dir).expanduser().resolve() if project_dir else info.project_dir
+    return Target(credentials, directory, "local")
