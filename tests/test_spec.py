@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from pydantic import ValidationError
 
 from raycai_core.spec import (
     ClusterSpec,
@@ -17,7 +18,10 @@ from raycai_core.spec import (
     spec_from_flags,
 )
 
-RT = "docker.repository.cloudera.com/cloudera/cdsw/ml-runtime-pbj-workbench-python3.11-standard:2025.09.1-b5"
+RT = (
+    "docker.repository.cloudera.com/cloudera/cdsw/"
+    "ml-runtime-pbj-workbench-python3.11-standard:2025.09.1-b5"
+)
 
 BAD_NAMES = [
     ("", "name is required"),
@@ -190,7 +194,7 @@ def test_ray_units_are_whole_and_split_memory() -> None:
 
 def test_spec_is_frozen() -> None:
     spec = spec_from_flags(name="demo", runtime=RT)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         spec.name = "other"  # type: ignore[misc]
     assert isinstance(spec, ClusterSpec)
 
