@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.fixtures.workspace"]
+
 REPO = Path(__file__).resolve().parent.parent
 SPEC_PATH = Path(
     os.environ.get("RAYCAI_CML_SPEC", REPO.parent / "shared" / "reference" / "cml_api_v2_subset.json")
