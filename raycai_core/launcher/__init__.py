@@ -1,0 +1,1 @@
+"""Ray node launchers: the template and what renders it into a project directory."""
