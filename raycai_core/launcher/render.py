@@ -1,0 +1,159 @@
+"""Write a cluster's launchers, launcher.json and Ray token into the project directory.
+
+The scripts are the template with only its constants block replaced (values written with
+repr(), so no input can change the code); everything else the launchers need is in
+launcher.json, which a re-render (e.g. after a scale) rewrites atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from raycai_core.atomic import atomic_write_bytes
+from raycai_core.cluster.layout import ClusterPaths
+from raycai_core.cluster.records import read_token
+from raycai_core.credentials import Secret
+from raycai_core.spec import ClusterSpec, NodeSpec
+
+__all__ = [
+    "LAUNCHER_SCHEMA",
+    "ROLES",
+    "RenderedCluster",
+    "ensure_token",
+    "launcher_config",
+    "read_token",
+    "render_cluster",
+    "render_script",
+]
+
+LAUNCHER_SCHEMA = 1
+ROLES = ("head", "worker")
+TOKEN_FILE = "auth_token"
+SCRIPT_MODE = 0o644
+TOKEN_MODE = 0o600
+_BLOCK_RE = re.compile(
+    r"^# raycai:constants-begin\n.*?^# raycai:constants-end\n", re.MULTILINE | re.DOTALL
+)
+
+
+@dataclass(frozen=True)
+class RenderedCluster:
+    paths: ClusterPaths
+    launcher: dict[str, Any]
+    changed: tuple[str, ...]  # file names rewritten by this render (empty: nothing to do)
+
+
+def template_source() -> str:
+    return resources.files("raycai_core.launcher").joinpath("template.py").read_text("utf-8")
+
+
+def fill_constants(template: str, values: dict[str, str]) -> str:
+    """The template with its constants block set to `values` (any strings, via repr())."""
+    lines = ["# raycai:constants-begin"]
+    lines += [f"{name} = {value!r}" for name, value in values.items()]
+    lines.append("# raycai:constants-end")
+    rendered, count = _BLOCK_RE.subn(lambda _: "\n".join(lines) + "\n", template, count=1)
+    if count != 1:
+        raise RuntimeError("the launcher template has no constants block")
+    return rendered
+
+
+def render_script(role: str, cluster_dir: str | PurePosixPath) -> str:
+    """The launcher for `role` of the cluster at `cluster_dir` (relative to the project root)."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, not {role!r}")
+    relative = PurePosixPath(cluster_dir)
+    text = str(relative)
+    if relative.is_absolute() or ".." in relative.parts or "\x00" in text or "\n" in text:
+        raise ValueError(f"cluster dir must be relative to the project root, not {text!r}")
+    return fill_constants(template_source(), {"ROLE": role, "CLUSTER_DIR": text})
+
+
+def _resources(node: NodeSpec) -> dict[str, int]:
+    return {
+        "num_cpus": node.ray_num_cpus,
+        "num_gpus": node.ray_num_gpus,
+        "memory": node.ray_memory_bytes,
+        "object_store_memory": node.ray_object_store_bytes,
+    }
+
+
+def launcher_config(spec: ClusterSpec) -> dict[str, Any]:
+    """launcher.json: everything the launchers read at run time (no secrets)."""
+    return {
+        "schema": LAUNCHER_SCHEMA,
+        "cluster": spec.name,
+        "ray": {
+            "version": spec.ray.version,
+            "search": list(spec.ray.search),
+            "gcs_port": spec.ray.gcs_port,
+            "client_port": spec.ray.client_port,
+        },
+        "auth": {"mode": "token", "token_file": TOKEN_FILE},
+        "head": _resources(spec.head),
+        "worker": _resources(spec.workers),
+        "env": dict(spec.env),
+    }
+
+
+def ensure_token(paths: ClusterPaths, token: Secret | None = None) -> bool:
+    """Write the cluster's token file (0600) if absent, or `token` if given; True if written."""
+    current = read_token(paths)
+    if token is None:
+        if current is not None:
+            _tighten(paths.auth_token)
+            return False
+        token = Secret(secrets.token_hex(32))
+    elif current == token:
+        _tighten(paths.auth_token)
+        return False
+    atomic_write_bytes(paths.auth_token, token.reveal().encode("utf-8"), mode=TOKEN_MODE)
+    return True
+
+
+def _tighten(path: Path) -> None:
+    if path.stat().st_mode & 0o077:
+        os.chmod(path, TOKEN_MODE)
+
+
+def _write_if_changed(path: Path, data: bytes, mode: int) -> bool:
+    try:
+        same = path.read_bytes() == data and (path.stat().st_mode & 0o777) == mode
+    except OSError:
+        same = False
+    if not same:
+        atomic_write_bytes(path, data, mode=mode)
+    return not same
+
+
+def render_cluster(
+    project_dir: Path, spec: ClusterSpec, *, token: Secret | None = None
+) -> RenderedCluster:
+    """Write launcher.json, head.py, worker.py and (once per cluster) auth_token.
+
+    Idempotent: the same spec gives the same bytes and rewrites nothing. `token` replaces the
+    cluster's token; without it one is generated when the cluster has none.
+    """
+    paths = ClusterPaths(Path(project_dir), spec.name)
+    for directory in (paths.root, paths.nodes_dir, paths.logs_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+    changed: list[str] = []
+    if ensure_token(paths, token):
+        changed.append(TOKEN_FILE)
+    config = launcher_config(spec)
+    files = {
+        paths.launcher_json: (json.dumps(config, indent=2, sort_keys=True) + "\n").encode(),
+        paths.script("head"): render_script("head", paths.relative).encode("utf-8"),
+        paths.script("worker"): render_script("worker", paths.relative).encode("utf-8"),
+    }
+    for path, data in files.items():
+        if _write_if_changed(path, data, SCRIPT_MODE):
+            changed.append(path.name)
+    return RenderedCluster(paths=paths, launcher=config, changed=tuple(changed))
