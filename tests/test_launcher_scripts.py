@@ -1,0 +1,498 @@
+"""The rendered launchers as real processes, with hand-made CDSW_* variables.
+
+Without Ray: a fake `ray` (records its argv and environment, blocks until SIGTERM) in a fake
+project virtualenv whose `python` reports a chosen version, and a plain TCP listener standing
+in for the head's GCS. With Ray (marked `ray`): a real head and worker, a head crash and the
+worker's rejoin.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from raycai_core.cluster.layout import ClusterPaths
+from raycai_core.launcher.render import read_token, render_cluster
+from raycai_core.spec import parse_spec
+
+FAKE_RAY = """#!{python}
+import json, os, signal, socket, sys, time
+
+def note(**entry):
+    entry["pid"] = os.getpid()
+    with open({record!r}, "a") as handle:
+        handle.write(json.dumps(entry) + "\\n")
+
+def stop(signum, frame):
+    note(event="sigterm")
+    sys.exit(1)
+
+note(event="start", argv=sys.argv[1:], env=dict(os.environ), pgid=os.getpgrp(), sid=os.getsid(0))
+signal.signal(signal.SIGTERM, stop)
+if "--head" in sys.argv:  # stand in for the GCS
+    gcs = socket.socket()
+    gcs.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    gcs.bind((sys.argv[sys.argv.index("--node-ip-address") + 1],
+              int(sys.argv[sys.argv.index("--port") + 1])))
+    gcs.listen()
+if os.path.exists({exit_file!r}) and open({exit_file!r}).read() == "refuse":
+    print("ray.exceptions.AuthenticationError: RPC error: InvalidAuthToken: ...", flush=True)
+    sys.exit(1)
+print("Local node IP: fake", flush=True)
+print("\x1b[32mRay runtime started.\x1b[39m", flush=True)
+while True:
+    if os.path.exists({exit_file!r}):
+        os.unlink({exit_file!r})
+        print("fake raylet died", flush=True)
+        note(event="exit")
+        sys.exit(1)
+    time.sleep(0.05)
+"""
+FAKE_PYTHON = """#!/bin/sh
+if [ "$1" = "-c" ]; then echo {version}; exit 0; fi
+exec {python} "$@"
+"""
+
+
+def oldest_python() -> str:
+    """Python 3.8 when this machine has it (CML runtimes can be that old), else ours."""
+    for candidate in sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.8*/bin/python3.8"))):
+        if subprocess.run([candidate, "-c", "pass"], check=False).returncode == 0:
+            return candidate
+    return sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str, every: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def session_pids(sid: int) -> list[int]:
+    pids = []
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":
+            pids.append(int(stat.split("/")[2]))
+    return pids
+
+
+def kill_session(sid: int) -> None:
+    """What the platform does to a deleted app or a crashed pod."""
+    for pid in session_pids(sid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+class Project:
+    def __init__(self, root: Path, spec: dict[str, Any]) -> None:
+        self.root = root
+        self.paths: ClusterPaths = render_cluster(root, parse_spec(spec)).paths
+        self.processes: list[subprocess.Popen] = []
+
+    def env(self, node: str, ip: str, app_port: int, path: str | None = None) -> dict[str, str]:
+        return {
+            "PATH": path or os.environ["PATH"],
+            "HOME": str(self.root),
+            "CDSW_PROJECT_ID": "p1",
+            "CDSW_PROJECT": "proj",
+            "CDSW_DOMAIN": "cml.example",
+            "CDSW_IP_ADDRESS": ip,
+            "CDSW_APP_PORT": str(app_port),
+            "CDSW_READONLY_PORT": str(free_port()),
+            "RAYCAI_CLUSTER": self.paths.cluster,
+            "RAYCAI_ROLE": "head" if node == "head" else "worker",
+            "RAYCAI_NODE": node,
+            "RAY_AUTH_TOKEN": "must-not-reach-ray",
+        }
+
+    def start(self, role: str, env: dict[str, str], python: str = sys.executable):
+        process = subprocess.Popen(
+            [python, self.paths.script_relative(role)],
+            cwd=self.root,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.processes.append(process)
+        return process
+
+    def record(self, node: str) -> dict[str, Any]:
+        try:
+            return json.loads(self.paths.node_record(node).read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def phase(self, node: str, phase: str, timeout: float = 20) -> dict[str, Any]:
+        def check() -> dict[str, Any] | None:
+            record = self.record(node)
+            return record if record.get("phase") == phase else None
+
+        return wait_for(check, timeout, f"{node} to reach phase {phase} ({self.record(node)})")
+
+    def publish_head(self, port: int, incarnation: str) -> None:
+        head = {"schema": 1, "ip": "127.0.0.1", "gcs_port": port, "incarnation": incarnation}
+        tmp = self.paths.root / ".head.json.tmp"
+        tmp.write_text(json.dumps(head))
+        tmp.replace(self.paths.head_json)
+
+    def cleanup(self) -> None:
+        for process in self.processes:
+            kill_session(process.pid)
+            process.wait(10)
+
+
+@pytest.fixture
+def fake(tmp_path: Path) -> Iterator[Project]:
+    """A project whose .venv holds a fake Ray 2.60.0 (overwrite its python for other versions)."""
+    spec = {
+        "name": "demo",
+        "head": {"runtime_identifier": "img", "cpu": 2, "memory": 4},
+        "workers": {"cpu": 3, "memory": 2},
+        "ray": {"search": [".venv"]},
+        "env": {"EXTRA_SETTING": "on"},
+    }
+    project = Project(tmp_path / "project", spec)
+    project.record_file = tmp_path / "ray-calls.jsonl"
+    project.exit_file = tmp_path / "ray-exit-now"
+    bin_dir = project.root / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    fake_ray(bin_dir, str(project.record_file), str(project.exit_file))
+    fake_python(bin_dir, "2.60.0")
+    yield project
+    project.cleanup()
+
+
+def fake_ray(bin_dir: Path, record: str, exit_file: str) -> None:
+    ray = bin_dir / "ray"
+    ray.write_text(FAKE_RAY.format(python=sys.executable, record=record, exit_file=exit_file))
+    ray.chmod(0o755)
+
+
+def fake_python(bin_dir: Path, version: str) -> None:
+    python = bin_dir / "python"
+    python.write_text(FAKE_PYTHON.format(version=version, python=sys.executable))
+    python.chmod(0o755)
+
+
+def ray_calls(project: Project) -> list[dict[str, Any]]:
+    try:
+        lines = project.record_file.read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    return [json.loads(line) for line in lines]
+
+
+def starts(project: Project) -> list[dict[str, Any]]:
+    return [call for call in ray_calls(project) if call["event"] == "start"]
+
+
+def http_status(port: int) -> dict[str, Any] | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+            return json.loads(response.read())
+    except (OSError, ValueError):
+        return None
+
+
+def flag(argv: list[str], name: str) -> str:
+    return argv[argv.index(name) + 1]
+
+
+def test_worker_waits_joins_rejoins_and_stops(fake: Project) -> None:
+    app_port = free_port()
+    launcher = fake.start(
+        "worker", fake.env("worker-1", "127.0.0.1", app_port), python=oldest_python()
+    )
+    status = wait_for(lambda: http_status(app_port), 20, "the worker's status page")
+    assert status["node"] == "worker-1" and status["app_port"] == app_port
+    fake.phase("worker-1", "waiting-for-head")
+    assert http_status(app_port)["detail"] == "head.json not published yet"
+
+    # head.json points at a port that refuses connections: keep waiting, no ray start.
+    gcs = socket.socket()
+    gcs.bind(("127.0.0.1", 0))
+    gcs_port = gcs.getsockname()[1]
+    fake.publish_head(gcs_port, "aaaa")
+    wait_for(
+        lambda: "does not accept" in (fake.record("worker-1").get("detail") or ""), 10, "detail"
+    )
+    assert starts(fake) == []
+
+    gcs.listen()
+    joined = fake.phase("worker-1", "joined")
+    assert joined["head_incarnation"] == "aaaa"
+    first = starts(fake)[0]
+    argv = first["argv"]
+    assert argv[:4] == ["start", "--address", f"127.0.0.1:{gcs_port}", "--block"]
+    assert flag(argv, "--node-ip-address") == "127.0.0.1"
+    assert flag(argv, "--num-cpus") == "3" and flag(argv, "--num-gpus") == "0"
+    assert int(flag(argv, "--memory")) + int(flag(argv, "--object-store-memory")) == 2 * 2**30
+    assert flag(argv, "--node-name") == "raycai-demo-worker-1"
+    assert flag(argv, "--labels") == "raycai/cluster=demo,raycai/node=worker-1"
+    assert int(flag(argv, "--dashboard-agent-listen-port")) > 0
+    assert len(flag(argv, "--temp-dir")) < 30 and "--head" not in argv
+    env = first["env"]
+    assert env["RAY_AUTH_MODE"] == "token"
+    assert env["RAY_AUTH_TOKEN_PATH"] == str(fake.paths.auth_token)
+    assert "RAY_AUTH_TOKEN" not in env and env["EXTRA_SETTING"] == "on"
+    token = read_token(fake.paths).reveal()
+    assert token not in json.dumps(first)
+    # Own process group, same session: the platform's session kill reaches Ray.
+    assert first["pgid"] == first["pid"] != os.getpgid(launcher.pid)
+    assert first["sid"] == launcher.pid
+
+    # The head restarts elsewhere: the worker drops its Ray node and joins the new head.
+    gcs2 = socket.socket()
+    gcs2.bind(("127.0.0.1", 0))
+    gcs2.listen()
+    fake.publish_head(gcs2.getsockname()[1], "bbbb")
+    wait_for(lambda: len(starts(fake)) == 2, 10, "the rejoin")
+    assert flag(starts(fake)[1]["argv"], "--address") == f"127.0.0.1:{gcs2.getsockname()[1]}"
+    assert {"event": "sigterm", "pid": first["pid"]} in ray_calls(fake)
+    wait_for(lambda: fake.record("worker-1").get("head_incarnation") == "bbbb", 10, "bbbb")
+    fake.phase("worker-1", "joined")
+
+    # Ray exits on its own: back to the head (same incarnation), start again.
+    fake.exit_file.touch()
+    wait_for(lambda: len(starts(fake)) == 3, 15, "a new ray start after ray exited")
+    record = fake.phase("worker-1", "joined")
+    assert "fake raylet died" in record["last_error"]
+    assert record["error"] is None
+
+    third = starts(fake)[2]["pid"]
+    launcher.send_signal(signal.SIGTERM)
+    assert launcher.wait(10) == 0
+    assert fake.record("worker-1")["phase"] == "stopped"
+    assert {"event": "sigterm", "pid": third} in ray_calls(fake)
+    log = fake.paths.node_log("worker-1").read_text()
+    assert "[ray] Ray runtime started." in log and "phase rejoining" in log
+    assert token not in log
+    gcs.close()
+    gcs2.close()
+
+
+def test_head_publishes_falls_back_to_free_ports_and_exits_with_ray(fake: Project) -> None:
+    taken = socket.socket()
+    taken.bind(("", 0))
+    taken.listen()
+    config = json.loads(fake.paths.launcher_json.read_text())
+    config["ray"]["gcs_port"] = taken.getsockname()[1]
+    fake.paths.launcher_json.write_text(json.dumps(config))
+    app_port = free_port()
+    launcher = fake.start("head", fake.env("head", "127.0.0.1", app_port))
+    record = fake.phase("head", "running")
+    head = json.loads(fake.paths.head_json.read_text())
+    argv = starts(fake)[0]["argv"]
+    assert argv[:3] == ["start", "--head", "--block"]
+    assert head["gcs_port"] == int(flag(argv, "--port")) != taken.getsockname()[1]
+    assert head["ip"] == "127.0.0.1" and head["dashboard_port"] == app_port
+    assert head["client_port"] == int(flag(argv, "--ray-client-server-port"))
+    assert head["ray_version"] == "2.60.0" and head["incarnation"] == record["head_incarnation"]
+    assert flag(argv, "--dashboard-host") == "0.0.0.0"
+    assert flag(argv, "--dashboard-port") == str(app_port)
+    assert flag(argv, "--num-cpus") == "2" and flag(argv, "--node-name") == "raycai-demo-head"
+    assert http_status(app_port) is None  # the dashboard owns the app port, not the launcher
+
+    fake.exit_file.touch()
+    assert launcher.wait(10) == 1  # the platform restarts the app, which publishes anew
+    record = fake.record("head")
+    assert record["phase"] == "ray-exited" and "fake raylet died" in record["error"]
+    taken.close()
+
+
+@pytest.mark.parametrize("problem", ["missing", "version", "token-mode", "token-missing"])
+def test_fatal_problems_are_recorded(fake: Project, problem: str, tmp_path: Path) -> None:
+    config = json.loads(fake.paths.launcher_json.read_text())
+    if problem == "missing":
+        (fake.root / ".venv" / "bin" / "ray").unlink()
+        config["ray"]["search"] = [".venv", "PATH"]
+    elif problem == "version":
+        fake_python(fake.root / ".venv" / "bin", "2.9.3")
+    elif problem == "token-mode":
+        fake.paths.auth_token.chmod(0o644)
+    else:
+        fake.paths.auth_token.unlink()
+    fake.paths.launcher_json.write_text(json.dumps(config))
+    env = fake.env("worker-2", "127.0.0.1", free_port(), path="/usr/bin:/bin")
+    launcher = fake.start("worker", env, python=oldest_python())
+    assert launcher.wait(20) != 0
+    record = fake.record("worker-2")
+    assert record["phase"] == "failed"
+    error = record["error"]
+    assert "\n" not in error
+    expected = {
+        "missing": ["Ray 2.60.0 not found", ".venv/bin/ray", "no `ray` on PATH", "setup-env"],
+        "version": ["wrong Ray version", "2.60.0", "2.9.3", "setup-env"],
+        "token-mode": ["auth_token", "0644", "0600"],
+        "token-missing": ["auth_token", "missing"],
+    }[problem]
+    for text in expected:
+        assert text in error
+    assert starts(fake) == []
+    assert error in fake.paths.node_log("worker-2").read_text()
+
+
+def test_worker_whose_token_is_refused_fails(fake: Project) -> None:
+    gcs = socket.socket()
+    gcs.bind(("127.0.0.1", 0))
+    gcs.listen()
+    fake.publish_head(gcs.getsockname()[1], "cccc")
+    fake.exit_file.write_text("refuse")
+    launcher = fake.start("worker", fake.env("worker-1", "127.0.0.1", free_port()))
+    assert launcher.wait(20) == 3
+    record = fake.record("worker-1")
+    assert record["phase"] == "failed" and "refused this node's Ray token" in record["error"]
+    gcs.close()
+
+
+# --- real Ray -------------------------------------------------------------------------------
+
+
+def ray_processes(token_path: str) -> list[int]:
+    """Processes (ours: they carry this cluster's token path in their environment)."""
+    needle = f"RAY_AUTH_TOKEN_PATH={token_path}".encode()
+    found = []
+    for environ in glob.glob("/proc/[0-9]*/environ"):
+        try:
+            if needle in Path(environ).read_bytes().split(b"\0"):
+                found.append(int(environ.split("/")[2]))
+        except OSError:
+            continue
+    return [pid for pid in found if session_pids_state(pid) != "Z"]
+
+
+def session_pids_state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "Z"
+
+
+def dashboard_nodes(ip: str, port: int, token: str | None) -> tuple[int, list[dict[str, Any]]]:
+    request = urllib.request.Request(
+        f"http://{ip}:{port}/api/v0/nodes?limit=100&detail=true"
+        "&filter_keys=state&filter_predicates=%3D&filter_values=ALIVE"
+    )
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            body = json.loads(response.read())
+            return response.status, body["data"]["result"]["result"]
+    except urllib.error.HTTPError as exc:
+        return exc.code, []
+    except (OSError, ValueError, KeyError):
+        return 0, []
+
+
+def alive_names(ip: str, port: int, token: str) -> set[str] | None:
+    status, nodes = dashboard_nodes(ip, port, token)
+    return {n["node_name"] for n in nodes} if status == 200 else None
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(150)
+def test_real_head_and_worker_join_survive_a_head_crash_and_stop(
+    private_netns: None, tmp_path: Path
+) -> None:
+    spec = {
+        "name": "rt",
+        "head": {"runtime_identifier": "img", "cpu": 1, "memory": 1},
+        "workers": {"cpu": 1, "memory": 1},
+        "ray": {"search": ["PATH"]},
+    }
+    project = Project(tmp_path / "project", spec)
+    venv_bin = str(Path(sys.executable).parent)
+    path = f"{venv_bin}:/usr/bin:/bin"
+    token = read_token(project.paths).reveal()
+    head_port, worker_port = free_port(), free_port()
+    try:
+        head = project.start("head", project.env("head", "127.0.0.2", head_port, path))
+        worker = project.start("worker", project.env("worker-1", "127.0.0.3", worker_port, path))
+        first = project.phase("head", "running", timeout=60)
+        project.phase("worker-1", "joined", timeout=60)
+        names = {"raycai-rt-head", "raycai-rt-worker-1"}
+        wait_for(lambda: alive_names("127.0.0.2", head_port, token) == names, 30, "2 nodes", 0.5)
+        _, nodes = dashboard_nodes("127.0.0.2", head_port, token)
+        labels = {n["node_name"]: n.get("labels", {}) for n in nodes}
+        assert labels["raycai-rt-worker-1"].get("raycai/node") == "worker-1"
+        assert labels["raycai-rt-head"].get("raycai/cluster") == "rt"
+        assert dashboard_nodes("127.0.0.2", head_port, None)[0] == 401
+
+        # The head's pod dies; the platform starts it again on a new IP.
+        kill_session(head.pid)
+        head.wait(10)
+        head = project.start("head", project.env("head", "127.0.0.4", head_port, path))
+
+        def restarted() -> dict[str, Any] | None:
+            record = project.record("head")
+            new = record.get("head_incarnation") != first["head_incarnation"]
+            return record if new and record.get("phase") == "running" else None
+
+        second = wait_for(restarted, 60, "the new head to publish")
+        assert second["restarts"] == 1 and second["ip"] == "127.0.0.4"
+        published = project.paths.head_json.stat().st_mtime
+
+        def rejoined() -> dict[str, Any] | None:
+            record = project.record("worker-1")
+            ok = record.get("phase") == "joined"
+            return (
+                record if ok and record["head_incarnation"] == second["head_incarnation"] else None
+            )
+
+        record = wait_for(rejoined, 60, "the worker to rejoin the new head", 0.2)
+        print(f"\nworker rejoined {record['phase_since'] - published:.1f} s after head.json")
+        wait_for(lambda: alive_names("127.0.0.4", head_port, token) == names, 30, "rejoin", 0.5)
+
+        assert len(ray_processes(str(project.paths.auth_token))) >= 6  # the scan sees Ray
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(45) == 0
+        head.send_signal(signal.SIGTERM)
+        assert head.wait(45) == 0
+        assert project.record("worker-1")["phase"] == "stopped"
+        assert project.record("head")["phase"] == "stopped"
+        wait_for(lambda: not ray_processes(str(project.paths.auth_token)), 10, "Ray to be gone")
+        for process in project.processes:
+            assert session_pids(process.pid) == []
+        log = project.paths.node_log("worker-1").read_text()
+        assert token not in log and "phase rejoining" in log
+    finally:
+        project.cleanup()
+        remove_ray_temp_dirs(project)
+
+
+def remove_ray_temp_dirs(project: Project) -> None:
+    for log in project.paths.logs_dir.glob("*.log"):
+        for temp_dir in re.findall(r"--temp-dir (\S+)", log.read_text()):
+            shutil.rmtree(temp_dir, ignore_errors=True)
