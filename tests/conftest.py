@@ -10,9 +10,8 @@ import pytest
 pytest_plugins = ["tests.fixtures.workspace"]
 
 REPO = Path(__file__).resolve().parent.parent
-SPEC_PATH = Path(
-    os.environ.get("RAYCAI_CML_SPEC", REPO.parent / "shared" / "reference" / "cml_api_v2_subset.json")
-)
+DEFAULT_SPEC = REPO.parent / "shared" / "reference" / "cml_api_v2_subset.json"
+SPEC_PATH = Path(os.environ.get("RAYCAI_CML_SPEC", DEFAULT_SPEC))
 
 
 def in_private_netns() -> bool:
