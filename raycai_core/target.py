@@ -101,9 +101,22 @@ def _local_target(
     data_dir: str | os.PathLike[str] | None,
     env: Mapping[str, str],
 ) -> Target:
-    from raycai_core.local.daemon import ensure_running
+    from raycai_core.credentials import Secret
+    from raycai_core.local.daemon import DaemonError, default_data_dir, start
 
-    info = ensure_running(data_dir)
-    credentials = info.credentials()
-    directory = Path(project_dir).expanduser().resolve() if project_dir else info.project_dir
+    directory_of_data = Path(data_dir) if data_dir else default_data_dir()
+    try:
+        info, _ = start(directory_of_data, [])
+    except DaemonError as exc:
+        raise TargetError(f"could not start the embedded local workspace: {exc}") from None
+    credentials = Credentials(
+        host=str(info["url"]),
+        api_key=Secret(str(info["api_key"])),
+        project_id=str(info["project_id"]),
+        source="local workspace",
+    )
+    if project_dir:
+        directory = Path(project_dir).expanduser().resolve()
+    else:
+        directory = Path(str(info["project_dir"]))
     return Target(credentials, directory, "local")
