@@ -24,13 +24,6 @@ from tests.fixtures.workspace import RUNTIME, new_app, wait_for, write_app
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture
-def idle(local_workspace):
-    """No app process starts (zero CPU quota): for tests about the API only."""
-    local_workspace.update_config(quota_cpu=0)
-    return local_workspace
-
-
 async def test_application_calls(local_workspace, cml_client):
     script = write_app(local_workspace.project_dir, "serve")
     created = await cml_client.create_application(
@@ -80,24 +73,24 @@ async def _running(client: CMLClient, app_id: str) -> bool:
     return await _has_status(client, app_id, AppStatus.RUNNING)
 
 
-async def test_runtimes_project_and_key(idle, cml_client):
+async def test_runtimes_project_and_key(idle_workspace, cml_client):
     runtimes = await cml_client.list_runtimes()
     assert RUNTIME in {r.image_identifier for r in runtimes}
     python311 = await cml_client.list_runtimes({"kernel": "Python 3.11"})
     assert python311 and all(r.kernel == "Python 3.11" for r in python311)
     project = await cml_client.get_project()
-    assert project.id == idle.project_id and project.name == "raycai-local"
+    assert project.id == idle_workspace.project_id and project.name == "raycai-local"
     key = await cml_client.validate_key()
     assert key.valid and key.username
 
 
-async def test_list_reads_every_page(idle, cml_client):
+async def test_list_reads_every_page(idle_workspace, cml_client):
     for n in range(12):
         await cml_client.create_application(new_app(f"p-{n}", f"p-{n}", "x.py"))
-    idle.reset_stats()
+    idle_workspace.reset_stats()
     apps = await cml_client.list_applications(page_size=5)
     assert sorted(a.name for a in apps) == sorted(f"p-{n}" for n in range(12))
-    assert idle.stats()["total"] == 3
+    assert idle_workspace.stats()["total"] == 3
 
 
 def _assert_no_key(exc: CMLError, key: str) -> None:
@@ -105,9 +98,10 @@ def _assert_no_key(exc: CMLError, key: str) -> None:
     assert key not in exc.server_message and key not in exc.operation
 
 
-async def test_error_family(idle, cml_client):
-    key = idle.api_key
-    wrong = Credentials(host=idle.url, api_key=Secret("not-" + key), project_id=idle.project_id)
+async def test_error_family(idle_workspace, cml_client):
+    ws = idle_workspace
+    key = ws.api_key
+    wrong = Credentials(host=ws.url, api_key=Secret("not-" + key), project_id=ws.project_id)
     async with CMLClient(wrong, retry=RetryPolicy.none()) as bad_client:
         with pytest.raises(CMLAuthError) as auth:
             await bad_client.validate_key()
@@ -125,13 +119,13 @@ async def test_error_family(idle, cml_client):
     assert (conflict.value.status, conflict.value.grpc_code) == (409, 6)
     assert "taken" in conflict.value.server_message
 
-    async with CMLClient(idle.credentials(), retry=RetryPolicy.none()) as once:
+    async with CMLClient(idle_workspace.credentials(), retry=RetryPolicy.none()) as once:
         for status, cls, code in [
             (403, CMLPermissionDenied, 7),
             (429, CMLRateLimited, 8),
             (503, CMLServerError, 14),
         ]:
-            idle.set_faults(error_rates={status: 1.0}, retry_after_s=0)
+            idle_workspace.set_faults(error_rates={status: 1.0}, retry_after_s=0)
             with pytest.raises(cls) as injected:
                 await once.list_applications()
             assert (injected.value.status, injected.value.grpc_code) == (status, code)
@@ -141,30 +135,29 @@ async def test_error_family(idle, cml_client):
         _assert_no_key(exc, key)
 
 
-async def test_faults_at_configured_rates_and_safe_calls_still_succeed(idle, cml_client):
-    idle.set_faults(error_rates={429: 0.1, 500: 0.1, 503: 0.1}, retry_after_s=0, seed=7)
+async def test_faults_at_configured_rates_and_safe_calls_still_succeed(idle_workspace, cml_client):
+    idle_workspace.set_faults(error_rates={429: 0.1, 500: 0.1, 503: 0.1}, retry_after_s=0, seed=7)
     async with httpx.AsyncClient(
-        base_url=idle.url, headers={"Authorization": f"Bearer {idle.api_key}"}
+        base_url=idle_workspace.url, headers={"Authorization": f"Bearer {idle_workspace.api_key}"}
     ) as raw:
-        statuses = [
-            (await raw.get(f"/api/v2/projects/{idle.project_id}")).status_code for _ in range(300)
-        ]
+        path = f"/api/v2/projects/{idle_workspace.project_id}"
+        statuses = [(await raw.get(path)).status_code for _ in range(300)]
     for status in (429, 500, 503):
         assert 10 <= statuses.count(status) <= 55, (status, statuses.count(status))
     assert statuses.count(200) + sum(statuses.count(s) for s in (429, 500, 503)) == 300
-    stats = idle.stats()
+    stats = idle_workspace.stats()
     assert stats["injected"]["429"] == statuses.count(429)
     assert stats["by_status"]["200"] == statuses.count(200)
 
     for _ in range(10):
-        assert (await cml_client.get_project()).id == idle.project_id
+        assert (await cml_client.get_project()).id == idle_workspace.project_id
         assert (await cml_client.validate_key()).valid
 
 
-async def test_dropped_connections(idle, cml_client):
-    idle.set_faults(drop_rate=0.3, seed=3)
+async def test_dropped_connections(idle_workspace, cml_client):
+    idle_workspace.set_faults(drop_rate=0.3, seed=3)
     async with httpx.AsyncClient(
-        base_url=idle.url, headers={"Authorization": f"Bearer {idle.api_key}"}
+        base_url=idle_workspace.url, headers={"Authorization": f"Bearer {idle_workspace.api_key}"}
     ) as raw:
         outcomes = []
         for _ in range(60):
@@ -173,37 +166,37 @@ async def test_dropped_connections(idle, cml_client):
             except httpx.TransportError:
                 outcomes.append("dropped")
     assert 5 <= outcomes.count("dropped") <= 35 and outcomes.count(200) >= 25
-    assert idle.stats()["injected"]["dropped"] == outcomes.count("dropped")
+    assert idle_workspace.stats()["injected"]["dropped"] == outcomes.count("dropped")
 
     for _ in range(10):
         assert (await cml_client.validate_key()).valid
-    async with CMLClient(idle.credentials(), retry=RetryPolicy.none()) as once:
-        idle.set_faults(drop_rate=1.0)
+    async with CMLClient(idle_workspace.credentials(), retry=RetryPolicy.none()) as once:
+        idle_workspace.set_faults(drop_rate=1.0)
         with pytest.raises(CMLConnectionError) as dropped:
             await once.get_project()
-        _assert_no_key(dropped.value, idle.api_key)
+        _assert_no_key(dropped.value, idle_workspace.api_key)
 
 
-async def test_create_under_faults_makes_no_duplicates(idle, cml_client):
+async def test_create_under_faults_makes_no_duplicates(idle_workspace, cml_client):
     # Lost responses: the app is created but the client never hears it; then it retries.
-    idle.set_faults(lost_response_rate=0.4, error_rates={503: 0.15}, seed=11)
+    idle_workspace.set_faults(lost_response_rate=0.4, error_rates={503: 0.15}, seed=11)
     for n in range(8):
         app = await cml_client.create_application(new_app(f"dup-{n}", f"dup-{n}", "x.py"))
         assert app.subdomain == f"dup-{n}"
-    assert idle.stats()["injected"].get("lost", 0) > 0
-    idle.set_faults()
+    assert idle_workspace.stats()["injected"].get("lost", 0) > 0
+    idle_workspace.set_faults()
     apps = await cml_client.list_applications()
     assert sorted(a.subdomain for a in apps) == sorted(f"dup-{n}" for n in range(8))
 
 
-async def test_request_counter(idle, cml_client):
-    idle.reset_stats()
+async def test_request_counter(idle_workspace, cml_client):
+    idle_workspace.reset_stats()
     await cml_client.validate_key()
     await cml_client.get_project()
     await cml_client.get_project()
     await cml_client.list_applications()
     async with httpx.AsyncClient(
-        base_url=idle.url, headers={"Authorization": f"Bearer {idle.api_key}"}
+        base_url=idle_workspace.url, headers={"Authorization": f"Bearer {idle_workspace.api_key}"}
     ) as raw:
         stats = (await raw.get("/_local/stats")).json()  # /_local is never counted
         assert stats["total"] == 4

@@ -67,6 +67,9 @@ class Api:
             base_url=info["url"], headers={"Authorization": f"Bearer {info['api_key']}"}
         )
 
+    def close(self) -> None:
+        self.http.close()
+
     def create(self, name: str, script: str) -> str:
         body = {"name": name, "subdomain": name, "script": script, "runtime_identifier": RUNTIME}
         response = self.http.post(f"/api/v2/projects/{self.project_id}/applications", json=body)
@@ -145,6 +148,7 @@ def test_start_status_env_stop(data_dir):
     api = Api(data_dir)
     script = write_app(api.project_dir, "serve_with_child")
     app_pid = api.running_pid(api.create("cli-app", script))
+    api.close()
     assert len(session_pids(app_pid)) >= 1
 
     stopped = raycai("local", "stop", "--data-dir", str(data_dir))
@@ -161,6 +165,7 @@ def test_start_after_a_crash_kills_leftovers_and_restarts_apps(data_dir):
     api = Api(data_dir)
     app_id = api.create("survivor", write_app(api.project_dir, "serve"))
     old_pid = api.running_pid(app_id)
+    api.close()
     (server,) = _servers(data_dir)
     os.kill(server, signal.SIGKILL)  # no chance to stop its apps
     _wait(lambda: not _servers(data_dir))
@@ -170,3 +175,4 @@ def test_start_after_a_crash_kills_leftovers_and_restarts_apps(data_dir):
     assert session_pids(old_pid) == []
     api = Api(data_dir)
     assert api.running_pid(app_id) != old_pid
+    api.close()

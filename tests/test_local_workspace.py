@@ -3,6 +3,7 @@ auth, listing semantics, validation, subdomains and project files."""
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import sys
@@ -198,27 +199,20 @@ async def test_start_delay_is_respected(local_workspace, cml_client):
     local_workspace.update_config(start_delay_s=0.4)
     script = write_app(local_workspace.project_dir, "serve")
     app = await cml_client.create_application(new_app("slow", "slow", script))
-    assert local_workspace.app_info(app.id)["pid"] is None
     await _wait_status(cml_client, app.id, "running")
     got = await cml_client.get_application(app.id)
     assert (got.running_at - got.starting_at).total_seconds() >= 0.4
 
 
-# -- API semantics (no processes: a zero CPU quota keeps every app queued) ----------------
-
-
-@pytest.fixture
-def idle(local_workspace):
-    local_workspace.update_config(quota_cpu=0)
-    return local_workspace
+# -- API semantics (idle_workspace: no app process starts) ------------------------------
 
 
 @pytest.mark.parametrize("header", [None, "Bearer wrong-key", "Basic abc"])
-async def test_requests_without_the_key_get_401(idle, header):
+async def test_requests_without_the_key_get_401(idle_workspace, header):
     headers = {"Authorization": header} if header else {}
-    async with httpx.AsyncClient(base_url=idle.url, headers=headers) as raw:
+    async with httpx.AsyncClient(base_url=idle_workspace.url, headers=headers) as raw:
         for method, path in [
-            ("GET", f"/api/v2/projects/{idle.project_id}/applications"),
+            ("GET", f"/api/v2/projects/{idle_workspace.project_id}/applications"),
             ("POST", "/api/v2/auth/validate_key"),
             ("GET", "/_local/stats"),
         ]:
@@ -227,13 +221,13 @@ async def test_requests_without_the_key_get_401(idle, header):
             body = response.json()
             assert body["code"] == 16 and body["message"] and body["details"] == []
             assert body["error"] == body["message"]
-            assert idle.api_key not in response.text
+            assert idle_workspace.api_key not in response.text
 
 
-async def test_pagination_across_pages(idle, workspace_http, cml_client):
+async def test_pagination_across_pages(idle_workspace, workspace_http, cml_client):
     for n in range(25):
         await cml_client.create_application(new_app(f"app-{n:02d}", f"app-{n:02d}", "x.py"))
-    path = f"/projects/{idle.project_id}/applications"
+    path = f"/projects/{idle_workspace.project_id}/applications"
     default = (await workspace_http.get(path)).json()
     assert len(default["applications"]) == 10 and default["next_page_token"]
 
@@ -259,7 +253,7 @@ async def test_pagination_across_pages(idle, workspace_http, cml_client):
     assert response.status_code == 400
 
 
-async def test_search_filter_and_sort(idle, workspace_http, cml_client):
+async def test_search_filter_and_sort(idle_workspace, workspace_http, cml_client):
     for name, sub in [("Ray-head", "rh"), ("ray-worker", "rw"), ("other", "ot")]:
         await cml_client.create_application(new_app(name, sub, "x.py", description=f"d-{sub}"))
     names = lambda apps: sorted(a.name for a in apps)  # noqa: E731
@@ -271,7 +265,7 @@ async def test_search_filter_and_sort(idle, workspace_http, cml_client):
     ]
     assert len(await cml_client.list_applications({"status": "starting"})) == 3
     assert await cml_client.list_applications({"status": "running"}) == []
-    assert names(await cml_client.list_applications({"creator.username": idle_user()})) == [
+    assert names(await cml_client.list_applications({"creator.username": getpass.getuser()})) == [
         "Ray-head",
         "other",
         "ray-worker",
@@ -281,7 +275,7 @@ async def test_search_filter_and_sort(idle, workspace_http, cml_client):
     ordered = await cml_client.list_applications(sort="+description")
     assert [a.subdomain for a in ordered] == ["ot", "rh", "rw"]
 
-    path = f"/projects/{idle.project_id}/applications"
+    path = f"/projects/{idle_workspace.project_id}/applications"
     for bad in ['{"name":', '["name"]', '{"nope": "x"}', '{"status": "Running"}', '"x"']:
         response = await workspace_http.get(path, params={"search_filter": bad})
         assert response.status_code == 400, bad
@@ -290,21 +284,15 @@ async def test_search_filter_and_sort(idle, workspace_http, cml_client):
     assert response.status_code == 400
 
 
-def idle_user() -> str:
-    import getpass
-
-    return getpass.getuser()
-
-
-async def test_subdomains_are_unique_across_the_workspace(idle, workspace_http):
-    path = f"/projects/{idle.project_id}/applications"
+async def test_subdomains_are_unique_across_the_workspace(idle_workspace, workspace_http):
+    path = f"/projects/{idle_workspace.project_id}/applications"
     first = await workspace_http.post(path, json=_body("one", "shared"))
     assert first.status_code == 200
     clash = await workspace_http.post(path, json=_body("two", "shared"))
     assert clash.status_code == 409 and clash.json()["code"] == 6
 
     other = (await workspace_http.post("/projects", json={"name": "other"})).json()
-    assert other["id"] != idle.project_id
+    assert other["id"] != idle_workspace.project_id
     across = await workspace_http.post(
         f"/projects/{other['id']}/applications", json=_body("three", "shared")
     )
@@ -325,8 +313,8 @@ async def test_subdomains_are_unique_across_the_workspace(idle, workspace_http):
     assert response.status_code == 409
 
 
-async def test_request_bodies_are_checked(idle, workspace_http):
-    path = f"/projects/{idle.project_id}/applications"
+async def test_request_bodies_are_checked(idle_workspace, workspace_http):
+    path = f"/projects/{idle_workspace.project_id}/applications"
     cases = {
         "unknown field": (_body("a", "a1", colour="red"), '"colour"'),
         "wrong type": (_body("a", "a2", cpu="lots"), '"cpu"'),
@@ -356,7 +344,7 @@ async def test_request_bodies_are_checked(idle, workspace_http):
     assert unknown_route.status_code == 404 and unknown_route.json()["code"] == 5
 
 
-async def test_projects(idle, workspace_http):
+async def test_projects(idle_workspace, workspace_http):
     listed = (await workspace_http.get("/projects")).json()["projects"]
     assert [p["name"] for p in listed] == ["raycai-local"]
     created = await workspace_http.post("/projects", json={"name": "second", "description": "x"})
@@ -368,20 +356,20 @@ async def test_projects(idle, workspace_http):
     assert patched.json()["description"] == "changed"
     filtered = await workspace_http.get("/projects", params={"search_filter": '{"name":"sec"}'})
     assert [p["id"] for p in filtered.json()["projects"]] == [project["id"]]
-    project_dir = idle.data_dir / "projects" / project["id"]
+    project_dir = idle_workspace.data_dir / "projects" / project["id"]
     assert project_dir.is_dir()
     assert (await workspace_http.delete(f"/projects/{project['id']}")).json() == {}
     assert (await workspace_http.get(f"/projects/{project['id']}")).status_code == 404
     await wait_for(lambda: not project_dir.exists())
 
 
-async def test_project_files(idle, workspace_http):
-    files = f"/projects/{idle.project_id}/files"
+async def test_project_files(idle_workspace, workspace_http):
+    files = f"/projects/{idle_workspace.project_id}/files"
     upload = await workspace_http.post(files, files={"dir/a.txt": ("a.txt", b"one")})
     assert upload.status_code == 200
     await workspace_http.post(files, files={"dir/a.txt": ("a.txt", b"two")})
-    assert (idle.project_dir / "dir" / "a.txt").read_bytes() == b"one"
-    assert (idle.project_dir / "dir" / "a(1).txt").read_bytes() == b"two"
+    assert (idle_workspace.project_dir / "dir" / "a.txt").read_bytes() == b"one"
+    assert (idle_workspace.project_dir / "dir" / "a(1).txt").read_bytes() == b"two"
 
     listed = (await workspace_http.get(f"{files}/dir")).json()["files"]
     assert listed == [
@@ -399,9 +387,9 @@ async def test_project_files(idle, workspace_http):
 
     escape = await workspace_http.post(files, files={"../escape.txt": ("x", b"x")})
     assert escape.status_code == 400
-    assert not (idle.project_dir.parent / "escape.txt").exists()
+    assert not (idle_workspace.project_dir.parent / "escape.txt").exists()
     # Encoded, so that the client does not resolve the dots itself.
     for method, path in [("GET", "%2E%2E%2F%2E%2E"), ("POST", "..%2F..%2Fstate.json:download")]:
         response = await workspace_http.request(method, f"{files}/{path}")
         assert response.status_code in (400, 404), path
-        assert idle.api_key not in response.text
+        assert idle_workspace.api_key not in response.text
