@@ -1,0 +1,181 @@
+"""A real Ray cluster on the local workspace, driven through the `raycai` CLI.
+
+up 1 head + 2 workers -> 3 ALIVE -> scale 3 -> 4 -> scale 1 -> 2 (removed apps and their
+processes gone) -> the head's pod dies -> the platform restarts it and the worker rejoins on
+its own -> down -> no apps and no Ray processes left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from raycai_core.cluster.layout import ClusterPaths
+from raycai_core.cluster.records import read_head_address, read_token
+from raycai_core.local import WorkspaceHandle
+from raycai_core.ray_dashboard import RayDashboardClient
+from tests.fixtures.workspace import RUNTIME, session_pids, wait_for
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(420)]
+
+RAY_PROCESS_NAMES = ("raylet", "gcs_server", "ray::", "ray start", "dashboard.py", "log_monitor")
+
+
+def raycai(handle: WorkspaceHandle, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("CML_", "CDSW_", "RAYCAI_"))
+    }
+    env.update(
+        CML_HOST=handle.url,
+        CML_API_KEY=handle.api_key,
+        CML_PROJECT_ID=handle.project_id,
+        RAYCAI_PROJECT_DIR=str(handle.project_dir),
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "raycai_core.cli.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"raycai {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def status_json(handle: WorkspaceHandle, name: str) -> dict:
+    return json.loads(raycai(handle, "status", name, "--json").stdout)
+
+
+def ray_processes() -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z" and any(name in cmdline for name in RAY_PROCESS_NAMES):
+            found.append(f"{entry.name}: {cmdline[:120]}")
+    return found
+
+
+async def alive_names(handle: WorkspaceHandle, name: str) -> set[str]:
+    paths = ClusterPaths(handle.project_dir, name)
+    head = read_head_address(paths)
+    if head is None:
+        return set()
+    async with RayDashboardClient(head.dashboard_url, token=read_token(paths)) as client:
+        try:
+            nodes = await client.nodes()
+        except Exception:
+            return set()
+    return {n.node_name for n in nodes if n.alive}
+
+
+async def test_up_scale_head_crash_and_down_with_real_ray(local_workspace: WorkspaceHandle) -> None:
+    handle = local_workspace
+    name = "demo"
+    up = raycai(
+        handle,
+        "up",
+        name,
+        "--workers",
+        "2",
+        "--cpu",
+        "1",
+        "--memory",
+        "1",
+        "--head-cpu",
+        "1",
+        "--head-memory",
+        "1",
+        "--runtime",
+        RUNTIME,
+        "--timeout",
+        "180",
+    )
+    assert "nodes joined Ray: 3/3" in up.stderr
+
+    status = status_json(handle, name)
+    assert status["ready"] and status["nodes_alive"] == 3
+    assert status["ray_dashboard_url"] and status["head_address"]
+    assert {n["ray_state"] for n in status["nodes"]} == {"ALIVE"}
+    assert {n["app_status"] for n in status["nodes"]} == {"running"}
+    # The Ray dashboard itself agrees, node names tying each Ray node to its app.
+    assert await alive_names(handle, name) == {
+        "raycai-demo-head",
+        "raycai-demo-worker-1",
+        "raycai-demo-worker-2",
+    }
+
+    raycai(handle, "scale", name, "3", "--wait")
+    assert status_json(handle, name)["workers_joined"] == 3
+    assert len(await alive_names(handle, name)) == 4
+
+    before = {n["node"]: n["app_id"] for n in status_json(handle, name)["nodes"]}
+    sessions = {node: handle.app_info(app_id)["pid"] for node, app_id in before.items()}
+    scaled = raycai(handle, "scale", name, "1")
+    removed = scaled.stdout.split("removed:", 1)[1].splitlines()[0].strip().split(", ")
+    assert sorted(removed) == ["worker-2", "worker-3"]  # idle workers, highest index first
+    listed = {a.environment.get("RAYCAI_NODE") for a in await _apps(handle)}
+    assert listed == {"head", "worker-1"}
+    for node in removed:
+        await wait_for(lambda node=node: not session_pids(sessions[node]), timeout=40)
+    await wait_for(lambda: _count_alive(handle, name, 2), timeout=30)
+
+    # The head's pod dies: kill its whole session, as a node failure would.
+    paths = ClusterPaths(handle.project_dir, name)
+    old = read_head_address(paths)
+    assert old is not None
+    head_session = handle.app_info(before["head"])["pid"]
+    os.killpg(head_session, signal.SIGKILL)
+    new = await wait_for(
+        lambda: (a := read_head_address(paths)) and a.incarnation != old.incarnation and a,
+        timeout=60,
+    )
+    assert new.ip != old.ip  # a restarted pod comes back with a new IP
+    published = time.time()
+    await wait_for(
+        lambda: _alive_is(handle, name, {"raycai-demo-head", "raycai-demo-worker-1"}),
+        timeout=30,
+        interval=0.5,
+    )
+    rejoin_s = time.time() - published
+    print(f"worker rejoined {rejoin_s:.1f} s after the new head published its address")
+    assert handle.app_info(before["head"])["restarts"] >= 1
+
+    down = raycai(handle, "down", name, "--yes")
+    assert "deleted 2 application(s)" in down.stdout
+    assert await _apps(handle) == []
+    await wait_for(lambda: not ray_processes(), timeout=60)
+    assert not paths.cluster_json.exists() and not paths.auth_token.exists()
+    assert paths.node_log("head").exists()  # launcher logs outlive the cluster
+    again = raycai(handle, "down", name, "--yes")
+    assert "nothing left to delete" in again.stdout
+
+
+async def _apps(handle: WorkspaceHandle) -> list:
+    from raycai_core.cml.client import CMLClient
+
+    async with CMLClient(handle.credentials()) as cml:
+        return await cml.list_applications({"name": "raycai-"})
+
+
+async def _count_alive(handle: WorkspaceHandle, name: str, count: int) -> bool:
+    return len(await alive_names(handle, name)) == count
+
+
+async def _alive_is(handle: WorkspaceHandle, name: str, expected: set[str]) -> bool:
+    return await alive_names(handle, name) == expected
