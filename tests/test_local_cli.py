@@ -176,3 +176,19 @@ def test_start_after_a_crash_kills_leftovers_and_restarts_apps(data_dir):
     api = Api(data_dir)
     assert api.running_pid(app_id) != old_pid
     api.close()
+
+
+def test_start_reports_a_server_that_cannot_start(data_dir):
+    data_dir.mkdir(parents=True)
+    (data_dir / "state.json").write_text("{ not json")
+    # The data dir may come from RAYCAI_LOCAL_DIR instead of --data-dir.
+    result = subprocess.run(
+        [*RAYCAI, "local", "start", "--timeout", "20"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**_env(), "RAYCAI_LOCAL_DIR": str(data_dir)},
+    )
+    assert result.returncode == 1
+    assert "exited at start" in result.stderr and "state.json" in result.stderr
+    assert _servers(data_dir) == []
