@@ -235,7 +235,6 @@ class Supervisor:
                 self.store.save_soon()
             rt.phase = "stopping"
         if rt.proc is not None:
-            assert rt.proc is not None
             await stop_process(rt.proc, self._config().stop_grace_s)
         self._release(rt)
         rt.phase = "stopped"
