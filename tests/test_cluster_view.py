@@ -1,0 +1,162 @@
+"""Merging apps, launcher records and Ray nodes into one view; choosing workers to remove."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+from raycai_core.cluster.apps import as_cluster_app, group_by_cluster
+from raycai_core.cluster.desired import Desired
+from raycai_core.cluster.lifecycle import _missing_nodes, removal_order
+from raycai_core.cluster.records import NodeRecord
+from raycai_core.cluster.view import RayNodeInfo, merge_cluster
+from raycai_core.cml.models import Application
+from raycai_core.naming import app_environment, app_name
+from raycai_core.spec import spec_from_flags
+
+NOW = datetime.now(tz=timezone.utc)
+
+
+def app(cluster: str, node: str, status: str = "APPLICATION_RUNNING") -> Application:
+    import json
+
+    return Application.model_validate(
+        {
+            "id": f"id-{cluster}-{node}",
+            "name": app_name(cluster, node),
+            "status": status,
+            "environment": json.dumps(app_environment(cluster, node)),
+            "created_at": NOW.isoformat(),
+            "running_at": NOW.isoformat(),
+            "cpu": 2,
+            "memory": 4,
+        }
+    )
+
+
+def ray(
+    cluster: str, node: str, state: str = "ALIVE", used_cpu: float = 0.0, start: float = 1.0
+) -> RayNodeInfo:
+    return RayNodeInfo(
+        node_id=f"ray-{node}-{start}",
+        node_name=app_name(cluster, node),
+        state=state,
+        cpu=(used_cpu, 2.0),
+        memory=(0.0, 4e9),
+        start_time=start,
+    )
+
+
+def record(node: str, phase: str, error: str | None = None) -> NodeRecord:
+    return NodeRecord(node=node, role="worker", phase=phase, error=error, updated_at=time.time())
+
+
+def desired(count: int) -> Desired:
+    spec = spec_from_flags(name="demo", runtime="rt", workers=count)
+    return Desired(spec=spec)
+
+
+def test_apps_are_grouped_by_their_environment_not_their_name() -> None:
+    apps = [
+        app("demo", "head"),
+        app("demo", "worker-1"),
+        app("demo-worker-1", "head"),  # a cluster whose name looks like a node of another
+        Application.model_validate({"id": "x", "name": "raycai-stray", "environment": "{}"}),
+        Application.model_validate({"id": "y", "name": "other-app"}),
+    ]
+    grouped = group_by_cluster(apps)
+    assert sorted(grouped) == ["demo", "demo-worker-1"]
+    assert [m.node for m in grouped["demo"]] == ["head", "worker-1"]
+    assert as_cluster_app(apps[3]) is None
+
+
+def test_view_joins_each_app_to_its_live_ray_node_and_counts() -> None:
+    members = group_by_cluster(
+        [
+            app("demo", "head"),
+            app("demo", "worker-1"),
+            app("demo", "worker-2", "APPLICATION_STARTING"),
+        ]
+    )["demo"]
+    nodes = [
+        ray("demo", "head"),
+        ray("demo", "worker-1", state="DEAD", start=1.0),  # before a rejoin
+        ray("demo", "worker-1", used_cpu=1.0, start=2.0),
+    ]
+    view = merge_cluster(
+        "demo",
+        desired(2),
+        members,
+        {"worker-2": record("worker-2", "waiting-for-head")},
+        None,
+        nodes,
+    )
+    assert view.row("worker-1").ray.start_time == 2.0
+    assert view.workers_joined == 1 and view.workers_running == 1
+    assert view.nodes_alive == 2 and view.nodes_dead == 1
+    assert not view.ready
+    assert view.totals.cpu == (1.0, 4.0)
+    assert "waiting for the head" in (view.row("worker-2").not_ready_reason or "")
+
+
+def test_ready_only_when_every_desired_node_joined_ray() -> None:
+    members = group_by_cluster([app("demo", "head"), app("demo", "worker-1")])["demo"]
+    joined = merge_cluster(
+        "demo", desired(1), members, {}, None, [ray("demo", "head"), ray("demo", "worker-1")]
+    )
+    assert joined.ready
+    short = merge_cluster(
+        "demo", desired(2), members, {}, None, [ray("demo", "head"), ray("demo", "worker-1")]
+    )
+    assert not short.ready  # the second desired worker does not exist yet
+    running_not_joined = merge_cluster("demo", desired(1), members, {}, None, [ray("demo", "head")])
+    assert not running_not_joined.ready
+
+
+def test_not_ready_reasons_say_why() -> None:
+    members = group_by_cluster(
+        [
+            app("demo", "head"),
+            app("demo", "worker-1", "APPLICATION_STARTING"),
+            app("demo", "worker-2", "APPLICATION_FAILED"),
+            app("demo", "worker-3"),
+        ]
+    )["demo"]
+    records = {
+        "worker-2": record("worker-2", "failed", "Ray 2.59.0 found, the cluster needs 2.60.0"),
+        "worker-3": record("worker-3", "starting-ray"),
+    }
+    view = merge_cluster("demo", desired(3), members, records, None, [ray("demo", "head")])
+    assert "quota or scheduling" in view.row("worker-1").not_ready_reason
+    assert "needs 2.60.0" in view.row("worker-2").not_ready_reason
+    assert "starting ray" in view.row("worker-3").not_ready_reason
+    assert view.row("head").not_ready_reason is None
+
+
+def test_removal_prefers_failed_then_unjoined_then_idle_then_highest_index() -> None:
+    members = group_by_cluster(
+        [
+            app("demo", "head"),
+            app("demo", "worker-1"),
+            app("demo", "worker-2"),
+            app("demo", "worker-3"),
+            app("demo", "worker-4", "APPLICATION_FAILED"),
+            app("demo", "worker-5"),
+        ]
+    )["demo"]
+    nodes = [
+        ray("demo", "head"),
+        ray("demo", "worker-1", used_cpu=2.0),  # busy
+        ray("demo", "worker-2"),  # idle
+        ray("demo", "worker-3"),  # idle
+        # worker-5 runs but has not joined
+    ]
+    view = merge_cluster("demo", desired(5), members, {}, None, nodes)
+    order = [row.node for row in removal_order(view.worker_rows)]
+    assert order == ["worker-4", "worker-5", "worker-3", "worker-2", "worker-1"]
+
+
+def test_missing_nodes_fill_the_lowest_free_indexes() -> None:
+    assert _missing_nodes({}, 3) == ["worker-1", "worker-2", "worker-3"]
+    assert _missing_nodes({"worker-2": 1, "worker-5": 1}, 4) == ["worker-1", "worker-3"]
+    assert _missing_nodes({"worker-1": 1, "worker-2": 1}, 1) == []
