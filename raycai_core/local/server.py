@@ -7,6 +7,7 @@ import hmac
 import logging
 import math
 import re
+from collections.abc import Awaitable, Callable
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,14 @@ from aiohttp import web
 from raycai_core.local import bodies, files, listing
 from raycai_core.local.errors import ApiError, bad_request, error_response, not_found
 from raycai_core.local.faults import FaultConfig, Handler
-from raycai_core.local.state import AppRecord, ProjectRecord, new_id, new_subdomain, now_rfc3339
+from raycai_core.local.state import (
+    AppRecord,
+    ProjectRecord,
+    WorkspaceState,
+    new_id,
+    new_subdomain,
+    now_rfc3339,
+)
 
 if TYPE_CHECKING:
     from raycai_core.local.workspace import LocalWorkspace
@@ -80,7 +88,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(500, "internal error")
 
 
-def _auth(ws: LocalWorkspace):  # type: ignore[no-untyped-def]
+def _auth(ws: LocalWorkspace) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
     @web.middleware
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
@@ -118,7 +126,7 @@ class Api:
         self.ws = ws
 
     @property
-    def state(self):  # type: ignore[no-untyped-def]
+    def state(self) -> WorkspaceState:
         return self.ws.store.state
 
     def _save(self) -> None:

@@ -114,9 +114,7 @@ class LocalWorkspace:
                 raise
             site = web.TCPSite(self._runner, self.config.host, 0)  # the last port is taken
             await site.start()
-        server = site._server
-        assert server is not None and server.sockets  # type: ignore[attr-defined]
-        return int(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
+        return int(self._runner.addresses[0][1])
 
     async def _kill_leftovers(self) -> None:
         """Processes left running by a previous run that ended without stopping them."""
