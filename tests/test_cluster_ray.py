@@ -7,13 +7,9 @@ its own -> down -> no apps and no Ray processes left.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -22,53 +18,9 @@ from raycai_core.cluster.records import read_head_address, read_token
 from raycai_core.local import WorkspaceHandle
 from raycai_core.ray_dashboard import RayDashboardClient
 from tests.fixtures.workspace import RUNTIME, session_pids, wait_for
+from tests.helpers import cluster_apps, ray_processes, raycai, status_json
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(420)]
-
-RAY_PROCESS_NAMES = ("raylet", "gcs_server", "ray::", "ray start", "dashboard.py", "log_monitor")
-
-
-def raycai(handle: WorkspaceHandle, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("CML_", "CDSW_", "RAYCAI_"))
-    }
-    env.update(
-        CML_HOST=handle.url,
-        CML_API_KEY=handle.api_key,
-        CML_PROJECT_ID=handle.project_id,
-        RAYCAI_PROJECT_DIR=str(handle.project_dir),
-    )
-    result = subprocess.run(
-        [sys.executable, "-m", "raycai_core.cli.main", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"raycai {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def status_json(handle: WorkspaceHandle, name: str) -> dict:
-    return json.loads(raycai(handle, "status", name, "--json").stdout)
-
-
-def ray_processes() -> list[str]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if state != "Z" and any(name in cmdline for name in RAY_PROCESS_NAMES):
-            found.append(f"{entry.name}: {cmdline[:120]}")
-    return found
 
 
 async def alive_names(handle: WorkspaceHandle, name: str) -> set[str]:
@@ -129,7 +81,7 @@ async def test_up_scale_head_crash_and_down_with_real_ray(local_workspace: Works
     scaled = raycai(handle, "scale", name, "1")
     removed = scaled.stdout.split("removed:", 1)[1].splitlines()[0].strip().split(", ")
     assert sorted(removed) == ["worker-2", "worker-3"]  # idle workers, highest index first
-    listed = {a.environment.get("RAYCAI_NODE") for a in await _apps(handle)}
+    listed = {a.environment.get("RAYCAI_NODE") for a in await cluster_apps(handle)}
     assert listed == {"head", "worker-1"}
     for node in removed:
         await wait_for(lambda node=node: not session_pids(sessions[node]), timeout=40)
@@ -158,19 +110,12 @@ async def test_up_scale_head_crash_and_down_with_real_ray(local_workspace: Works
 
     down = raycai(handle, "down", name, "--yes")
     assert "deleted 2 application(s)" in down.stdout
-    assert await _apps(handle) == []
+    assert await cluster_apps(handle) == []
     await wait_for(lambda: not ray_processes(), timeout=60)
     assert not paths.cluster_json.exists() and not paths.auth_token.exists()
     assert paths.node_log("head").exists()  # launcher logs outlive the cluster
     again = raycai(handle, "down", name, "--yes")
     assert "nothing left to delete" in again.stdout
-
-
-async def _apps(handle: WorkspaceHandle) -> list:
-    from raycai_core.cml.client import CMLClient
-
-    async with CMLClient(handle.credentials()) as cml:
-        return await cml.list_applications({"name": "raycai-"})
 
 
 async def _count_alive(handle: WorkspaceHandle, name: str, count: int) -> bool:

@@ -42,8 +42,6 @@ async def fetch_ray_nodes(client: RayDashboardClient) -> list[RayNodeInfo]:
     if isinstance(nodes_result, BaseException):
         raise nodes_result
     usage = usage_result if isinstance(usage_result, ClusterUsage) else None
-    if isinstance(usage_result, BaseException) and not isinstance(
-        usage_result, RayDashboardError
-    ):
+    if isinstance(usage_result, BaseException) and not isinstance(usage_result, RayDashboardError):
         raise usage_result
     return combine(nodes_result, usage)

@@ -1,0 +1,88 @@
+"""Helpers shared by the integration tests: run the CLI, scan /proc, list apps."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from raycai_core.cml.client import CMLClient
+from raycai_core.cml.models import Application
+from raycai_core.local import WorkspaceHandle
+
+RAY_PROCESS_MARKERS = ("raylet", "gcs_server", "ray::", "ray start", "dashboard.py", "log_monitor")
+
+
+def cli_env(handle: WorkspaceHandle) -> dict[str, str]:
+    """The environment a user gets from `eval "$(raycai local env)"` for this workspace."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("CML_", "CDSW_", "RAYCAI_"))
+    }
+    env.update(
+        CML_HOST=handle.url,
+        CML_API_KEY=handle.api_key,
+        CML_PROJECT_ID=handle.project_id,
+        RAYCAI_PROJECT_DIR=str(handle.project_dir),
+    )
+    return env
+
+
+def raycai_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "raycai_core.cli.main", *args]
+
+
+def raycai(
+    handle: WorkspaceHandle, *args: str, check: bool = True, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        raycai_argv(*args),
+        env=cli_env(handle),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"raycai {' '.join(args)} failed ({result.returncode}):\n"
+            f"{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
+def status_json(handle: WorkspaceHandle, name: str) -> dict[str, Any]:
+    return json.loads(raycai(handle, "status", name, "--json").stdout)
+
+
+def ray_processes() -> list[str]:
+    """Live Ray processes visible here (the test's own PID namespace)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z" and any(marker in cmdline for marker in RAY_PROCESS_MARKERS):
+            found.append(f"{entry.name}: {cmdline[:120]}")
+    return found
+
+
+async def cluster_apps(handle: WorkspaceHandle) -> list[Application]:
+    """Every raycai application, read without injected faults' retries getting in the way."""
+    async with CMLClient(handle.credentials()) as cml:
+        return await cml.list_applications({"name": "raycai-"})
+
+
+def nodes_of(apps: list[Application], cluster: str) -> list[str]:
+    return sorted(
+        a.environment.get("RAYCAI_NODE", "?")
+        for a in apps
+        if a.environment.get("RAYCAI_CLUSTER") == cluster
+    )

@@ -1,0 +1,134 @@
+"""Faults at the API (R1) and interrupted commands (R4), with real Ray on the local workspace.
+
+Each check ends by counting applications per node: a duplicate or an orphan fails the test.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from collections import Counter
+
+import pytest
+
+from raycai_core.local import WorkspaceHandle
+from tests.fixtures.workspace import RUNTIME, wait_for
+from tests.helpers import (
+    cli_env,
+    cluster_apps,
+    nodes_of,
+    ray_processes,
+    raycai,
+    raycai_argv,
+    status_json,
+)
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(600)]
+
+SIZES = (
+    "--cpu",
+    "1",
+    "--memory",
+    "1",
+    "--head-cpu",
+    "1",
+    "--head-memory",
+    "1",
+    "--runtime",
+    RUNTIME,
+    "--timeout",
+    "240",
+)
+
+
+async def assert_nodes(handle: WorkspaceHandle, name: str, expected: list[str]) -> None:
+    apps = await cluster_apps(handle)
+    nodes = nodes_of(apps, name)
+    duplicates = [node for node, n in Counter(nodes).items() if n > 1]
+    assert not duplicates, f"duplicate applications for {duplicates}"
+    assert nodes == sorted(expected), nodes
+    assert len({a.subdomain for a in apps}) == len(apps)
+
+
+def run_until(handle: WorkspaceHandle, marker: str, *args: str) -> str:
+    """Start `raycai *args`, SIGKILL it once a stderr line contains `marker`; its output."""
+    process = subprocess.Popen(
+        raycai_argv(*args),
+        env=cli_env(handle),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    seen = []
+    assert process.stderr is not None
+    for line in process.stderr:
+        seen.append(line)
+        if marker in line:
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=30)
+    output = "".join(seen)
+    assert marker in output, f"never saw {marker!r}:\n{output}"
+    return output
+
+
+async def test_up_scale_down_complete_under_api_faults(local_workspace: WorkspaceHandle) -> None:
+    """R1: 20% of API requests fail (429/500/503, dropped, lost responses) plus latency."""
+    handle = local_workspace
+    handle.set_faults(
+        latency_s=0.02,
+        jitter_s=0.05,
+        seed=7,
+        drop_rate=0.03,
+        lost_response_rate=0.02,
+        error_rates={429: 0.05, 500: 0.05, 503: 0.05},
+    )
+    name = "faulty"
+    raycai(handle, "up", name, "--workers", "2", *SIZES)
+    await assert_nodes(handle, name, ["head", "worker-1", "worker-2"])
+    raycai(handle, "scale", name, "3", "--wait")
+    await assert_nodes(handle, name, ["head", "worker-1", "worker-2", "worker-3"])
+    assert status_json(handle, name)["workers_joined"] == 3
+    raycai(handle, "scale", name, "1")
+    await assert_nodes(handle, name, ["head", "worker-1"])
+    stats = handle.stats()
+    raycai(handle, "down", name, "--yes")
+    await assert_nodes(handle, name, [])
+    injected = {k: v for k, v in stats["injected"].items() if k != "latency"}
+    print(f"API requests until scale 1: {stats['total']}, injected faults: {injected}")
+    assert sum(injected.values()) >= 0.1 * stats["total"]  # the faults really happened
+    handle.set_faults()
+    await wait_for(lambda: not ray_processes(), timeout=60)
+
+
+async def test_interrupted_up_scale_and_down_converge_when_rerun(
+    local_workspace: WorkspaceHandle,
+) -> None:
+    """R4: SIGKILL the CLI at several points; rerunning converges with no duplicates."""
+    handle = local_workspace
+    name = "interrupted"
+    up = ("up", name, "--workers", "3", *SIZES)
+
+    run_until(handle, "head application raycai-interrupted-head created", *up)
+    await assert_nodes(handle, name, ["head"])
+
+    run_until(handle, "creating 3 worker application(s)", *up)
+    run_until(handle, "nodes joined Ray", *up)
+    raycai(handle, *up)
+    await assert_nodes(handle, name, ["head", "worker-1", "worker-2", "worker-3"])
+    assert status_json(handle, name)["ready"]
+
+    run_until(handle, "adding 2 worker(s)", "scale", name, "5")
+    raycai(handle, "scale", name, "5")
+    await assert_nodes(handle, name, ["head"] + [f"worker-{k}" for k in range(1, 6)])
+
+    run_until(handle, "removing", "scale", name, "1")
+    raycai(handle, "scale", name, "1")
+    await assert_nodes(handle, name, ["head", "worker-1"])
+
+    run_until(handle, "deleting 2 application(s)", "down", name, "--yes")
+    blocked = raycai(handle, *up, check=False)
+    assert blocked.returncode != 0 and "being deleted" in blocked.stderr
+    raycai(handle, "down", name, "--yes")
+    await assert_nodes(handle, name, [])
+    await wait_for(lambda: not ray_processes(), timeout=60)
