@@ -1,0 +1,107 @@
+"""The `raycai` CLI: light start-up, help everywhere, and bad input refused creating nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from raycai_core.cli.main import COMMANDS
+from raycai_core.local import WorkspaceHandle
+from tests.fixtures.workspace import RUNTIME
+from tests.helpers import cluster_apps, raycai
+
+HEAVY = ("textual", "ray", "httpx", "pydantic", "aiohttp")
+
+
+def loaded_modules(code: str) -> set[str]:
+    probe = f"{code}\nimport sys, json\nprint(json.dumps(sorted(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    return {name.split(".")[0] for name in json.loads(result.stdout.splitlines()[-1])}
+
+
+def test_importing_the_core_and_starting_the_cli_load_neither_textual_nor_ray() -> None:
+    core = loaded_modules("import raycai_core")
+    assert not core & set(HEAVY)
+    cli = loaded_modules(
+        "import sys\nfrom raycai_core.cli.main import cli\n"
+        "try:\n    cli.main(['--help'], prog_name='raycai')\nexcept SystemExit:\n    pass"
+    )
+    assert "textual" not in cli and "ray" not in cli
+    assert not cli & set(HEAVY), "raycai --help should import click only"
+    lifecycle = loaded_modules("import raycai_core.cluster.lifecycle, raycai_core.cli.cluster_cmds")
+    assert "textual" not in lifecycle and "ray" not in lifecycle
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_command_has_help(command: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "raycai_core.cli.main", command, "--help"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Usage: raycai" in result.stdout
+
+
+BAD_INVOCATIONS = [
+    (["up", "Bad/Name", "--runtime", RUNTIME], "lower-case letters"),
+    (["up", "a" * 200, "--runtime", RUNTIME], "at most 32 characters"),
+    (["up", "demo", "--runtime", RUNTIME, "--workers", "-1"], "count must be at least 0"),
+    (["up", "demo", "--runtime", RUNTIME, "--cpu", "nan"], "finite"),
+    (["up", "demo", "--runtime", RUNTIME, "--cpu", "0"], "more than 0"),
+    (["up", "demo", "--runtime", RUNTIME, "--memory", "1e30"], "at most 4096"),
+    (["up", "demo", "--runtime", RUNTIME, "--gpu", "0.5"], "'0.5' is not a valid integer"),
+    (["up", "demo", "--runtime", RUNTIME, "--env", "NOEQUALS"], "is not KEY=VALUE"),
+    (["up", "demo", "--runtime", RUNTIME, "--env", "PATH=/evil"], "set by raycai or CML"),
+    (["up", "demo"], "runtime_identifier is required"),
+    (["up", "demo", "--runtime", RUNTIME, "--ray-version", "2.60.0;id"], "look like 2.60.0"),
+    (["up", "--runtime", RUNTIME], "give the cluster a NAME"),
+    (["up", "demo", "--file", "/nonexistent/spec.toml"], "does not exist"),
+    (["up", "demo", "--workers", "two"], "'two' is not a valid integer"),
+    (["up", "demo", "--bogus"], "No such option"),
+    (["scale", "nothere", "2"], "no cluster named 'nothere'"),
+    (["scale", "demo", "x"], "'x' is not a valid integer"),
+    (["status", "nothere"], "no cluster named 'nothere'"),
+    (["logs", "nothere", "head"], "no launcher log"),
+]
+
+
+@pytest.mark.parametrize(("args", "expected"), BAD_INVOCATIONS)
+async def test_bad_cli_input_gets_a_specific_message_and_creates_nothing(
+    idle_workspace: WorkspaceHandle, args: list[str], expected: str
+) -> None:
+    result = raycai(idle_workspace, *args, check=False, timeout=60)
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    assert expected in result.stdout + result.stderr
+    assert await cluster_apps(idle_workspace) == []
+    assert not (Path(idle_workspace.project_dir) / ".raycai" / "clusters").exists() or not any(
+        (Path(idle_workspace.project_dir) / ".raycai" / "clusters").iterdir()
+    )
+
+
+async def test_bad_spec_file_is_refused_before_anything_is_written(
+    idle_workspace: WorkspaceHandle, tmp_path: Path
+) -> None:
+    spec = tmp_path / "cluster.toml"
+    spec.write_text(
+        'name = "demo"\n[head]\ncpu = "lots"\nruntime_identifier = "x"\n'
+        "[workers]\ncount = -3\nsurprise = 1\n"
+    )
+    result = raycai(idle_workspace, "up", "--file", str(spec), check=False)
+    assert result.returncode == 2
+    for expected in ("head.cpu", "workers.count", "unknown setting 'surprise' in [workers]"):
+        assert expected in result.stderr
+    assert await cluster_apps(idle_workspace) == []
+    assert not (Path(idle_workspace.project_dir) / ".raycai").exists()
+
+
+def test_runtimes_are_listed(idle_workspace: WorkspaceHandle) -> None:
+    result = raycai(idle_workspace, "runtimes", "--json")
+    identifiers = [r["image_identifier"] for r in json.loads(result.stdout)]
+    assert RUNTIME in identifiers
