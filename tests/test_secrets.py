@@ -1,0 +1,196 @@
+"""R6: the API key and the Ray token never leak, and the files that hold them are 0600.
+
+A full run (up, status, logs, scale, down) on real Ray; then every artifact is searched:
+command output, every file under the project and the workspace's data directory (the two
+files that must hold a secret excepted, and checked for 0600), Ray's own session logs, and
+the argv and environment of every process seen during the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import stat
+import threading
+from pathlib import Path
+
+import pytest
+
+from raycai_core.cluster.layout import ClusterPaths
+from raycai_core.cluster.records import read_token
+from raycai_core.cml.client import CMLClient
+from raycai_core.cml.errors import CMLAuthError
+from raycai_core.credentials import Credentials, Secret
+from raycai_core.local import WorkspaceHandle
+from raycai_core.ray_dashboard import RayDashboardAuthError, RayDashboardClient
+from tests.fixtures.workspace import RUNTIME, wait_for
+from tests.helpers import ray_processes, raycai
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
+
+
+class ProcessWatcher:
+    """Collects the argv and environment of every process alive during the run."""
+
+    def __init__(self) -> None:
+        self.seen: dict[int, bytes] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> ProcessWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for entry in Path("/proc").iterdir():
+                if entry.name.isdigit():
+                    try:
+                        data = (
+                            (entry / "cmdline").read_bytes()
+                            + b"\n"
+                            + (entry / "environ").read_bytes()
+                        )
+                    except OSError:
+                        continue
+                    self.seen[int(entry.name)] = self.seen.get(int(entry.name), b"") + data
+            self._stop.wait(0.2)
+
+
+def files_under(*roots: Path) -> list[Path]:
+    return [p for root in roots if root.exists() for p in root.rglob("*") if p.is_file()]
+
+
+def ray_session_dirs() -> list[Path]:
+    return [p for p in Path("/tmp").glob("rc-*") if p.is_dir()]
+
+
+async def test_no_secret_in_any_artifact_of_a_full_run(local_workspace: WorkspaceHandle) -> None:
+    handle = local_workspace
+    key = handle.api_key
+    name = "secretive"
+    paths = ClusterPaths(handle.project_dir, name)
+    outputs: list[str] = []
+    with ProcessWatcher() as watcher:
+        for args in (
+            (
+                "up",
+                name,
+                "--workers",
+                "1",
+                "--cpu",
+                "1",
+                "--memory",
+                "1",
+                "--head-cpu",
+                "1",
+                "--head-memory",
+                "1",
+                "--runtime",
+                RUNTIME,
+                "--timeout",
+                "180",
+            ),
+            ("status", name),
+            ("status", name, "--json"),
+            ("list",),
+            ("logs", name, "head", "-n", "500"),
+            ("logs", name, "worker-1", "--ray", "raylet.out", "-n", "50"),
+            ("scale", name, "2", "--wait"),
+        ):
+            result = raycai(handle, *args)
+            outputs += [result.stdout, result.stderr]
+        token = read_token(paths)
+        assert token is not None
+        secret_files = {paths.auth_token}
+        artifacts = files_under(handle.project_dir, handle.data_dir) + [
+            f for d in ray_session_dirs() for f in d.rglob("*") if f.is_file()
+        ]
+        contents = {f: f.read_bytes() for f in artifacts if f.stat().st_size < 50_000_000}
+        modes = {f: stat.S_IMODE(f.stat().st_mode) for f in contents}
+        result = raycai(handle, "down", name, "--yes")
+        outputs += [result.stdout, result.stderr]
+        await wait_for(lambda: not ray_processes(), timeout=60)
+
+    token_value = token.reveal().encode()
+    key_value = key.encode()
+    assert len(token_value) >= 32 and len(key_value) >= 16
+    for text in outputs:
+        assert token.reveal() not in text and key not in text
+    # The token file and the workspace's own records hold secrets: 0600 and nowhere else.
+    holders = {f for f, data in contents.items() if token_value in data or key_value in data}
+    workspace_records = {f for f in holders if f.parent == handle.data_dir}
+    assert paths.auth_token in holders  # the search does find a secret where one is
+    assert holders - workspace_records <= secret_files, sorted(map(str, holders))
+    for file in holders:
+        assert modes[file] == 0o600, file
+    scripts = [paths.script("head"), paths.script("worker"), paths.launcher_json]
+    assert all(f in contents and token_value not in contents[f] for f in scripts)
+    # Processes: the token never in argv or any environment; the key only in the
+    # environment of the CLI processes this test started (CML_API_KEY, as a user would).
+    for pid, data in watcher.seen.items():
+        assert token_value not in data, f"token visible in /proc/{pid}"
+        cmdline = data.split(b"\n", 1)[0]
+        assert key_value not in cmdline, f"API key in the argv of {pid}"
+
+
+async def test_exceptions_and_reprs_never_show_secrets(local_workspace: WorkspaceHandle) -> None:
+    wrong = "wrong-key-" + "x" * 30
+    creds = Credentials(
+        host=local_workspace.url, api_key=Secret(wrong), project_id=local_workspace.project_id
+    )
+    async with CMLClient(creds) as cml:
+        with pytest.raises(CMLAuthError) as caught:
+            await cml.list_applications()
+    for text in (str(caught.value), repr(caught.value), repr(creds), repr(cml), f"{creds}"):
+        assert wrong not in text
+    assert "API key was refused" in str(caught.value)
+
+    token = Secret("t" * 64)
+    client = RayDashboardClient("http://127.0.0.9:9", token=token)
+    assert token.reveal() not in repr(client)
+    await client.aclose()
+    assert token.reveal() not in f"{token} {token!r} {[token]}"
+
+
+async def test_dashboard_refuses_calls_without_the_token(local_workspace: WorkspaceHandle) -> None:
+    """R7 at the cluster level: the cluster's dashboard needs its token."""
+    handle = local_workspace
+    name = "guarded"
+    raycai(
+        handle,
+        "up",
+        name,
+        "--workers",
+        "0",
+        "--cpu",
+        "1",
+        "--memory",
+        "1",
+        "--head-cpu",
+        "1",
+        "--head-memory",
+        "1",
+        "--runtime",
+        RUNTIME,
+        "--timeout",
+        "120",
+    )
+    paths = ClusterPaths(handle.project_dir, name)
+    from raycai_core.cluster.records import read_head_address
+
+    head = read_head_address(paths)
+    assert head is not None
+    for bad in (None, Secret("not-the-token")):
+        async with RayDashboardClient(head.dashboard_url, token=bad) as client:
+            with pytest.raises(RayDashboardAuthError):
+                await client.nodes()
+    async with RayDashboardClient(head.dashboard_url, token=read_token(paths)) as client:
+        assert len(await client.nodes()) == 1
+        assert await client.auth_mode() == "token"
+    raycai(handle, "down", name, "--yes")
+    await asyncio.sleep(0)
+    await wait_for(lambda: not ray_processes(), timeout=60)
