@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,20 @@ def cml_spec() -> dict:
     if not SPEC_PATH.is_file():
         pytest.skip(f"the CML API spec is not at {SPEC_PATH} (set RAYCAI_CML_SPEC to its path)")
     return json.loads(SPEC_PATH.read_text())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_ray_temp_dirs() -> Iterator[None]:
+    """Ray's per-node temp dirs (/tmp/rc-*) made by this session's clusters go at the end."""
+    import shutil
+    import tempfile
+    import time
+
+    started = time.time()
+    yield
+    for path in Path(tempfile.gettempdir()).glob("rc-*"):
+        try:
+            if path.is_dir() and path.stat().st_ctime >= started - 1:
+                shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            pass
