@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,18 +47,25 @@ def cml_spec() -> dict:
     return json.loads(SPEC_PATH.read_text())
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _remove_ray_temp_dirs() -> Iterator[None]:
-    """Ray's per-node temp dirs (/tmp/rc-*) made by this session's clusters go at the end."""
-    import shutil
+def pytest_configure(config: pytest.Config) -> None:
+    """Give this test session its own short TMPDIR (apps, launchers and Ray inherit it), so
+    the Ray temp dirs the tests make never mix with a user's and all go at the end."""
     import tempfile
-    import time
 
-    started = time.time()
-    yield
-    for path in Path(tempfile.gettempdir()).glob("rc-*"):
-        try:
-            if path.is_dir() and path.stat().st_ctime >= started - 1:
-                shutil.rmtree(path, ignore_errors=True)
-        except OSError:
-            pass
+    if os.environ.get("RAYCAI_TEST_TMPDIR"):
+        return
+    root = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp"))
+    os.environ["RAYCAI_TEST_TMPDIR"] = os.environ["TMPDIR"] = str(root)
+    tempfile.tempdir = None
+    config.stash[_TMP_KEY] = root
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    import shutil
+
+    root = config.stash.get(_TMP_KEY, None)
+    if root is not None:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+_TMP_KEY = pytest.StashKey[Path]()
