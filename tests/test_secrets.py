@@ -9,8 +9,14 @@ the argv and environment of every process seen during the run.
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import signal
 import stat
+import subprocess
+import tempfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -156,8 +162,11 @@ async def test_exceptions_and_reprs_never_show_secrets(local_workspace: Workspac
     assert token.reveal() not in f"{token} {token!r} {[token]}"
 
 
-async def test_dashboard_refuses_calls_without_the_token(local_workspace: WorkspaceHandle) -> None:
-    """R7 at the cluster level: the cluster's dashboard needs its token."""
+async def test_dashboard_and_workers_are_refused_without_the_token(
+    local_workspace: WorkspaceHandle,
+) -> None:
+    """R7 at the cluster level: the dashboard and joining the cluster need its token."""
+    tmp = Path(tempfile.mkdtemp(prefix="in-"))
     handle = local_workspace
     name = "guarded"
     raycai(
@@ -191,6 +200,72 @@ async def test_dashboard_refuses_calls_without_the_token(local_workspace: Worksp
     async with RayDashboardClient(head.dashboard_url, token=read_token(paths)) as client:
         assert len(await client.nodes()) == 1
         assert await client.auth_mode() == "token"
+    # Workers without the token, or with another, are refused by the head...
+    tokens = {"none": None, "wrong": "0" * 64}
+    intruders = [
+        _intruder(tmp, head.gcs_address, label, token, k)
+        for k, (label, token) in enumerate(tokens.items(), start=5)
+    ]
+    outputs = await asyncio.gather(*(asyncio.to_thread(_refusal, p) for p in intruders))
+    for output in outputs:
+        assert "InvalidAuthToken" in output or "missing or incorrect" in output, output[-2000:]
+    # ...and a raycai worker, which holds it, joins.
+    raycai(handle, "scale", name, "1", "--wait")
+    async with RayDashboardClient(head.dashboard_url, token=read_token(paths)) as client:
+        names = {n.node_name for n in await client.nodes() if n.alive}
+    assert names == {"raycai-guarded-head", "raycai-guarded-worker-1"}
     raycai(handle, "down", name, "--yes")
-    await asyncio.sleep(0)
     await wait_for(lambda: not ray_processes(), timeout=60)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _intruder(
+    tmp: Path, address: str, label: str, token: str | None, k: int
+) -> subprocess.Popen[str]:
+    env = {key: v for key, v in os.environ.items() if not key.startswith("RAY_AUTH")}
+    if token is not None:
+        token_file = tmp / f"{label}.token"
+        token_file.write_text(token)
+        token_file.chmod(0o600)
+        env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token_file))
+    argv = [
+        "ray",
+        "start",
+        "--block",
+        "--address",
+        address,
+        "--node-ip-address",
+        f"127.0.0.{200 + k}",
+        "--num-cpus",
+        "1",
+        "--temp-dir",
+        str(tmp / label),
+        "--dashboard-agent-listen-port",
+        str(52000 + k),
+        "--node-name",
+        f"intruder-{label}",
+    ]
+    return subprocess.Popen(
+        argv,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def _refusal(process: subprocess.Popen[str]) -> str:
+    """The intruder's output until it is refused (then it is stopped), or until it exits."""
+    lines = []
+    assert process.stdout is not None
+    deadline = time.monotonic() + 60
+    for line in process.stdout:
+        lines.append(line)
+        if "InvalidAuthToken" in line or "missing or incorrect" in line:
+            break
+        if time.monotonic() > deadline:
+            break
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    return "".join(lines)
