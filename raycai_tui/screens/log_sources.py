@@ -1,0 +1,170 @@
+"""Where the logs screen's lines come from, and how they reach it.
+
+A source runs in a worker and puts lines into a `LineInbox`; the inbox tells its owner only
+when it goes from empty to non-empty, so a flood costs one notification per batch the screen
+takes, not one per line. The inbox holds at most `capacity` lines: when the screen cannot keep
+up, the oldest waiting lines are dropped and stand for a "… N lines skipped …" marker.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import aclosing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from raycai_core.logtail import FileFollower, read_tail
+from raycai_tui.widgets.log_view import Marker, clean_line, clean_lines, skip_marker
+
+if TYPE_CHECKING:
+    from raycai_core.ray_dashboard import RayDashboardClient
+
+DEFAULT_RAY_FILE = "raylet.out"
+
+
+def _weight(line: str) -> int:
+    """How many source lines a buffered line stands for."""
+    return line.skipped if isinstance(line, Marker) else 1
+
+
+class LineInbox:
+    """Lines read by a source worker and not yet shown (thread-safe, bounded)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = max(1, capacity)
+        self._lock = threading.Lock()
+        self._items: deque[str] = deque()
+        self._dropped = 0
+
+    def put(self, lines: Iterable[str]) -> bool:
+        """Add lines; True when the inbox was empty before (its owner must be told)."""
+        lines = list(lines)
+        if not lines:
+            return False
+        with self._lock:
+            was_empty = not self._items and not self._dropped
+            items = self._items
+            if len(lines) >= self.capacity:
+                self._dropped += sum(map(_weight, items))
+                self._dropped += sum(map(_weight, lines[: -self.capacity]))
+                items.clear()
+                items.extend(lines[-self.capacity :])
+            else:
+                items.extend(lines)
+                for _ in range(len(items) - self.capacity):
+                    self._dropped += _weight(items.popleft())
+        return was_empty
+
+    def take(self) -> list[str]:
+        """Everything waiting, behind a skip marker when lines were dropped."""
+        with self._lock:
+            lines = list(self._items)
+            self._items.clear()
+            dropped, self._dropped = self._dropped, 0
+        if dropped:
+            lines.insert(0, skip_marker(dropped))
+        return lines
+
+
+@dataclass(frozen=True)
+class Source:
+    kind: Literal["launcher", "ray"]
+    filename: str | None = None  # the Ray log file, for kind "ray"
+
+    @property
+    def label(self) -> str:
+        return "launcher log" if self.kind == "launcher" else f"Ray {self.filename}"
+
+    @property
+    def slug(self) -> str:
+        """For file names."""
+        return "launcher" if self.kind == "launcher" else str(self.filename)
+
+
+LAUNCHER = Source("launcher")
+
+
+def default_ray_file(listing: Mapping[str, list[str]]) -> str | None:
+    """raylet.out when the node has it, else its first raylet file, else its first file."""
+    files = [name for names in listing.values() for name in names]
+    if DEFAULT_RAY_FILE in files:
+        return DEFAULT_RAY_FILE
+    raylet = listing.get("raylet") or []
+    return (raylet or files or [None])[0]
+
+
+@dataclass(frozen=True)
+class FollowSettings:
+    tail: int = 1000  # lines shown at once when a source opens
+    poll_interval: float = 0.05  # seconds between reads of a followed file
+    max_backlog: int = 4 * 2**20  # bytes waiting beyond this are skipped, not read
+    ray_interval: float = 0.5  # how often Ray's agent looks for new bytes
+
+
+def follow_file(
+    path: Path,
+    inbox: LineInbox,
+    notify: Callable[[], None],
+    cancelled: threading.Event,
+    settings: FollowSettings,
+) -> None:
+    """Put the tail of `path`, then what is appended to it, into `inbox` until cancelled.
+
+    Runs in a thread. Truncation, replacement and a missing file show as marker lines.
+    """
+
+    def put(lines: list[str]) -> None:
+        if inbox.put(lines):
+            notify()
+
+    max_backlog = settings.max_backlog
+    missing = False
+    try:
+        tail = read_tail(path, settings.tail)
+    except FileNotFoundError:
+        put([Marker(f"… {path} does not exist (yet); waiting for it …")])
+        follower = FileFollower(path, from_end=False, max_backlog=max_backlog)
+        missing = True
+    else:
+        put(clean_lines(tail.lines))
+        follower = FileFollower(
+            path, offset=tail.end, inode=tail.inode, max_backlog=max_backlog, max_read=max_backlog
+        )
+    delay = settings.poll_interval
+    while not cancelled.wait(delay):
+        batch = follower.read_batch()
+        lines: list[str] = []
+        if batch.missing and not missing:
+            lines.append(Marker(f"… {path.name} is gone; waiting for it to come back …"))
+        missing = batch.missing
+        if batch.reset:
+            lines.append(Marker(f"… {path.name} was {batch.reset}; following it from its start …"))
+        if batch.skipped:
+            lines.append(skip_marker(batch.skipped, estimated=batch.skipped_estimated))
+        lines.extend(clean_lines(batch.lines))
+        put(lines)
+        delay = 0.0 if batch.behind else settings.poll_interval
+
+
+async def follow_ray_log(
+    client: RayDashboardClient,
+    node_id: str,
+    filename: str,
+    inbox: LineInbox,
+    notify: Callable[[], None],
+    settings: FollowSettings,
+) -> None:
+    """Put the tail of a node's Ray log file, then its new lines, into `inbox`.
+
+    Runs on the app's event loop (the client is async); raises the RayDashboardError family.
+    """
+    stream = client.stream_log(
+        node_id, filename, lines=settings.tail, interval=settings.ray_interval
+    )
+    async with aclosing(stream) as lines:
+        async for line in lines:
+            if inbox.put((clean_line(line),)):
+                notify()
