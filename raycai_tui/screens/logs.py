@@ -57,19 +57,19 @@ class RayLogPicker(ModalScreen[str | None]):
 
     def __init__(self, files: list[str], current: str | None) -> None:
         super().__init__()
-        self._files = files
+        self.files = files
         self._current = current
 
     def compose(self) -> ComposeResult:
-        options = OptionList(*self._files)
+        options = OptionList(*self.files)
         options.border_title = "Ray log file"
-        if self._current in self._files:
-            options.highlighted = self._files.index(self._current)
+        if self._current in self.files:
+            options.highlighted = self.files.index(self._current)
         yield options
 
     @on(OptionList.OptionSelected)
     def _chosen(self, event: OptionList.OptionSelected) -> None:
-        self.dismiss(self._files[event.option_index])
+        self.dismiss(self.files[event.option_index])
 
 
 class LogsScreen(Screen[None]):
@@ -205,30 +205,43 @@ class LogsScreen(Screen[None]):
 
     @work(exclusive=True, group="logs.ray", exit_on_error=False)
     async def _follow_ray(self, filename: str | None) -> None:
+        """Switch to a Ray log file of the node (None: raylet.out), once the node answers."""
         from raycai_core.ray_dashboard import RayDashboardError
 
         client, node_id = self.ray_client, self.ray_node_id
         assert client is not None and node_id is not None
+        try:
+            # Asked every time: it tells a dead node or a gone head before the view changes.
+            listing = await client.list_logs(node_id)
+        except RayDashboardError as exc:
+            self._report(f"Ray logs of {self.node} unavailable: {exc}")
+            return
+        if filename not in {name for names in listing.values() for name in names}:
+            filename = default_ray_file(listing)
         if filename is None:
-            try:
-                filename = default_ray_file(await client.list_logs(node_id))
-            except RayDashboardError as exc:
-                self._report(f"Ray logs of {self.node} unavailable: {exc}")
-                return
-            if filename is None:
-                self._report(f"Ray logs unavailable: {self.node} lists no Ray log files")
-                return
+            self._report(f"Ray logs unavailable: {self.node} lists no Ray log files")
+            return
         self.ray_file, self.error = filename, ""
         inbox = self._begin(Source("ray", filename))
+        streaming = False
+
+        def ready() -> None:
+            nonlocal streaming
+            streaming = True
+            self._lines_ready(inbox)
+
         try:
-            await follow_ray_log(
-                client, node_id, filename, inbox, lambda: self._lines_ready(inbox), self.settings
-            )
+            await follow_ray_log(client, node_id, filename, inbox, ready, self.settings)
         except RayDashboardError as exc:
-            if inbox is self._inbox:
-                inbox.put([Marker(f"… {filename} stopped: {exc} …")])
-                self._lines_ready(inbox)
-                self._report(f"Ray log {filename}: {exc} (t: back to the launcher log)")
+            if inbox is not self._inbox:
+                return
+            if not streaming:  # nothing shown yet: back to the launcher log, and say why
+                self._open_launcher()
+                self._report(f"Ray log {filename} of {self.node} unavailable: {exc}")
+                return
+            inbox.put([Marker(f"… {filename} stopped: {exc} …")])
+            self._lines_ready(inbox)
+            self._report(f"Ray log {filename}: {exc} (t: back to the launcher log)")
 
     @work(exclusive=True, group="logs.ray-files", exit_on_error=False)
     async def _pick_ray_file(self) -> None:
@@ -318,7 +331,6 @@ class LogsScreen(Screen[None]):
 
     def action_switch_source(self) -> None:
         if self.source.kind == "ray":
-            self.workers.cancel_group(self, "logs.ray")
             self._open_launcher()
             return
         reason = self.ray_unavailable()

@@ -236,7 +236,7 @@ class LogView(ScrollView, can_focus=True):
         self._max_width = 0
         self._wrap_width = 0
         self._strips: LRUCache[tuple[int, int], Strip] = LRUCache(1024)
-        self._styles: tuple[Style, Style, Style] | None = None
+        self._line_styles: tuple[Style, Style, Style] | None = None
         self.filter_text = ""
         self.received_total = 0  # source lines appended (markers left out)
         self.skipped_total = 0  # source lines the markers say were skipped
@@ -406,7 +406,7 @@ class LogView(ScrollView, can_focus=True):
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
-        self._styles = None
+        self._line_styles = None
         self._strips.clear()
 
     # -- scrolling by the user turns follow off (end turns it back on) -----------------------
@@ -432,12 +432,12 @@ class LogView(ScrollView, can_focus=True):
     # -- rendering ---------------------------------------------------------------------------
 
     def _rich_styles(self) -> tuple[Style, Style, Style]:
-        if self._styles is None:
+        if self._line_styles is None:
             base = self.rich_style
             match = self.get_component_rich_style("log-view--match", partial=True)
             marker = self.get_component_rich_style("log-view--marker", partial=True)
-            self._styles = (base, base + match, base + marker)
-        return self._styles
+            self._line_styles = (base, base + match, base + marker)
+        return self._line_styles
 
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset

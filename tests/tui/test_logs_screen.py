@@ -14,11 +14,12 @@ import pytest
 from rich.style import Style
 from textual.app import App
 from textual.pilot import Pilot
+from textual.widgets import OptionList
 
 from raycai_core.credentials import Secret
 from raycai_core.ray_dashboard import RayDashboardClient
 from raycai_tui.screens.log_sources import FollowSettings
-from raycai_tui.screens.logs import LogsScreen
+from raycai_tui.screens.logs import LogsScreen, RayLogPicker
 from raycai_tui.widgets.log_view import Marker
 
 
@@ -399,6 +400,18 @@ async def test_follows_raylet_out_through_the_real_dashboard(tmp_path: Path, ray
         )
         assert "Ray raylet.out" in str(app.logs.status.render())
 
+        # p: choose another of the node's files.
+        (cluster.nodes[0].logs_dir / "raycai-picked.log").write_text("picked 1\npicked 2\n")
+        await pilot.press("p")
+        picker = await until(
+            pilot, lambda: isinstance(app.screen, RayLogPicker) and app.screen, "the picker", 30
+        )
+        assert {"raylet.out", "raycai-picked.log"} <= set(picker.files)
+        picker.query_one(OptionList).highlighted = picker.files.index("raycai-picked.log")
+        await pilot.press("enter")
+        await until(pilot, lambda: view.lines()[-2:] == ["picked 1", "picked 2"], "picked", 30)
+        assert app.logs.source.filename == "raycai-picked.log" and app.screen is app.logs
+
         await pilot.press("t")  # back to the launcher log
         await until(pilot, lambda: view.lines() == ["line 0", "line 1", "line 2"], "launcher")
         await until(
@@ -406,3 +419,19 @@ async def test_follows_raylet_out_through_the_real_dashboard(tmp_path: Path, ray
             lambda: not [w for w in app.workers if w.group == "logs.ray" and w.is_running],
             "the Ray stream to stop",
         )
+
+        # The head goes away while its log is followed: the view says why and keeps its lines.
+        await pilot.press("t")
+        await until(pilot, lambda: "picked 2" in view.lines(), "the Ray log again", 30)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, cluster.stop_node, cluster.nodes[0])
+        await until(pilot, lambda: app.logs.error, "the lost stream to be reported", 60)
+        assert "raycai-picked.log" in app.logs.error and "picked 2" in view.lines()
+        assert isinstance(view.lines()[-1], Marker) and "stopped" in view.lines()[-1]
+        await pilot.press("t")
+        await until(pilot, lambda: view.lines() == ["line 0", "line 1", "line 2"], "launcher")
+        assert not app.logs.error
+        await pilot.press("t")  # the head is gone: listing its logs fails, and says why
+        await until(pilot, lambda: app.logs.error, "the listing error", 30)
+        assert "Cannot reach the Ray dashboard" in app.logs.error
+        assert app.logs.source.kind == "launcher"
