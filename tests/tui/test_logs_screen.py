@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from rich.style import Style
+from textual import events
 from textual.app import App
 from textual.pilot import Pilot
 from textual.widgets import OptionList
@@ -124,6 +125,9 @@ async def test_user_scrolling_up_pauses_following(tmp_path: Path):
         assert not view.follow
         await pilot.press("end")
         assert view.follow
+        view.post_message(events.MouseScrollUp(view, 5, 5, 0, -1, 0, False, False, False))
+        await pilot.pause()
+        assert not view.follow and view.scroll_y < view.max_scroll_y
 
 
 async def test_wrap_toggles(tmp_path: Path):
