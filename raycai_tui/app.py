@@ -1,0 +1,353 @@
+"""`raycai-tui`: the App (services, the one cluster-list poller, healing) and `main()`.
+
+The first frame comes before anything slow: the target is resolved and raycai_core (httpx,
+pydantic) imported in a worker after the first refresh. Screens own their own work; the App
+only holds what they share: the services, the latest snapshot, running operations, events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+from textual.timer import Timer
+from textual.worker import Worker, WorkerState
+
+from raycai_tui.backoff import Backoff
+from raycai_tui.format import describe_error
+from raycai_tui.messages import (
+    ClusterEvent,
+    ClustersPolled,
+    Connected,
+    ConnectFailed,
+    Event,
+    EventStore,
+    HealingToggled,
+    PollFailed,
+    PollStatus,
+)
+from raycai_tui.screens.base import RaycaiScreen
+from raycai_tui.screens.clusters import ClustersScreen
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from textual.message import Message
+
+    from raycai_core.target import Target
+    from raycai_tui.healing import HealPlanner
+    from raycai_tui.services import Services, Snapshot
+
+
+@dataclass(frozen=True)
+class Settings:
+    local: bool | None = None  # None: local only when no credentials are found
+    host: str | None = None
+    project: str | None = None
+    project_dir: Path | None = None
+    readonly: bool = False
+    heal: bool = True
+    poll_s: float = 2.0  # 0 disables polling (tests feed snapshots themselves)
+    keymap: dict[str, str] = field(default_factory=dict)
+
+
+class RaycaiApp(App[None]):
+    CSS_PATH = "raycai.tcss"
+    TITLE = "raycai"
+    BINDINGS = [
+        Binding(
+            "question_mark",
+            "help",
+            "Help",
+            id="app.help",
+            tooltip="Every key of this screen, with its binding id",
+        ),
+        Binding(
+            "h",
+            "toggle_healing",
+            "Healing",
+            id="app.toggle_healing",
+            tooltip="Turn automatic healing (restart/replace failed nodes) on or off",
+        ),
+    ]
+
+    def __init__(self, settings: Settings | None = None, *, target: Target | None = None) -> None:
+        super().__init__()
+        self.settings = settings or Settings()
+        self.readonly = self.settings.readonly
+        self.healing = self.settings.heal and not self.readonly
+        self.services: Services | None = None
+        self.snapshot: Snapshot | None = None
+        self.operations: dict[str, str] = {}  # cluster -> what this app is doing to it
+        self.events = EventStore()
+        self.poll_backoff = Backoff(self.settings.poll_s or 2.0)
+        self._target = target
+        self._poll_timer: Timer | None = None
+        self._polling = False
+        self._poll_again = False
+        self.polls = 0  # successful cluster-list polls (each is one CML API call)
+        self._heal_planner: HealPlanner | None = None
+        self.sub_title = "connecting…"
+        if self.settings.keymap:
+            self.set_keymap(self.settings.keymap)
+
+    @property
+    def polling_enabled(self) -> bool:
+        return self.settings.poll_s > 0
+
+    def on_mount(self) -> None:
+        self.push_screen(ClustersScreen())
+        if self.polling_enabled:
+            self.call_after_refresh(self.connect)
+
+    # -- shared state, for the screens ----------------------------------------------------
+
+    def broadcast(self, make: Callable[..., Message], *args: object) -> None:
+        """Post a fresh message to every raycai screen (they do not bubble)."""
+        for screen in self.screen_stack:
+            if isinstance(screen, RaycaiScreen):
+                screen.post_message(make(*args))
+
+    def add_event(self, event: Event, *, notify: bool = False) -> None:
+        self.events.add(event)
+        self.broadcast(ClusterEvent, event)
+        if notify:
+            severity = "error" if event.level == "error" else "warning"
+            self.notify(
+                event.text, title=event.cluster, severity=severity, timeout=10, markup=False
+            )
+
+    def begin_operation(self, cluster: str, what: str) -> None:
+        self.operations[cluster] = what
+
+    def end_operation(self, cluster: str) -> None:
+        self.operations.pop(cluster, None)
+
+    def show_connected(self, workspace: str, project: str) -> None:
+        self.sub_title = f"{workspace} · project {project}"
+        self.broadcast(Connected, workspace, project)
+
+    # -- connecting -------------------------------------------------------------------------
+
+    @work(group="connect", exclusive=True, exit_on_error=False)
+    async def connect(self) -> None:
+        settings = self.settings
+        try:
+            target = self._target
+            if target is None:
+                from raycai_core.target import resolve_target  # cheap; may start the workspace
+
+                target = await asyncio.to_thread(
+                    resolve_target,
+                    host=settings.host,
+                    project=settings.project,
+                    project_dir=settings.project_dir,
+                    local=settings.local,
+                )
+            # httpx, pydantic and raycai_core.cluster load off the UI thread.
+            services_module = await asyncio.to_thread(
+                importlib.import_module, "raycai_tui.services"
+            )
+            healing_module = await asyncio.to_thread(importlib.import_module, "raycai_tui.healing")
+            services = await services_module.Services.open(target)
+        except Exception as exc:  # TargetError, a failed local start: shown, never fatal
+            self.sub_title = "not connected"
+            self.broadcast(ConnectFailed, describe_error(exc))
+            return
+        self.services = services
+        self._heal_planner = healing_module.HealPlanner()
+        self.show_connected(services.workspace_label, services.project_label)
+        self.refresh_bindings()
+        self._poll_now()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Errors of the app's own workers (screens show theirs); the app keeps running."""
+        if event.state is WorkerState.ERROR and event.worker.node is self:
+            self.notify(
+                str(event.worker.error),
+                title=event.worker.name,
+                severity="error",
+                timeout=15,
+                markup=False,
+            )
+
+    async def on_unmount(self) -> None:
+        if self.services is not None:
+            await self.services.aclose()
+
+    # -- the one poller of the cluster list -------------------------------------------------
+
+    def _schedule_poll(self, delay: float) -> None:
+        if self._poll_timer is not None:
+            self._poll_timer.stop()
+        self._poll_timer = self.set_timer(delay, self._poll_now)
+
+    def _poll_now(self) -> None:
+        if self.services is None or not self.polling_enabled:
+            return
+        if self._polling:
+            self._poll_again = True
+            return
+        self._polling = True
+        self.poll_clusters()
+
+    def poll_soon(self) -> None:
+        """Poll again shortly (after an operation), without overlapping a running poll."""
+        if self.polling_enabled and self.services is not None:
+            self._schedule_poll(0.1)
+
+    @work(group="poll", exclusive=True, exit_on_error=False)
+    async def poll_clusters(self) -> None:
+        assert self.services is not None
+        try:
+            snapshot = await self.services.snapshot()
+        except Exception as exc:  # any failure is shown and retried, never fatal
+            self.post_message(PollFailed(describe_error(exc)))
+        else:
+            self.post_message(ClustersPolled(snapshot))
+
+    def on_clusters_polled(self, message: ClustersPolled) -> None:
+        self.polls += 1
+        delay = self.poll_backoff.succeeded(time.time())
+        self.apply_snapshot(message.snapshot)
+        self._poll_finished(delay)
+
+    def on_poll_failed(self, message: PollFailed) -> None:
+        delay = self.poll_backoff.failed(message.reason, time.time())
+        self.broadcast(PollStatus, self.poll_backoff)
+        self._poll_finished(delay)
+
+    def _poll_finished(self, delay: float) -> None:
+        self._polling = False
+        if self._poll_again:
+            self._poll_again = False
+            delay = min(delay, 0.1)
+        self._schedule_poll(delay)
+
+    def apply_snapshot(self, snapshot: Snapshot) -> None:
+        """Hand a snapshot to the screens (tests call this with fixed data)."""
+        self.snapshot = snapshot
+        self.broadcast(ClustersPolled, snapshot)
+        self.broadcast(PollStatus, self.poll_backoff)
+        self._heal_if_needed(snapshot)
+
+    # -- healing ------------------------------------------------------------------------------
+
+    def _heal_if_needed(self, snapshot: Snapshot) -> None:
+        planner = self._heal_planner
+        if not self.healing or planner is None or self.services is None:
+            return
+        if any(w.group == "heal" and w.is_running for w in self.workers):
+            return
+        now = time.time()
+        names = planner.due(snapshot.summaries, self.operations, now)
+        for name in names:
+            planner.attempted(name, now)
+        if names:
+            self.heal(snapshot, names)
+
+    @work(group="heal", exclusive=True, exit_on_error=False)
+    async def heal(self, snapshot: Snapshot, names: list[str]) -> None:
+        from raycai_tui.healing import heal_clusters
+
+        assert self.services is not None
+        events = await heal_clusters(self.services, snapshot, names)
+        for event in events:
+            self.add_event(event, notify=True)
+        if events:
+            self.poll_soon()
+
+    def action_toggle_healing(self) -> None:
+        self.healing = not self.healing
+        self.notify(f"healing {'on' if self.healing else 'off'}")
+        self.broadcast(HealingToggled, self.healing)
+        if self.healing and self.snapshot is not None:
+            self._heal_if_needed(self.snapshot)
+
+    # -- keys ---------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "toggle_healing":
+            return not self.readonly and self.services is not None
+        if action == "help":
+            return isinstance(self.screen, RaycaiScreen)
+        return True
+
+    def action_help(self) -> None:
+        from raycai_tui.screens.help import HelpScreen
+
+        screen = self.screen
+        title = screen.help_title if isinstance(screen, RaycaiScreen) else "raycai"
+        self.push_screen(HelpScreen(screen, title))
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--local/--no-local",
+    default=None,
+    help="Use the embedded local workspace (default: when no credentials are set).",
+)
+@click.option("--host", help="CML workspace URL (else CML_HOST / CDSW_DOMAIN).")
+@click.option("--project", help="Project id (else CML_PROJECT_ID / CDSW_PROJECT_ID).")
+@click.option(
+    "--project-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The project's files (default: /home/cdsw in a session; RAYCAI_PROJECT_DIR).",
+)
+@click.option("--readonly", is_flag=True, help="Watch only: hide every action that changes things.")
+@click.option("--no-heal", is_flag=True, help="Do not restart or replace failed nodes.")
+@click.option(
+    "--keymap",
+    "keymap_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="TOML file of binding id = keys (press ? to see the ids).",
+)
+@click.option(
+    "--poll",
+    type=click.FloatRange(min=0.5),
+    default=2.0,
+    show_default=True,
+    help="Seconds between refreshes.",
+)
+def main(
+    local: bool | None,
+    host: str | None,
+    project: str | None,
+    project_dir: Path | None,
+    readonly: bool,
+    no_heal: bool,
+    keymap_file: Path | None,
+    poll: float,
+) -> None:
+    """A keyboard-driven dashboard for Ray clusters on Cloudera AI (CML) applications."""
+    keymap: dict[str, str] = {}
+    if keymap_file is not None:
+        from raycai_tui.keymap import KeymapError, load_keymap
+
+        try:
+            keymap = load_keymap(keymap_file)
+        except KeymapError as exc:
+            raise click.BadParameter(str(exc), param_hint="--keymap") from None
+    settings = Settings(
+        local=local,
+        host=host,
+        project=project,
+        project_dir=project_dir,
+        readonly=readonly,
+        heal=not no_heal,
+        poll_s=poll,
+        keymap=keymap,
+    )
+    RaycaiApp(settings).run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""One module per screen. Modules import raycai_core lazily (start-up time)."""

@@ -1,0 +1,449 @@
+"""One cluster: its applications, what Ray says, its events; scale, restart, logs, delete.
+
+Data comes from two pollers that never overlap themselves:
+- the app's cluster-list poll (one CML call for every cluster): on each snapshot the table is
+  re-merged with the project files at once, reusing the last Ray answer;
+- this screen's Ray poll (dashboard calls only, no CML call), with its own backoff.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.timer import Timer
+from textual.widgets import Footer, Header, Static
+
+from raycai_tui.backoff import Backoff
+from raycai_tui.format import describe_error
+from raycai_tui.messages import ClusterEvent, ClustersPolled, Event, PollStatus
+from raycai_tui.screens.base import RaycaiScreen
+from raycai_tui.widgets.apps_table import AppsTable
+from raycai_tui.widgets.events import EventsLog
+from raycai_tui.widgets.ray_panel import RayPanel
+from raycai_tui.widgets.status_line import StatusLine
+
+if TYPE_CHECKING:
+    from raycai_core.cluster.apps import ClusterApp
+    from raycai_core.cluster.lifecycle import Progress
+    from raycai_core.cluster.view import ClusterView, NodeRow, RayNodeInfo
+
+
+def with_ray(view: ClusterView, nodes: list[RayNodeInfo], error: str | None) -> ClusterView:
+    """`view` (read without Ray) merged with the last Ray answer."""
+    from raycai_core.cluster.view import merge_cluster
+
+    records = {row.node: row.record for row in view.rows if row.record is not None}
+    apps = [row.app for row in view.rows if row.app is not None]
+    return merge_cluster(view.name, view.desired, apps, records, view.head, nodes, error)
+
+
+def title_text(view: ClusterView, healing: bool) -> Text:
+    text = Text(view.name, style="bold")
+    desired = view.desired
+    if desired is None:
+        text.append("  no cluster.json (orphaned applications, or deleted)", style="red")
+        return text
+    text.append(
+        f"  ·  workers: {view.desired_workers} wanted, {view.workers_running} running, "
+        f"{view.workers_joined} joined Ray  ·  "
+    )
+    if desired.state == "deleting":
+        text.append("DELETING", style="bold yellow")
+    elif view.ready:
+        text.append("READY", style="bold green")
+    else:
+        text.append("NOT READY", style="bold yellow")
+    heals = healing and desired.spec.healing
+    text.append(f"  ·  healing {'on' if heals else 'off'}", style="dim")
+    return text
+
+
+class ClusterScreen(RaycaiScreen):
+    BINDINGS = [
+        Binding("escape", "back", "Back", id="cluster.back", tooltip="Back to the clusters list"),
+        Binding(
+            "plus",
+            "scale_up",
+            "+1 worker",
+            id="cluster.scale_up",
+            key_display="+",
+            tooltip="Add one worker",
+        ),
+        Binding(
+            "minus",
+            "scale_down",
+            "-1 worker",
+            id="cluster.scale_down",
+            key_display="-",
+            tooltip="Remove one worker (failed, unjoined, then idle ones first)",
+        ),
+        Binding("s", "scale", "Scale", id="cluster.scale", tooltip="Set the number of workers"),
+        Binding("l", "logs", "Logs", id="cluster.logs", tooltip="Logs of the selected node"),
+        Binding(
+            "r",
+            "restart",
+            "Restart",
+            id="cluster.restart",
+            tooltip="Restart the selected node's application (asks first)",
+        ),
+        Binding(
+            "o",
+            "addresses",
+            "Addresses",
+            id="cluster.addresses",
+            tooltip="Ray dashboard URL and ray:// client address",
+        ),
+        Binding(
+            "ctrl+d",
+            "delete",
+            "Delete",
+            id="cluster.delete",
+            tooltip="Delete this cluster (asks first)",
+        ),
+        Binding("q", "app.quit", "Quit", id="cluster.quit", tooltip="Quit raycai-tui"),
+    ]
+    MUTATING = frozenset({"scale_up", "scale_down", "scale", "restart", "delete"})
+
+    class RayPolled(Message):
+        def __init__(self, view: ClusterView) -> None:
+            super().__init__()
+            self.view = view
+
+    class Merged(Message):
+        def __init__(self, view: ClusterView) -> None:
+            super().__init__()
+            self.view = view
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.cluster = name
+        self.help_title = f"cluster {name}"
+        self.view: ClusterView | None = None
+        self.members: list[ClusterApp] = []
+        self.ray_backoff = Backoff(2.0, maximum=10.0)
+        self._ray_nodes: list[RayNodeInfo] = []
+        self._ray_error: str | None = None
+        self._ray_timer: Timer | None = None
+        self._ray_polling = False
+        self._scale_target: int | None = None
+        self._dirty = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(Text(self.cluster, style="bold"), id="cluster-title")
+        yield AppsTable(id="apps")
+        with Horizontal(id="bottom"):
+            yield RayPanel(id="ray")
+            yield EventsLog(id="events")
+        yield StatusLine(id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        app = self.raycai
+        self.ray_backoff.interval = app.settings.poll_s or 2.0
+        events = self.query_one(EventsLog)
+        for event in app.events.of(self.cluster):
+            events.add(event)
+        status = self.query_one(StatusLine)
+        status.set_source("CML", app.poll_backoff)
+        status.set_source("Ray", self.ray_backoff)
+        self._show_notes()
+        self.query_one(AppsTable).focus()
+        if app.snapshot is not None:
+            self.members = app.snapshot.members.get(self.cluster, [])
+            self.remerge()
+        if app.polling_enabled:
+            self._poll_ray_now()
+
+    def _show_notes(self) -> None:
+        app = self.raycai
+        note = "read-only" if app.readonly else ("healing on" if app.healing else "healing off")
+        self.query_one(StatusLine).set_notes(note)
+
+    # -- data -------------------------------------------------------------------------
+
+    def on_clusters_polled(self, message: ClustersPolled) -> None:
+        self.members = message.snapshot.members.get(self.cluster, [])
+        self.remerge()
+
+    def on_poll_status(self, message: PollStatus) -> None:
+        self.query_one(StatusLine).set_source("CML", message.backoff)
+
+    def on_cluster_event(self, message: ClusterEvent) -> None:
+        if message.event.cluster == self.cluster:
+            self.query_one(EventsLog).add(message.event)
+
+    def on_healing_toggled(self) -> None:
+        self._show_notes()
+        if self.view is not None:
+            self.show_view(self.view)
+
+    @work(group="merge", exclusive=True, exit_on_error=False)
+    async def remerge(self) -> None:
+        """The new app list with the project files and the last Ray answer (no API call)."""
+        services = self.services
+        if services is None:
+            return
+        view = await services.observer.observe(self.cluster, members=self.members, with_ray=False)
+        self.post_message(self.Merged(with_ray(view, self._ray_nodes, self._ray_error)))
+
+    def on_cluster_screen_merged(self, message: ClusterScreen.Merged) -> None:
+        self.show_view(message.view)
+
+    def _schedule_ray(self, delay: float) -> None:
+        if self._ray_timer is not None:
+            self._ray_timer.stop()
+        self._ray_timer = self.set_timer(delay, self._poll_ray_now)
+
+    def _poll_ray_now(self) -> None:
+        if self.services is None or self._ray_polling:
+            return
+        self._ray_polling = True
+        self.poll_ray()
+
+    @work(group="ray-poll", exclusive=True, exit_on_error=False)
+    async def poll_ray(self) -> None:
+        services = self.services
+        assert services is not None
+        try:
+            view = await services.observer.observe(self.cluster, members=self.members)
+        except Exception as exc:  # e.g. an unreadable project file: shown, retried
+            self._ray_polling = False
+            delay = self.ray_backoff.failed(describe_error(exc), time.time())
+            self.query_one(StatusLine).set_source("Ray", self.ray_backoff)
+            self._schedule_ray(delay)
+            return
+        self.post_message(self.RayPolled(view))
+
+    def on_cluster_screen_ray_polled(self, message: ClusterScreen.RayPolled) -> None:
+        view = message.view
+        self._ray_polling = False
+        self._ray_nodes, self._ray_error = view.ray_nodes, view.ray_error
+        now = time.time()
+        if view.ray_error and view.head is not None:
+            delay = self.ray_backoff.failed(view.ray_error, now)
+        else:  # no head address yet is not a failure of the dashboard: poll at the interval
+            delay = self.ray_backoff.succeeded(now)
+        self.query_one(StatusLine).set_source("Ray", self.ray_backoff)
+        self.query_one(RayPanel).record(view)
+        self.show_view(view)
+        self._schedule_ray(delay)
+
+    def poll_ray_soon(self) -> None:
+        if self.raycai.polling_enabled:
+            self._schedule_ray(0.2)
+
+    def show_view(self, view: ClusterView) -> None:
+        """Render a view (tests call this with fixed data); deferred while covered."""
+        self.view = view
+        if not self.is_current:
+            self._dirty = True
+            return
+        self._dirty = False
+        self.query_one(AppsTable).show(view)
+        self.query_one(RayPanel).show(view, self.ray_backoff.failing_since)
+        self.query_one("#cluster-title", Static).update(title_text(view, self.raycai.healing))
+
+    def on_screen_resume(self) -> None:
+        self._show_notes()
+        if self._dirty and self.view is not None:
+            self.show_view(self.view)
+
+    # -- selection --------------------------------------------------------------------
+
+    @property
+    def selected_row(self) -> NodeRow | None:
+        key = self.query_one(AppsTable).selected_key
+        if key is None or self.view is None:
+            return None
+        return self.view.row(key)
+
+    def _row_or_tell(self) -> NodeRow | None:
+        row = self.selected_row
+        if row is None:
+            self.notify("No node selected.", severity="warning")
+        return row
+
+    def _event(self, text: str, level: str = "info") -> None:
+        self.raycai.add_event(Event(time.time(), self.cluster, text, level))  # type: ignore[arg-type]
+
+    def _progress(self, step: Progress) -> None:
+        self._event(step.message, step.level)
+
+    # -- scale ------------------------------------------------------------------------
+
+    def current_workers(self) -> int:
+        if self._scale_target is not None:
+            return self._scale_target
+        return self.view.desired_workers if self.view is not None else 0
+
+    def action_scale_up(self) -> None:
+        self.request_scale(self.current_workers() + 1)
+
+    def action_scale_down(self) -> None:
+        current = self.current_workers()
+        if current <= 0:
+            self.notify("The cluster has no workers to remove.", severity="warning")
+            return
+        self.request_scale(current - 1)
+
+    def action_scale(self) -> None:
+        from raycai_tui.screens.scale import ScaleScreen
+
+        def chosen(count: int | None) -> None:
+            if count is not None and count != self.current_workers():
+                self.request_scale(count)
+
+        self.app.push_screen(ScaleScreen(self.cluster, self.current_workers()), chosen)
+
+    def request_scale(self, count: int) -> None:
+        """Scale to `count`; presses during a running scale only move the target."""
+        if self.connected_services() is None:
+            return
+        if self.view is not None and self.view.desired is None:
+            self.notify(f"{self.cluster} has no cluster.json: nothing to scale", severity="error")
+            return
+        running = self._scale_target is not None
+        self._scale_target = count
+        self._event(f"scaling to {count} worker(s)")
+        if not running:
+            self.run_scale()
+
+    @work(group="scale", exit_on_error=False)
+    async def run_scale(self) -> None:
+        services = self.services
+        assert services is not None
+        app = self.raycai
+        app.begin_operation(self.cluster, "scaling")
+        try:
+            while self._scale_target is not None:
+                target = self._scale_target
+                result = await services.manager(self._progress).scale(self.cluster, target)
+                self._event(f"workers {result.before} -> {result.after}")
+                if self._scale_target == target:
+                    break
+        except Exception:
+            self._event("scaling failed (see the notification)", "error")
+            raise
+        finally:
+            self._scale_target = None
+            app.end_operation(self.cluster)
+            app.poll_soon()
+            self.poll_ray_soon()
+
+    # -- restart, logs, addresses, delete ---------------------------------------------
+
+    def action_restart(self) -> None:
+        from raycai_tui.screens.confirm import ConfirmScreen
+
+        row = self._row_or_tell()
+        if row is None or self.connected_services() is None:
+            return
+        if row.app is None:
+            self.notify(f"{row.node} has no application to restart.", severity="warning")
+            return
+        app = row.app.app
+        effect = (
+            "Ray's head stops and starts again: every worker rejoins, running jobs are lost."
+            if row.role == "head"
+            else "Ray on this node stops and starts again; its tasks are retried elsewhere."
+        )
+        question = f"Restart {row.node}? {effect}"
+        items = [f"{app.name}  ({app.status.value})"]
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.restart_node(row.node, app.id)
+
+        self.app.push_screen(
+            ConfirmScreen(f"Restart {row.node}", question, items, yes_label="Restart"), answered
+        )
+
+    @work(group="restart", exit_on_error=False)
+    async def restart_node(self, node: str, app_id: str) -> None:
+        services = self.services
+        assert services is not None
+        restarted = await services.cml.restart_application(app_id)
+        self._event(f"{node}: restart requested ({restarted.status.value})", "warning")
+        self.raycai.poll_soon()
+
+    async def action_logs(self) -> None:
+        row = self._row_or_tell()
+        services = self.connected_services()
+        if row is None or services is None or self.view is None:
+            return
+        try:
+            from raycai_tui.screens.logs import LogsScreen
+        except ImportError:
+            self.notify("The log view is not part of this build yet.", severity="warning")
+            return
+        from raycai_core.cluster.layout import ClusterPaths
+
+        client = None
+        if self.view.head is not None:
+            try:
+                client = await services.observer.dashboard(self.cluster, self.view.head)
+            except Exception as exc:  # the launcher log still works without Ray
+                self.notify(
+                    f"Ray logs unavailable: {describe_error(exc)}",
+                    severity="warning",
+                    markup=False,
+                )
+        launcher_log = ClusterPaths(services.target.project_dir, self.cluster).node_log(row.node)
+        self.app.push_screen(
+            LogsScreen(
+                cluster=self.cluster,
+                node=row.node,
+                launcher_log=launcher_log,
+                ray_client=client,
+                ray_node_id=row.ray.node_id if row.ray else None,
+            )
+        )
+
+    def action_addresses(self) -> None:
+        from raycai_tui.screens.addresses import Addresses, AddressesScreen
+
+        services = self.connected_services()
+        view = self.view
+        if services is None or view is None:
+            return
+        head_row = view.head_row
+        head_app = head_row.app.app if head_row and head_row.app else None
+        head = view.head
+        note = None
+        if head is None:
+            note = "The head has not published its address yet (head.json)."
+        addresses = Addresses(
+            app_url=services.app_url(head_app.subdomain) if head_app else None,
+            dashboard_url=head.dashboard_url if head else None,
+            client_address=head.client_address if head else None,
+            gcs_address=head.gcs_address if head else None,
+            note=note,
+        )
+        self.app.push_screen(AddressesScreen(self.cluster, addresses))
+
+    def action_delete(self) -> None:
+        from raycai_tui.screens.clusters import ClustersScreen
+
+        base = next((s for s in self.app.screen_stack if isinstance(s, ClustersScreen)), None)
+        if base is None:
+            return
+        self.app.pop_screen()
+        base.confirm_delete(self.cluster)
+
+    def action_back(self) -> None:
+        if self._scale_target is not None:
+            self.notify(
+                f"Scaling to {self._scale_target} worker(s) interrupted: the count is saved; "
+                "open the cluster and press s to finish.",
+                severity="warning",
+                timeout=10,
+            )
+        self.app.pop_screen()

@@ -1,0 +1,244 @@
+"""The first screen: every cluster of the project, one row each."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Footer, Header, Input, Static
+
+from raycai_tui.messages import ClustersPolled, Connected, ConnectFailed, Event, PollStatus
+from raycai_tui.screens.base import RaycaiScreen
+from raycai_tui.widgets.clusters_table import ClustersTable, summary_rows
+from raycai_tui.widgets.status_line import StatusLine
+
+if TYPE_CHECKING:
+    from raycai_core.cluster.lifecycle import Progress
+    from raycai_tui.services import Snapshot
+
+
+class ClustersScreen(RaycaiScreen):
+    BINDINGS = [
+        Binding("n", "new", "New", id="clusters.new", tooltip="Create a cluster"),
+        Binding("enter", "open", "Open", id="clusters.open", tooltip="Open the selected cluster"),
+        Binding(
+            "ctrl+d",
+            "delete",
+            "Delete",
+            id="clusters.delete",
+            tooltip="Delete the selected cluster's applications (asks first)",
+        ),
+        Binding(
+            "slash",
+            "filter",
+            "Filter",
+            id="clusters.filter",
+            tooltip="Show only the clusters whose name contains some text",
+        ),
+        Binding("q", "app.quit", "Quit", id="clusters.quit", tooltip="Quit raycai-tui"),
+        Binding(
+            "escape",
+            "clear_filter",
+            "Clear filter",
+            id="clusters.clear_filter",
+            tooltip="Show every cluster again",
+        ),
+    ]
+    MUTATING = frozenset({"new", "delete"})
+    help_title = "clusters"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.snapshot: Snapshot | None = None
+        self.filter_text = ""
+        self._dirty = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Input(placeholder="filter clusters by name (enter: done, esc: clear)", id="filter")
+        yield ClustersTable(id="clusters")
+        yield Static(Text("Connecting to the workspace…", style="dim"), id="empty")
+        yield StatusLine(id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#filter", Input).display = False
+        self.query_one(ClustersTable).focus()
+        status = self.query_one(StatusLine)
+        status.set_message("connecting to the workspace…", style="dim")
+        self._show_notes()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "clear_filter":
+            return bool(self.filter_text) or self.query_one("#filter", Input).display
+        return super().check_action(action, parameters)
+
+    def _show_notes(self) -> None:
+        app = self.raycai
+        self.query_one(StatusLine).set_notes(
+            "read-only" if app.readonly else ("healing on" if app.healing else "healing off")
+        )
+
+    # -- data from the app ------------------------------------------------------------
+
+    def on_connected(self, message: Connected) -> None:
+        self.query_one(StatusLine).set_message(None)
+        self.query_one("#empty", Static).update(Text("Reading the project's clusters…"))
+
+    def on_connect_failed(self, message: ConnectFailed) -> None:
+        self.query_one(StatusLine).set_message(f"not connected: {message.reason}")
+        self.query_one("#empty", Static).update(
+            Text(f"Could not connect.\n\n{message.reason}\n\nPress q to quit.", style="red")
+        )
+
+    def on_clusters_polled(self, message: ClustersPolled) -> None:
+        self.snapshot = message.snapshot
+        self._dirty = True
+        if self.is_current:
+            self.render_snapshot()
+
+    def on_poll_status(self, message: PollStatus) -> None:
+        self.query_one(StatusLine).set_source("CML", message.backoff)
+
+    def on_healing_toggled(self) -> None:
+        self._show_notes()
+
+    def on_screen_resume(self) -> None:
+        self._show_notes()
+        if self._dirty:
+            self.render_snapshot()
+
+    def render_snapshot(self) -> None:
+        snapshot = self.snapshot
+        if snapshot is None:
+            return
+        self._dirty = False
+        shown = [s for s in snapshot.summaries if self.filter_text in s.name]
+        now = snapshot.taken_at
+        self.query_one(ClustersTable).reconcile(summary_rows(shown, now, self.raycai.operations))
+        empty = self.query_one("#empty", Static)
+        if shown:
+            empty.display = False
+        else:
+            empty.display = True
+            empty.update(
+                Text(f"No cluster matches {self.filter_text!r}.", style="dim")
+                if snapshot.summaries
+                else Text("No clusters in this project yet. Press n to create one.", style="dim")
+            )
+
+    def refresh_now(self) -> None:
+        """Re-render after a local change (an operation started or ended)."""
+        self._dirty = True
+        if self.is_current:
+            self.render_snapshot()
+
+    # -- selection --------------------------------------------------------------------
+
+    @property
+    def selected(self) -> str | None:
+        return self.query_one(ClustersTable).selected_key
+
+    def _selected_or_tell(self) -> str | None:
+        name = self.selected
+        if name is None:
+            self.notify("No cluster selected.", severity="warning")
+        return name
+
+    @on(DataTable.RowSelected, "#clusters")
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_open()
+
+    # -- actions ----------------------------------------------------------------------
+
+    def action_open(self) -> None:
+        name = self._selected_or_tell()
+        if name is None:
+            return
+        from raycai_tui.screens.cluster import ClusterScreen
+
+        self.app.push_screen(ClusterScreen(name))
+
+    def action_new(self) -> None:
+        from raycai_tui.screens.create import CreateScreen
+
+        if self.connected_services() is None:
+            return
+        names = {s.name for s in self.snapshot.summaries} if self.snapshot else set()
+        self.app.push_screen(CreateScreen(existing=names))
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+        self.refresh_bindings()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.display = False
+        self.query_one(ClustersTable).focus()
+        self.refresh_bindings()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.filter_text = event.value.strip()
+        self.refresh_now()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self, event: Input.Submitted) -> None:
+        if not event.value.strip():
+            event.input.display = False
+        self.query_one(ClustersTable).focus()
+        self.refresh_bindings()
+
+    def action_delete(self) -> None:
+        name = self._selected_or_tell()
+        if name is None:
+            return
+        self.confirm_delete(name)
+
+    def confirm_delete(self, name: str) -> None:
+        """Ask, listing what goes, then delete (also used by the cluster screen)."""
+        from raycai_tui.screens.confirm import ConfirmScreen
+
+        summary = self.snapshot.summary(name) if self.snapshot else None
+        members = summary.members if summary else []
+        items = [f"{m.app.name}  ({m.node}, {m.app.status.value})" for m in members]
+        items.append(f"launcher files in .raycai/clusters/{name}/ (logs are kept)")
+        question = (
+            f"Delete cluster {name}? This deletes {len(members)} application(s); "
+            "Ray and everything running on it stop."
+        )
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.delete_cluster(name)
+
+        self.app.push_screen(ConfirmScreen(f"Delete {name}", question, items), answered)
+
+    @work(group="delete", exit_on_error=False)
+    async def delete_cluster(self, name: str) -> None:
+        # Not exclusive: deleting one cluster must not cancel the deletion of another.
+        services = self.connected_services()
+        if services is None:
+            return
+        app = self.raycai
+
+        def progress(step: Progress) -> None:
+            app.add_event(Event(time.time(), name, step.message, step.level))
+
+        app.begin_operation(name, "deleting")
+        self.refresh_now()
+        try:
+            deleted = await services.manager(progress).down(name)
+        finally:
+            app.end_operation(name)
+            self.refresh_now()
+        self.notify(f"{name}: deleted {len(deleted)} application(s)", title="Cluster deleted")
+        app.poll_soon()

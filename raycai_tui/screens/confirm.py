@@ -1,0 +1,51 @@
+"""A yes/no question about a destructive action; the safe answer has the focus."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Label, Static
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """Dismisses True only on an explicit yes (`y` or the danger button)."""
+
+    BINDINGS = [
+        Binding("y", "answer(True)", "Yes", id="confirm.yes", tooltip="Do it"),
+        Binding("n,escape", "answer(False)", "No", id="confirm.no", tooltip="Leave it as it is"),
+    ]
+
+    def __init__(
+        self, title: str, question: str, items: Sequence[str] = (), yes_label: str = "Delete"
+    ) -> None:
+        super().__init__()
+        self.title_text = title
+        self.question = question
+        self.items = list(items)
+        self.yes_label = yes_label
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog", classes="confirm"):
+            yield Label(self.title_text, id="dialog-title")
+            yield Static(self.question, id="question", markup=False)
+            if self.items:
+                with VerticalScroll(id="items"):
+                    for item in self.items:
+                        yield Static(f"• {item}", classes="item", markup=False)
+            with Horizontal(id="buttons"):
+                yield Button("Cancel", id="no", variant="primary")
+                yield Button(self.yes_label, id="yes", variant="error")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)

@@ -1,0 +1,368 @@
+"""The create form: sizes validated as typed (the core's rules), creation shown step by step.
+
+Submitting runs `ClusterManager.up(spec, wait=False)` in a worker (scripts, head created,
+head ready, workers created), then watches the nodes join Ray from the app's polls and the
+Ray dashboard, and opens the cluster screen once every node joined. Leaving the form while the
+nodes join stops only the watching; leaving it earlier interrupts the creation (what exists
+stays: rerun, open or delete the cluster).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
+
+from raycai_tui.format import describe_error
+from raycai_tui.messages import Event
+from raycai_tui.screens.base import RaycaiScreen
+
+if TYPE_CHECKING:
+    from raycai_core.cluster.lifecycle import Progress, ProgressCallback
+    from raycai_core.cml.models import Runtime
+    from raycai_core.spec import ClusterSpec
+
+
+@dataclass(frozen=True)
+class Field:
+    widget_id: str  # the Input's id
+    label: str
+    spec_field: str  # the core's name for it (field_problem, SpecError)
+    default: str
+
+
+NAME = Field("name", "Name", "name", "")
+HEAD_FIELDS = (
+    Field("head-cpu", "vCPU", "head.cpu", "2"),
+    Field("head-memory", "Memory GB", "head.memory", "8"),
+    Field("head-gpu", "GPUs", "head.nvidia_gpu", "0"),
+)
+WORKER_FIELDS = (
+    Field("workers-count", "Workers", "workers.count", "2"),
+    Field("workers-cpu", "vCPU each", "workers.cpu", "2"),
+    Field("workers-memory", "Memory GB each", "workers.memory", "8"),
+    Field("workers-gpu", "GPUs each", "workers.nvidia_gpu", "0"),
+)
+FIELDS = (NAME, *HEAD_FIELDS, *WORKER_FIELDS)
+RUNTIME_FIELD = "head.runtime_identifier"
+STEP_ORDER = ("scripts", "head-created", "head-wait", "head-ready", "workers-create", "joined")
+
+
+class Steps(Vertical):
+    """One line per creation step, updated in place; ✓ once a later step started."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.lines: dict[str, str] = {}
+
+    def reset(self) -> None:
+        self.lines.clear()
+        self.remove_children()
+
+    def step(self, key: str, message: str, level: str = "info") -> None:
+        if key not in self.lines:
+            self.mount(Static(id=f"step-{key}", markup=False))
+        self.lines[key] = message
+        keys = list(self.lines)
+        for index, name in enumerate(keys):
+            last = index == len(keys) - 1
+            style = {"error": "bold red", "warning": "yellow"}.get(level if last else "", "")
+            mark = "✗ " if style == "bold red" else ("… " if last else "✓ ")
+            text = Text(mark, style=style or ("green" if not last else "yellow"))
+            text.append(self.lines[name], style=style)
+            self.query_one(f"#step-{name}", Static).update(text)
+
+    def done(self) -> None:
+        for name, message in self.lines.items():
+            self.query_one(f"#step-{name}", Static).update(Text("✓ " + message, style="green"))
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines.values())
+
+
+class CreateScreen(RaycaiScreen):
+    BINDINGS = [
+        Binding("ctrl+s", "submit", "Create", id="create.submit", tooltip="Create the cluster"),
+        Binding(
+            "escape", "cancel", "Back", id="create.cancel", tooltip="Back to the clusters list"
+        ),
+    ]
+    MUTATING = frozenset({"submit"})
+    help_title = "new cluster"
+
+    class Ready(Message):
+        def __init__(self, name: str) -> None:
+            super().__init__()
+            self.name = name
+
+    def __init__(self, existing: set[str] | None = None) -> None:
+        super().__init__()
+        self.existing = existing or set()
+        self.creating: str | None = None  # the cluster being created
+        self.joining = False  # up() returned; watching the nodes join
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with VerticalScroll(id="form"):
+            yield Label("New Ray cluster", classes="form-title")
+            yield from self._field(NAME, "e.g. demo: lower-case letters, digits, hyphens")
+            with Horizontal(classes="field"):
+                yield Label("Runtime", classes="field-label")
+                yield Select[str]([], prompt="loading runtimes…", id="runtime", compact=True)
+                yield Static("", id="runtime-problem", classes="problem", markup=False)
+            yield Label("Head node", classes="group-title")
+            for field in HEAD_FIELDS:
+                yield from self._field(field)
+            yield Label("Worker nodes", classes="group-title")
+            for field in WORKER_FIELDS:
+                yield from self._field(field)
+            with Horizontal(id="buttons"):
+                yield Button("Create (ctrl+s)", id="create", variant="primary", compact=True)
+                yield Button("Back (esc)", id="back", compact=True)
+            yield Steps(id="steps")
+        yield Footer()
+
+    def _field(self, field: Field, placeholder: str = "") -> ComposeResult:
+        with Horizontal(classes="field", id=f"field-{field.widget_id}"):
+            yield Label(field.label, classes="field-label")
+            yield Input(field.default, id=field.widget_id, placeholder=placeholder, compact=True)
+            yield Static("", id=f"{field.widget_id}-problem", classes="problem", markup=False)
+
+    def on_mount(self) -> None:
+        self.query_one("#name", Input).focus()
+        self.load_runtimes()
+
+    # -- runtimes -----------------------------------------------------------------------
+
+    @work(group="runtimes", exclusive=True, exit_on_error=False)
+    async def load_runtimes(self) -> None:
+        select = self.query_one("#runtime", Select)
+        if self.services is None:
+            self._problem("runtime", "not connected to a workspace yet")
+            return
+        try:
+            runtimes = await self.services.runtimes()
+        except Exception as exc:  # shown under the field; the form stays usable
+            select.set_options([])
+            self._problem("runtime", f"could not list the runtimes: {describe_error(exc)}")
+            return
+        self.show_runtimes(runtimes)
+
+    def show_runtimes(self, runtimes: list[Runtime]) -> None:
+        from raycai_core.cml.runtimes import session_runtime
+
+        select = self.query_one("#runtime", Select)
+        select.prompt = "choose a runtime"
+        select.set_options((r.label, r.image_identifier) for r in runtimes)
+        chosen = session_runtime(runtimes) or (runtimes[0] if len(runtimes) == 1 else None)
+        if chosen is not None:
+            select.value = chosen.image_identifier
+        self._problem("runtime", None if runtimes else "the workspace lists no runtimes")
+
+    # -- validation as typed -----------------------------------------------------------
+
+    def _problem(self, widget_id: str, problem: str | None) -> None:
+        self.query_one(f"#{widget_id}-problem", Static).update(problem or "")
+        widget = self.query_one(f"#{widget_id}")
+        widget.set_class(bool(problem), "-invalid")
+
+    def field_problem(self, field: Field, raw: str) -> str | None:
+        from raycai_core.spec import field_problem
+
+        problem = field_problem(field.spec_field, raw)
+        if problem is None and field is NAME and raw.strip() in self.existing:
+            problem = f"a cluster named {raw.strip()!r} already exists in this project"
+        return problem
+
+    def runtime_problem(self) -> str | None:
+        from raycai_core.spec import field_problem
+
+        value = self.query_one("#runtime", Select).value
+        return field_problem(RUNTIME_FIELD, value if isinstance(value, str) else "")
+
+    @on(Input.Changed)
+    def _changed(self, event: Input.Changed) -> None:
+        field = next((f for f in FIELDS if f.widget_id == event.input.id), None)
+        if field is not None:
+            self._problem(field.widget_id, self.field_problem(field, event.value))
+
+    @on(Select.Changed, "#runtime")
+    def _runtime_changed(self) -> None:
+        self._problem("runtime", self.runtime_problem())
+
+    # -- submit ------------------------------------------------------------------------
+
+    @on(Input.Submitted)
+    def _enter(self, event: Input.Submitted) -> None:
+        event.stop()
+        if self.check_action("submit", ()):
+            self.action_submit()
+
+    @on(Button.Pressed, "#create")
+    def _create_pressed(self) -> None:
+        if self.check_action("submit", ()):
+            self.action_submit()
+
+    @on(Button.Pressed, "#back")
+    def _back_pressed(self) -> None:
+        self.action_cancel()
+
+    def values(self) -> dict[str, str]:
+        return {f.widget_id: self.query_one(f"#{f.widget_id}", Input).value for f in FIELDS}
+
+    def problems(self) -> dict[str, str]:
+        """Every field's problem (widget id -> message); shown under the fields too."""
+        found: dict[str, str] = {}
+        for field in FIELDS:
+            problem = self.field_problem(field, self.query_one(f"#{field.widget_id}", Input).value)
+            self._problem(field.widget_id, problem)
+            if problem:
+                found[field.widget_id] = problem
+        runtime = self.runtime_problem()
+        self._problem("runtime", runtime)
+        if runtime:
+            found["runtime"] = runtime
+        return found
+
+    def build_spec(self) -> ClusterSpec | None:
+        """The spec, or None after showing why not (nothing is created then)."""
+        from raycai_core.spec import SpecError, spec_from_flags
+
+        problems = self.problems()
+        if not problems:
+            v = self.values()
+            runtime = self.query_one("#runtime", Select).value
+            try:
+                return spec_from_flags(
+                    name=v["name"].strip(),
+                    runtime=str(runtime),
+                    workers=int(float(v["workers-count"])),
+                    cpu=float(v["workers-cpu"]),
+                    memory=float(v["workers-memory"]),
+                    gpu=int(float(v["workers-gpu"])),
+                    head_cpu=float(v["head-cpu"]),
+                    head_memory=float(v["head-memory"]),
+                    head_gpu=int(float(v["head-gpu"])),
+                )
+            except SpecError as exc:
+                by_spec_field = {f.spec_field: f.widget_id for f in FIELDS}
+                by_spec_field[RUNTIME_FIELD] = "runtime"
+                for spec_field, message in exc.problems:
+                    widget_id = by_spec_field.get(spec_field, "name")
+                    self._problem(widget_id, message)
+                    problems[widget_id] = message
+        first = next(iter(problems))
+        self.query_one(f"#{first}").focus()
+        count = len(problems)
+        self.notify(
+            f"{count} field{'s' if count > 1 else ''} to fix: nothing was created",
+            severity="error",
+        )
+        return None
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "submit" and self.creating is not None:
+            return None  # shown, greyed out, while a creation runs
+        return super().check_action(action, parameters)
+
+    def action_submit(self) -> None:
+        spec = self.build_spec()
+        if spec is None or self.connected_services() is None:
+            return
+        self.creating = spec.name
+        self.refresh_bindings()
+        self.query_one("#form").set_class(True, "-busy")
+        steps = self.query_one(Steps)
+        steps.reset()
+        self.create_cluster(spec)
+
+    def _creation_ended(self) -> None:
+        self.creating = None
+        self.joining = False
+        self.query_one("#form").set_class(False, "-busy")
+        self.refresh_bindings()
+
+    def _progress(self, name: str) -> ProgressCallback:
+        steps = self.query_one(Steps)
+        app = self.raycai
+
+        def progress(step: Progress) -> None:
+            count = f" ({step.done}/{step.total})" if step.total else ""
+            steps.step(step.step, step.message + ("" if step.step == "joined" else count))
+            app.add_event(Event(time.time(), name, step.message, step.level))
+
+        return progress
+
+    @work(group="create", exclusive=True, exit_on_error=False)
+    async def create_cluster(self, spec: ClusterSpec) -> None:
+        services = self.services
+        assert services is not None
+        app = self.raycai
+        steps = self.query_one(Steps)
+        app.begin_operation(spec.name, "creating")
+        try:
+            await services.manager(self._progress(spec.name)).up(spec, wait=False, timeout=900.0)
+        except Exception as exc:  # ClusterError, NodeFailed, CMLError...: shown, not swallowed
+            steps.step("failed", f"creation failed: {describe_error(exc)}", "error")
+            self._creation_ended()
+            return
+        finally:
+            app.end_operation(spec.name)
+        self.joining = True
+        app.poll_soon()
+        await self.watch_joined(spec)
+
+    async def watch_joined(self, spec: ClusterSpec) -> None:
+        """Count the nodes that joined Ray, from the app's polls (no extra CML call)."""
+        services = self.services
+        assert services is not None
+        app = self.raycai
+        steps = self.query_one(Steps)
+        total = spec.workers.count + 1
+        interval = max(0.5, app.settings.poll_s or 2.0)
+        while True:
+            members = app.snapshot.members.get(spec.name, []) if app.snapshot else []
+            view = await services.observer.observe(spec.name, members=members)
+            joined = view.workers_joined + (1 if view.head_row and view.head_row.joined else 0)
+            failed = [r for r in view.rows if r.record and r.record.phase == "failed"]
+            if failed:
+                row = failed[0]
+                reason = row.record.error if row.record else "failed"
+                message = f"nodes joined Ray: {joined}/{total}; {row.node}: {reason}"
+                steps.step("joined", message, "error")
+            else:
+                steps.step("joined", f"nodes joined Ray: {joined}/{total}")
+            if view.ready:
+                steps.done()
+                self.post_message(self.Ready(spec.name))
+                return
+            await asyncio.sleep(interval)
+
+    def on_create_screen_ready(self, message: CreateScreen.Ready) -> None:
+        from raycai_tui.screens.cluster import ClusterScreen
+
+        self.notify(f"{message.name}: every node joined Ray", title="Cluster ready")
+        self._creation_ended()
+        self.app.switch_screen(ClusterScreen(message.name))
+
+    def action_cancel(self) -> None:
+        if self.creating is not None and not self.joining:
+            self.notify(
+                f"Creation of {self.creating} interrupted; what was created stays "
+                "(open the cluster, or delete it)",
+                severity="warning",
+                timeout=10,
+            )
+        elif self.joining:
+            self.notify(f"{self.creating} keeps starting; its row shows the nodes joining")
+        self.app.pop_screen()

@@ -1,0 +1,61 @@
+"""The project's clusters, one row per cluster, reconciled by name."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+
+from raycai_tui.format import age, number, status_text
+from raycai_tui.widgets.keyed_table import Column, KeyedTable, Row
+
+if TYPE_CHECKING:
+    from raycai_core.cluster.lifecycle import ClusterSummary
+
+
+def state_of(summary: ClusterSummary, busy: str | None = None) -> Text:
+    if busy:
+        return Text(busy, style="yellow")
+    if summary.desired is None:
+        return Text("orphaned", style="red") if summary.members else Text("-", style="dim")
+    if summary.desired.state == "deleting":
+        return Text("deleting", style="yellow")
+    return Text("active", style="green")
+
+
+def cluster_cells(
+    summary: ClusterSummary, now: float, busy: str | None = None
+) -> tuple[str | Text, ...]:
+    head = summary.head
+    desired = "?" if summary.desired_workers is None else str(summary.desired_workers)
+    created = summary.created_at
+    return (
+        summary.name,
+        state_of(summary, busy),
+        status_text(head.app.status.value) if head else Text("-", style="dim"),
+        f"{desired}/{summary.workers_running}/{summary.joined_workers}",
+        number(summary.total("cpu")),
+        number(summary.total("nvidia_gpu")),
+        number(summary.total("memory")),
+        age(now - created) if created else "-",
+    )
+
+
+def summary_rows(
+    summaries: list[ClusterSummary], now: float, busy: dict[str, str] | None = None
+) -> list[Row]:
+    busy = busy or {}
+    return [(s.name, cluster_cells(s, now, busy.get(s.name))) for s in summaries]
+
+
+class ClustersTable(KeyedTable):
+    COLUMNS = (
+        Column("name", "CLUSTER", 32),
+        Column("state", "STATE", 10),
+        Column("head", "HEAD", 9),
+        Column("workers", "WORKERS d/r/j", 13),
+        Column("cpu", "CPU", 6),
+        Column("gpu", "GPU", 4),
+        Column("memory", "MEM GB", 7),
+        Column("age", "AGE", 5),
+    )

@@ -1,0 +1,69 @@
+"""One line saying how fresh the data is: updated at, or stale since when and why."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual.widgets import Static
+
+from raycai_tui.format import clock, number, one_line
+
+if TYPE_CHECKING:
+    from raycai_tui.backoff import Backoff
+
+
+def source_text(label: str, backoff: Backoff | None) -> Text:
+    text = Text()
+    if backoff is None or (backoff.updated_at is None and not backoff.stale):
+        text.append(f"{label}: waiting for the first poll", style="dim")
+    elif backoff.stale:
+        since = backoff.failing_since or 0.0
+        text.append(f"{label}: stale since {clock(since)}", style="bold red")
+        text.append(f" ({backoff.failures} failed poll{'s' if backoff.failures > 1 else ''}): ")
+        text.append(one_line(backoff.reason or "unknown error", 180), style="red")
+        if backoff.next_in is not None:
+            text.append(f" - retrying in {number(round(backoff.next_in, 1))} s", style="dim")
+    else:
+        assert backoff.updated_at is not None
+        text.append(f"{label}: updated {clock(backoff.updated_at)}", style="dim")
+    return text
+
+
+class StatusLine(Static):
+    """`set_source` per data source (CML, Ray); `set_note` for the modes (healing, read-only)."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__("", **kwargs)  # type: ignore[arg-type]
+        self._sources: dict[str, Backoff | None] = {}
+        self._message: Text | None = None
+        self._notes: list[str] = []
+
+    @property
+    def text(self) -> str:
+        return self._compose_text().plain
+
+    def set_source(self, label: str, backoff: Backoff | None) -> None:
+        self._sources[label] = backoff
+        self._refresh()
+
+    def set_message(self, message: str | None, style: str = "bold red") -> None:
+        """A message that replaces the sources, e.g. why the app could not connect."""
+        self._message = Text(message, style=style) if message else None
+        self._refresh()
+
+    def set_notes(self, *notes: str) -> None:
+        self._notes = [note for note in notes if note]
+        self._refresh()
+
+    def _compose_text(self) -> Text:
+        if self._message is not None:
+            parts = [self._message]
+        else:
+            parts = [source_text(label, b) for label, b in self._sources.items()]
+        parts += [Text(note, style="dim italic") for note in self._notes]
+        return Text(" | ").join(parts)
+
+    def _refresh(self) -> None:
+        self.update(self._compose_text())
+        self.set_class(any(b is not None and b.stale for b in self._sources.values()), "-stale")
