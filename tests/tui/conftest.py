@@ -1,0 +1,5 @@
+"""Fixtures of the raycai-tui tests (defined in tests/tui/support.py)."""
+
+from tests.tui.support import fake_ray, tui_workspace
+
+__all__ = ["fake_ray", "tui_workspace"]

@@ -1,0 +1,149 @@
+"""Fixed, realistic data for snapshot tests: built from the core's own types, no clocks."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timezone
+
+from raycai_core.cluster.apps import ClusterApp
+from raycai_core.cluster.desired import Desired
+from raycai_core.cluster.lifecycle import ClusterSummary
+from raycai_core.cluster.records import HeadAddress, NodeRecord
+from raycai_core.cluster.view import ClusterView, RayNodeInfo, merge_cluster
+from raycai_core.cml.models import Application, Runtime
+from raycai_core.naming import app_environment, app_name
+from raycai_core.spec import spec_from_flags
+from raycai_tui.services import Snapshot
+
+NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+GIB = 2**30
+RUNTIME = (
+    "docker.repository.cloudera.com/cloudera/cdsw/"
+    "ml-runtime-pbj-workbench-python3.11-standard:2025.09.1-b5"
+)
+RUNTIMES = [
+    Runtime(
+        image_identifier=RUNTIME,
+        editor="PBJ Workbench",
+        kernel="Python 3.11",
+        edition="Standard",
+        full_version="2025.09.1-b5",
+        status="ENABLED",
+    ),
+    Runtime(
+        image_identifier=RUNTIME.replace("3.11", "3.10"),
+        editor="PBJ Workbench",
+        kernel="Python 3.10",
+        edition="Standard",
+        full_version="2025.09.1-b5",
+        status="ENABLED",
+    ),
+]
+
+
+def at(seconds_ago: float) -> datetime:
+    return datetime.fromtimestamp(NOW - seconds_ago, tz=timezone.utc)
+
+
+def member(
+    cluster: str, node: str, status: str, cpu: float, memory: float, age: float
+) -> ClusterApp:
+    app = Application(
+        id=f"{cluster}-{node}-0001",
+        name=app_name(cluster, node),
+        subdomain=f"ray-{cluster}-1a2b3c-{'h' if node == 'head' else 'w' + node.split('-')[1]}",
+        status=status,
+        cpu=cpu,
+        memory=memory,
+        created_at=at(age + 20),
+        starting_at=at(age + 10),
+        running_at=at(age) if status == "running" else None,
+        environment=app_environment(cluster, node),
+        runtime_identifier=RUNTIME,
+    )
+    return ClusterApp(app=app, cluster=cluster, node=node)
+
+
+def desired(name: str, workers: int, created_ago: float) -> Desired:
+    spec = spec_from_flags(
+        name=name, runtime=RUNTIME, workers=workers, cpu=2, memory=8, head_cpu=2, head_memory=8
+    )
+    return Desired(spec=spec, created_at=NOW - created_ago, updated_at=NOW - created_ago)
+
+
+def demo_members() -> list[ClusterApp]:
+    return [
+        member("demo", "head", "running", 2, 8, 3600),
+        member("demo", "worker-1", "running", 2, 8, 3590),
+        member("demo", "worker-2", "starting", 2, 8, 30),
+    ]
+
+
+def snapshot() -> Snapshot:
+    members = {
+        "demo": demo_members(),
+        "etl-nightly": [
+            member("etl-nightly", "head", "failed", 4, 16, 7200),
+            member("etl-nightly", "worker-1", "running", 4, 16, 7200),
+        ],
+        "scratch": [member("scratch", "head", "running", 1, 2, 120)],
+    }
+    summaries = [
+        ClusterSummary("demo", desired("demo", 2, 3700), members["demo"], 1),
+        ClusterSummary("etl-nightly", desired("etl-nightly", 1, 90000), members["etl-nightly"], 0),
+        ClusterSummary("scratch", desired("scratch", 0, 150), members["scratch"], 0),
+    ]
+    return Snapshot(members=members, summaries=summaries, taken_at=NOW)
+
+
+def record(node: str, phase: str, error: str | None = None) -> NodeRecord:
+    return NodeRecord(
+        node=node,
+        role="head" if node == "head" else "worker",
+        phase=phase,
+        error=error,
+        updated_at=NOW - 1,
+    )
+
+
+def ray_node(
+    name: str, cpu: tuple[float, float], memory_gb: float, head: bool = False
+) -> RayNodeInfo:
+    return RayNodeInfo(
+        node_id=f"{name}-id",
+        node_name=name,
+        state="ALIVE",
+        is_head=head,
+        cpu=cpu,
+        gpu=(0.0, 0.0),
+        memory=(0.0, memory_gb * 0.7 * GIB),
+        start_time=NOW - 3000,
+    )
+
+
+def demo_view() -> ClusterView:
+    records = {
+        "head": record("head", "running"),
+        "worker-1": record("worker-1", "joined"),
+        "worker-2": record("worker-2", "waiting-for-head"),
+    }
+    head = HeadAddress(
+        ip="10.42.7.15",
+        gcs_port=6379,
+        dashboard_port=8100,
+        client_port=10001,
+        started_at=NOW - 3500,
+        incarnation="9f1c2a7b",
+        ray_version="2.60.0",
+    )
+    nodes = [
+        ray_node(app_name("demo", "head"), (0.0, 2.0), 8, head=True),
+        ray_node(app_name("demo", "worker-1"), (1.5, 2.0), 8),
+    ]
+    view = merge_cluster("demo", desired("demo", 2, 3700), demo_members(), records, head, nodes)
+    # worker-2's launcher started after its application: not "waiting for CML".
+    return dataclasses.replace(view, observed_at=NOW)
+
+
+def cpu_history() -> list[float]:
+    return [0, 0, 0.5, 1, 1, 1.5, 2, 2, 1.5, 1.5, 1, 1.5, 1.5, 1.5]

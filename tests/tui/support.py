@@ -1,0 +1,139 @@
+"""Helpers and fixtures for the raycai-tui tests (import the fixtures into a test module).
+
+`fake_ray` puts a stand-in Ray into the local workspace's project virtualenv (`.venv`, the
+launchers' first search entry): `ray start --head` listens on the GCS port and answers HTTP
+on the dashboard port (so the head application turns RUNNING), `ray start --address` prints
+Ray's "started" line (so the worker's launcher reports `joined`). Both block until SIGTERM.
+No Ray process runs; the Ray dashboard API answers 404, which the TUI shows as Ray not
+answering.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from textual.pilot import Pilot
+
+from raycai_core.cml.client import CMLClient, RetryPolicy
+from raycai_core.cml.models import Application
+from raycai_core.local import WorkspaceHandle
+from raycai_core.spec import ClusterSpec, spec_from_flags
+from raycai_core.target import Target
+from raycai_tui.app import RaycaiApp, Settings
+from tests.fixtures.workspace import RUNTIME
+
+FAKE_PYTHON = """#!/bin/sh
+if [ "$1" = "-c" ]; then echo 2.60.0; exit 0; fi
+exec {python} "$@"
+"""
+FAKE_RAY = """#!{python}
+import http.server, signal, socket, sys, threading, time
+args = sys.argv[1:]
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+if "--head" in args:
+    ip = args[args.index("--node-ip-address") + 1]
+    gcs = socket.socket()
+    gcs.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    gcs.bind((ip, int(args[args.index("--port") + 1])))
+    gcs.listen()
+
+    class Dashboard(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if self.path == "/" else 404)
+            self.end_headers()
+
+        def log_message(self, *_):
+            pass
+
+    port = int(args[args.index("--dashboard-port") + 1])
+    server = http.server.ThreadingHTTPServer(("", port), Dashboard)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+print("Ray runtime started.", flush=True)
+while True:
+    time.sleep(1)
+"""
+
+
+def _executable(path: Path, text: str) -> None:
+    path.write_text(text)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+
+
+@pytest.fixture
+def fake_ray(local_workspace: WorkspaceHandle) -> WorkspaceHandle:
+    bin_dir = local_workspace.project_dir / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    _executable(bin_dir / "python", FAKE_PYTHON.format(python=sys.executable))
+    _executable(bin_dir / "ray", FAKE_RAY.format(python=sys.executable))
+    return local_workspace
+
+
+@pytest.fixture
+def tui_workspace(fake_ray: WorkspaceHandle) -> Iterator[WorkspaceHandle]:
+    """The local workspace with the fake Ray, and no CML_* / CDSW_* in the environment."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith(("CML_", "CDSW_", "ML_RUNTIME"))}
+    for key in saved:
+        del os.environ[key]
+    yield fake_ray
+    os.environ.update(saved)
+
+
+def target_of(handle: WorkspaceHandle) -> Target:
+    return Target(handle.credentials(), handle.project_dir, "local")
+
+
+def make_app(handle: WorkspaceHandle, **settings: object) -> RaycaiApp:
+    settings.setdefault("poll_s", 0.5)
+    return RaycaiApp(Settings(**settings), target=target_of(handle))  # type: ignore[arg-type]
+
+
+def small_spec(name: str = "demo", workers: int = 1) -> ClusterSpec:
+    return spec_from_flags(
+        name=name,
+        runtime=RUNTIME,
+        workers=workers,
+        cpu=1,
+        memory=1,
+        head_cpu=1,
+        head_memory=1,
+    )
+
+
+def client_for(handle: WorkspaceHandle) -> CMLClient:
+    retry = RetryPolicy(attempts=6, initial_wait=0.05, max_wait=0.5, deadline=20.0)
+    return CMLClient(handle.credentials(), retry=retry)
+
+
+async def cluster_apps(handle: WorkspaceHandle) -> list[Application]:
+    async with client_for(handle) as cml:
+        return await cml.list_applications({"name": "raycai-"})
+
+
+async def until(
+    pilot: Pilot[object], predicate: Callable[[], object], what: str, timeout: float = 20.0
+) -> object:
+    """Let the app run until `predicate()` is truthy; fail with `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not (result := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await pilot.pause(0.05)
+    return result
+
+
+async def until_async(
+    pilot: Pilot[object], predicate: Callable[[], object], what: str, timeout: float = 20.0
+) -> object:
+    """`until` for a predicate that returns an awaitable."""
+    deadline = time.monotonic() + timeout
+    while not (result := await predicate()):  # type: ignore[misc]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await pilot.pause(0.1)
+    return result

@@ -1,0 +1,190 @@
+"""The cluster screen against the real local workspace: keys, faults and healing."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+from textual.widgets import Input
+
+from raycai_core.cluster.desired import read_desired
+from raycai_core.cluster.layout import ClusterPaths
+from raycai_core.cluster.lifecycle import ClusterManager
+from raycai_core.local import WorkspaceConfig, WorkspaceHandle
+from raycai_tui.screens.addresses import AddressesScreen
+from raycai_tui.screens.cluster import ClusterScreen
+from raycai_tui.screens.confirm import ConfirmScreen
+from raycai_tui.screens.scale import ScaleScreen
+from raycai_tui.widgets.apps_table import AppsTable
+from raycai_tui.widgets.events import EventsLog
+from raycai_tui.widgets.ray_panel import RayPanel
+from raycai_tui.widgets.status_line import StatusLine
+from tests.fixtures.workspace import FAST_CONFIG
+from tests.tui.support import (
+    client_for,
+    cluster_apps,
+    make_app,
+    small_spec,
+    until,
+    until_async,
+)
+
+
+async def create_cluster(handle: WorkspaceHandle, name: str = "demo", workers: int = 1) -> None:
+    async with client_for(handle) as cml:
+        await ClusterManager(cml, handle.project_dir).up(small_spec(name, workers), wait=False)
+
+
+def status_of(screen: ClusterScreen, node: str) -> str:
+    cells = screen.query_one(AppsTable).cells_of(node)
+    return str(cells[3]) if cells else ""
+
+
+async def open_cluster(pilot, app, name: str) -> ClusterScreen:
+    table = app.screen.query_one("#clusters")
+    await until(pilot, lambda: name in table.keys, f"the row of {name}")
+    await pilot.press("enter")
+    screen = app.screen
+    assert isinstance(screen, ClusterScreen)
+    return screen
+
+
+async def worker_count(handle: WorkspaceHandle) -> int:
+    return sum(1 for a in await cluster_apps(handle) if "-worker-" in a.name)
+
+
+async def test_scale_restart_addresses_and_logs_keys(tui_workspace: WorkspaceHandle) -> None:
+    handle = tui_workspace
+    await create_cluster(handle, "demo", workers=1)
+    app = make_app(handle)
+    async with app.run_test(size=(160, 45)) as pilot:
+        screen = await open_cluster(pilot, app, "demo")
+        await until(pilot, lambda: status_of(screen, "worker-1") == "RUNNING", "worker RUNNING")
+        await until(pilot, lambda: status_of(screen, "head") == "RUNNING", "head RUNNING")
+        panel = screen.query_one(RayPanel)
+        await until(pilot, lambda: "not answering" in panel.summary_text, "Ray's state")
+
+        await pilot.press("s")
+        dialog = app.screen
+        assert isinstance(dialog, ScaleScreen)
+        assert dialog.query_one("#count", Input).value == "1"
+        await pilot.press("escape")
+
+        await pilot.press("plus")
+        await until_async(pilot, lambda: _workers_are(handle, 2), "a second worker app")
+        assert read_desired(ClusterPaths(handle.project_dir, "demo")).spec.workers.count == 2
+        await until(pilot, lambda: "worker-2" in screen.query_one(AppsTable).keys, "its row")
+        await until(pilot, lambda: "demo" not in app.operations, "the scale to end")
+        await pilot.press("minus")
+        await until_async(pilot, lambda: _workers_are(handle, 1), "back to one worker")
+        await until(pilot, lambda: "worker-2" not in screen.query_one(AppsTable).keys, "row gone")
+        events = screen.query_one(EventsLog).texts
+        assert "workers 1 -> 2" in events and "workers 2 -> 1" in events
+
+        await pilot.press("o")
+        addresses = app.screen
+        assert isinstance(addresses, AddressesScreen)
+        head = next(a for a in await cluster_apps(handle) if a.name == "raycai-demo-head")
+        domain = handle.url.split("://", 1)[1]
+        assert addresses.addresses.app_url == f"https://{head.subdomain}.{domain}"
+        assert addresses.addresses.client_address.startswith("ray://127.0.0.")
+        assert addresses.addresses.dashboard_url.startswith("http://127.0.0.")
+        await pilot.press("escape")
+
+        table = screen.query_one(AppsTable)
+        table.select_key("worker-1")
+        await pilot.press("r")
+        confirm = app.screen
+        assert isinstance(confirm, ConfirmScreen)
+        assert confirm.items[0].startswith("raycai-demo-worker-1")
+        await pilot.press("y")
+        await until(
+            pilot,
+            lambda: any(
+                "worker-1: restart requested" in t for t in screen.query_one(EventsLog).texts
+            ),
+            "the restart event",
+        )
+
+        await pilot.press("l")
+        await until(pilot, lambda: app.screen is not screen, "the logs screen")
+        assert type(app.screen).__name__ == "LogsScreen"
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is screen, "back on the cluster screen")
+
+
+async def _workers_are(handle: WorkspaceHandle, count: int) -> bool:
+    return await worker_count(handle) == count
+
+
+async def test_faults_show_stale_data_and_recover(tui_workspace: WorkspaceHandle) -> None:
+    handle = tui_workspace
+    await create_cluster(handle, "demo", workers=0)
+    app = make_app(handle)
+    async with app.run_test(size=(160, 45)) as pilot:
+        screen = await open_cluster(pilot, app, "demo")
+        status = screen.query_one(StatusLine)
+        await until(pilot, lambda: "CML: updated" in status.text, "a first good poll")
+
+        handle.set_faults(error_rates={503: 1.0})
+        await until(pilot, lambda: "CML: stale since" in status.text, "the stale line")
+        assert "503" in status.text and "retrying in" in status.text
+        handle.set_faults(drop_rate=0.5, error_rates={429: 0.2, 500: 0.3}, latency_s=0.05)
+        await pilot.pause(1.0)
+        assert app.is_running and app.screen is screen
+
+        handle.set_faults()
+        await until(pilot, lambda: "CML: updated" in status.text, "recovery", timeout=40)
+        assert "demo" in app.snapshot.members
+
+
+@pytest.fixture
+def workspace_config() -> WorkspaceConfig:
+    # A failed app stays FAILED (the platform gives up at once): only healing restarts it.
+    return WorkspaceConfig(**{**FAST_CONFIG, "restart_attempts": 0})
+
+
+async def test_failed_worker_is_shown_then_healed_when_healing_is_turned_on(
+    tui_workspace: WorkspaceHandle,
+) -> None:
+    handle = tui_workspace
+    await create_cluster(handle, "demo", workers=1)
+    app = make_app(handle, heal=False)
+    async with app.run_test(size=(160, 45)) as pilot:
+        screen = await open_cluster(pilot, app, "demo")
+        await until(pilot, lambda: status_of(screen, "worker-1") == "RUNNING", "worker RUNNING")
+        worker = next(a for a in await cluster_apps(handle) if a.name.endswith("worker-1"))
+        os.killpg(handle.app_info(worker.id)["pid"], signal.SIGKILL)  # its pod dies
+        await until(pilot, lambda: status_of(screen, "worker-1") == "FAILED", "FAILED shown")
+        await pilot.pause(1.5)
+        assert status_of(screen, "worker-1") == "FAILED"  # healing is off: nobody restarts it
+
+        await pilot.press("h")
+        assert app.healing
+        events = screen.query_one(EventsLog)
+        await until(
+            pilot,
+            lambda: any("healed worker-1: restarted" in t for t in events.texts),
+            "the heal event",
+        )
+        await until(pilot, lambda: status_of(screen, "worker-1") == "RUNNING", "RUNNING again")
+
+
+async def test_one_cml_request_per_poll_whatever_is_open(tui_workspace: WorkspaceHandle) -> None:
+    handle = tui_workspace
+    await create_cluster(handle, "demo", workers=2)
+    app = make_app(handle)
+    async with app.run_test(size=(160, 45)) as pilot:
+        screen = await open_cluster(pilot, app, "demo")
+        await until(pilot, lambda: status_of(screen, "worker-2") == "RUNNING", "the workers up")
+        await until(pilot, lambda: "demo" not in app.operations, "no operation running")
+        handle.reset_stats()
+        polls = app.polls
+        await until(pilot, lambda: app.polls >= polls + 4, "four more polls")
+        stats = handle.stats()
+        done = app.polls - polls
+        list_route = "GET /api/v2/projects/{project_id}/applications"
+        # A poll in flight when the count was read may add one more request.
+        assert set(stats["by_route"]) <= {list_route}, stats["by_route"]
+        assert stats["total"] <= done + 1, (stats, done)

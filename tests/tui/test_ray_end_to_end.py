@@ -1,0 +1,119 @@
+"""A real Ray cluster driven through raycai-tui on the local workspace (private netns only).
+
+Create with 2 workers from the form -> 3 nodes in the Ray panel -> `+` to 4 -> `-` back to
+3 -> the head's pod dies: the gap is shown, then the recovery -> delete from the list -> no
+application and no Ray process left.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from textual.widgets import Input, Select
+
+from raycai_core.local import WorkspaceHandle
+from raycai_tui.screens.cluster import ClusterScreen
+from raycai_tui.screens.clusters import ClustersScreen
+from raycai_tui.screens.confirm import ConfirmScreen
+from raycai_tui.screens.create import CreateScreen
+from raycai_tui.widgets.apps_table import AppsTable
+from raycai_tui.widgets.ray_panel import RayPanel
+from tests.fixtures.workspace import wait_for
+from tests.tui.support import cluster_apps, make_app, until, until_async
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
+
+RAY_PROCESS_NAMES = ("raylet", "gcs_server", "ray::", "ray start", "dashboard.py", "log_monitor")
+
+
+def ray_processes() -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z" and any(name in cmdline for name in RAY_PROCESS_NAMES):
+            found.append(f"{entry.name}: {cmdline[:100]}")
+    return found
+
+
+async def test_create_scale_and_delete_a_real_ray_cluster(local_workspace: WorkspaceHandle) -> None:
+    handle = local_workspace
+    app = make_app(handle, poll_s=1.0)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await until(pilot, lambda: app.services is not None, "the connection")
+        await pilot.press("n")
+        form = app.screen
+        assert isinstance(form, CreateScreen)
+        select = form.query_one("#runtime", Select)
+        await until(pilot, lambda: select._options and len(select._options) > 1, "runtimes")
+        values = {
+            "name": "e2e",
+            "head-cpu": "1",
+            "head-memory": "1",
+            "workers-count": "2",
+            "workers-cpu": "1",
+            "workers-memory": "1",
+        }
+        for widget_id, text in values.items():
+            form.query_one(f"#{widget_id}", Input).value = text
+        select.focus()
+        await pilot.press("enter", "down", "enter")
+        await pilot.press("ctrl+s")
+
+        # The form opens the cluster screen once every node joined Ray.
+        await until(pilot, lambda: isinstance(app.screen, ClusterScreen), "3/3 joined", 180)
+        screen = app.screen
+        panel = screen.query_one(RayPanel)
+        await until(pilot, lambda: panel.nodes_alive == 3, "3 nodes alive in the Ray panel", 30)
+        assert "3 alive" in panel.summary_text
+
+        await pilot.press("plus")
+        await until(pilot, lambda: panel.nodes_alive == 4, "a 4th node alive", 120)
+        await until(pilot, lambda: "e2e" not in app.operations, "the scale to finish", 30)
+
+        await pilot.press("minus")
+        await until(pilot, lambda: panel.nodes_alive == 3, "back to 3 alive nodes", 120)
+        workers = [a.name for a in await cluster_apps(handle) if "-worker-" in a.name]
+        assert sorted(workers) == ["raycai-e2e-worker-1", "raycai-e2e-worker-2"]
+
+        # The head's pod dies: the platform restarts it, the workers rejoin the new head.
+        before = screen.view.head
+        head = next(a for a in await cluster_apps(handle) if a.name == "raycai-e2e-head")
+        os.killpg(handle.app_info(head.id)["pid"], signal.SIGKILL)
+        seen: set[str] = set()
+
+        def recovered() -> bool:
+            view = screen.view
+            seen.add(str(screen.query_one(AppsTable).cells_of("head")[3]))
+            if panel.summary_text.count("not answering"):
+                seen.add("ray not answering")
+            return (
+                view.head.incarnation != before.incarnation
+                and view.ray_error is None
+                and view.nodes_alive == 3
+                and panel.nodes_alive == 3
+            )
+
+        await until(pilot, recovered, "3 nodes alive on the restarted head", 120)
+        # The gap was on screen: the head application not RUNNING, or Ray not answering.
+        assert seen - {"RUNNING"}, seen
+
+        await pilot.press("escape")
+        assert isinstance(app.screen, ClustersScreen)
+        await pilot.press("ctrl+d")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await until_async(pilot, lambda: _no_apps(handle), "every application deleted", 60)
+    await wait_for(lambda: not ray_processes(), timeout=60, interval=0.5)
+
+
+async def _no_apps(handle: WorkspaceHandle) -> bool:
+    return not await cluster_apps(handle)

@@ -1,0 +1,76 @@
+"""SVG snapshots of the main screens, fed fixed data (polling off, fixed size, no clocks).
+
+Update after an intended change with: ./dev test tests/tui/test_snapshots.py --snapshot-update
+"""
+
+from __future__ import annotations
+
+from textual.pilot import Pilot
+from textual.widgets import Input
+
+from raycai_tui.app import RaycaiApp, Settings
+from raycai_tui.screens.cluster import ClusterScreen
+from raycai_tui.screens.create import CreateScreen
+from raycai_tui.widgets.ray_panel import RayPanel
+from tests.tui.fixed_data import RUNTIMES, cpu_history, demo_view, snapshot
+
+SIZE = (160, 40)
+
+
+def fixed_app() -> RaycaiApp:
+    return RaycaiApp(Settings(poll_s=0))
+
+
+async def show_clusters(pilot: Pilot[None]) -> None:
+    app = pilot.app
+    assert isinstance(app, RaycaiApp)
+    app.show_connected("CML ml-3f2a9c.example.cloudera.site", "ray-demo (p-7h2k-abcd)")
+    app.apply_snapshot(snapshot())
+    await pilot.pause()
+
+
+async def show_cluster(pilot: Pilot[None]) -> None:
+    await show_clusters(pilot)
+    await pilot.press("enter")
+    screen = pilot.app.screen
+    assert isinstance(screen, ClusterScreen)
+    panel = screen.query_one(RayPanel)
+    for used in cpu_history():
+        panel.add_sample(used, 2)
+    screen.show_view(demo_view())
+    await pilot.pause()
+
+
+async def show_create_form(pilot: Pilot[None]) -> None:
+    await show_clusters(pilot)
+    screen = CreateScreen(existing={"demo", "etl-nightly", "scratch"})
+    await pilot.app.push_screen(screen)
+    await pilot.app.workers.wait_for_complete()
+    screen.show_runtimes(RUNTIMES)
+    screen.query_one("#runtime").value = RUNTIMES[0].image_identifier
+    for widget_id, text in (("name", "demo"), ("workers-cpu", "0.5"), ("head-gpu", "1.5")):
+        screen.query_one(f"#{widget_id}", Input).value = text
+    screen.query_one("#workers-count", Input).focus()
+    await pilot.pause()
+
+
+def test_clusters_screen(snap_compare) -> None:
+    assert snap_compare(fixed_app(), terminal_size=SIZE, run_before=show_clusters)
+
+
+def test_cluster_screen(snap_compare) -> None:
+    assert snap_compare(fixed_app(), terminal_size=SIZE, run_before=show_cluster)
+
+
+def test_create_form_with_validation_messages(snap_compare) -> None:
+    assert snap_compare(fixed_app(), terminal_size=SIZE, run_before=show_create_form)
+
+
+def test_delete_confirmation(snap_compare) -> None:
+    assert snap_compare(fixed_app(), terminal_size=SIZE, run_before=show_clusters, press=["ctrl+d"])
+
+
+def test_help(snap_compare) -> None:
+    assert snap_compare(
+        fixed_app(), terminal_size=SIZE, run_before=show_cluster, press=["question_mark"]
+    )

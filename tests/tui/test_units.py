@@ -1,0 +1,166 @@
+"""Pure parts of raycai-tui: backoff, healing decisions, keymaps, runtime choice, the reconciling
+table, and the import hygiene that keeps the first frame fast."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+from textual.app import App, ComposeResult
+
+from raycai_core.cml.runtimes import session_runtime
+from raycai_tui.backoff import Backoff
+from raycai_tui.healing import MISSING_GRACE_S, HealPlanner, heal_reason
+from raycai_tui.keymap import KeymapError, parse_keymap
+from raycai_tui.widgets.keyed_table import Column, KeyedTable
+from tests.tui.fixed_data import NOW, RUNTIMES, snapshot
+
+
+def test_backoff_grows_on_failures_and_resets_on_success() -> None:
+    backoff = Backoff(2.0, maximum=30.0)
+    delays = [backoff.failed("HTTP 503", 100.0 + i) for i in range(6)]
+    assert delays == [4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
+    assert backoff.stale and backoff.failing_since == 100.0 and backoff.reason == "HTTP 503"
+    assert backoff.succeeded(200.0) == 2.0
+    assert not backoff.stale and backoff.updated_at == 200.0 and backoff.failing_since is None
+
+
+def summary(name: str):
+    return next(s for s in snapshot().summaries if s.name == name)
+
+
+def test_heal_reason_follows_the_desired_state_and_spec() -> None:
+    assert heal_reason(summary("demo"), NOW) is None  # starting, not failed
+    assert "failed" in (heal_reason(summary("etl-nightly"), NOW) or "")  # its head FAILED
+
+    etl = summary("etl-nightly")
+    assert etl.desired is not None
+    off = etl.desired.spec.model_copy(update={"healing": False})
+    no_healing = dataclasses.replace(etl, desired=dataclasses.replace(etl.desired, spec=off))
+    assert heal_reason(no_healing, NOW) is None
+    deleting = dataclasses.replace(etl, desired=dataclasses.replace(etl.desired, state="deleting"))
+    assert heal_reason(deleting, NOW) is None
+
+    demo = summary("demo")
+    assert demo.desired is not None
+    just_scaled = dataclasses.replace(demo.desired, updated_at=NOW - 10)
+    one_worker_gone = dataclasses.replace(demo, members=demo.members[:2], desired=just_scaled)
+    assert heal_reason(one_worker_gone, NOW) is None  # an `up` or `scale` may still add it
+    later = NOW + MISSING_GRACE_S
+    assert heal_reason(one_worker_gone, later) == "1 worker application(s) missing"
+
+
+def test_heal_planner_waits_longer_after_each_attempt_and_skips_busy_clusters() -> None:
+    planner = HealPlanner(first_wait=10.0, max_wait=40.0)
+    summaries = [summary("etl-nightly")]
+    assert planner.due(summaries, busy={"etl-nightly"}, now=NOW) == []
+    assert planner.due(summaries, busy=(), now=NOW) == ["etl-nightly"]
+    planner.attempted("etl-nightly", NOW)
+    assert planner.due(summaries, busy=(), now=NOW + 9) == []
+    assert planner.due(summaries, busy=(), now=NOW + 10) == ["etl-nightly"]
+    planner.attempted("etl-nightly", NOW + 10)
+    assert planner.due(summaries, busy=(), now=NOW + 29) == []
+    assert planner.due(summaries, busy=(), now=NOW + 30) == ["etl-nightly"]
+
+
+def test_keymap_files() -> None:
+    text = '"clusters.new" = "a"\n[keymap]\n"cluster.scale_up" = ["plus", "u"]\n'
+    assert parse_keymap(text) == {"cluster.scale_up": "plus,u"}  # [keymap] wins when present
+    assert parse_keymap('"clusters.new" = "a"') == {"clusters.new": "a"}
+    with pytest.raises(KeymapError, match=r"clusters\.new"):
+        parse_keymap('"clusters.new" = 3')
+    with pytest.raises(KeymapError, match="not valid TOML"):
+        parse_keymap("clusters.new = ")
+
+
+def test_session_runtime_matches_the_session_metadata() -> None:
+    env = {
+        "ML_RUNTIME_EDITOR": "PBJ Workbench",
+        "ML_RUNTIME_KERNEL": "Python 3.10",
+        "ML_RUNTIME_EDITION": "Standard",
+        "ML_RUNTIME_FULL_VERSION": "2025.09.1-b5",
+    }
+    assert session_runtime(RUNTIMES, env) is RUNTIMES[1]
+    assert session_runtime(RUNTIMES, {}) is None
+    assert session_runtime(RUNTIMES, {**env, "ML_RUNTIME_KERNEL": "R 4.4"}) is None
+
+
+class Table(KeyedTable):
+    COLUMNS = (Column("node", "NODE", 10), Column("value", "VALUE", 10))
+
+
+class TableApp(App[None]):
+    def compose(self) -> ComposeResult:
+        yield Table()
+
+
+def rows(count: int, changed: set[int] = frozenset(), skip: set[int] = frozenset()):
+    return [
+        (f"w{i}", (f"w{i}", "new" if i in changed else "old"))
+        for i in range(count)
+        if i not in skip
+    ]
+
+
+async def test_keyed_table_updates_in_place_and_keeps_the_cursor_row() -> None:
+    app = TableApp()
+    async with app.run_test(size=(40, 20)) as pilot:
+        table = app.query_one(Table)
+        table.reconcile(rows(50))
+        await pilot.pause()
+        table.select_key("w30")
+        await pilot.pause()
+        assert table.selected_key == "w30"
+
+        table.reconcile(rows(50, changed={30, 31}, skip={2, 3}))  # two rows above the cursor go
+        await pilot.pause()
+        assert table.selected_key == "w30" and table.row_count == 48
+        assert str(table.get_cell("w30", "value")) == "new"
+
+        table.reconcile([*rows(50, skip={2, 3}), ("w2", ("w2", "back"))])  # comes back last...
+        await pilot.pause()
+        assert table.keys[-1] == "w2" and table.selected_key == "w30"
+        table.reconcile(rows(50))  # ...and returns to its place
+        await pilot.pause()
+        assert [row.key.value for row in table.ordered_rows][:4] == ["w0", "w1", "w2", "w3"]
+        assert table.selected_key == "w30"
+
+
+def test_the_app_module_imports_no_heavy_dependency() -> None:
+    code = (
+        "import sys, raycai_tui.app\n"
+        "heavy = ('ray', 'httpx', 'pydantic', 'aiohttp',\n"
+        "         'raycai_core.cluster', 'raycai_core.cml')\n"
+        "print(','.join(m for m in heavy if m in sys.modules))\n"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip() == ""
+
+
+async def test_a_keymap_remaps_bindings_by_id() -> None:
+    from raycai_tui.app import RaycaiApp, Settings
+
+    app = RaycaiApp(Settings(poll_s=0, keymap={"clusters.new": "a", "clusters.filter": "f"}))
+    async with app.run_test(size=(100, 30)):
+        bindings = app.screen.active_bindings
+        assert bindings["a"].binding.id == "clusters.new" and "n" not in bindings
+        assert bindings["f"].binding.id == "clusters.filter" and "slash" not in bindings
+
+
+def test_command_line(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from raycai_tui.app import main
+
+    runner = CliRunner()
+    shown = runner.invoke(main, ["--help"])
+    assert shown.exit_code == 0
+    for option in ("--local", "--host", "--project", "--readonly", "--no-heal", "--keymap"):
+        assert option in shown.output
+    bad = tmp_path / "keys.toml"
+    bad.write_text('"clusters.new" = 3\n')
+    refused = runner.invoke(main, ["--keymap", str(bad)])
+    assert refused.exit_code == 2 and "clusters.new" in refused.output
