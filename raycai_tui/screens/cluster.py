@@ -171,7 +171,10 @@ class ClusterScreen(RaycaiScreen):
 
     def on_clusters_polled(self, message: ClustersPolled) -> None:
         self.members = message.snapshot.members.get(self.cluster, [])
-        self.remerge()
+        if self.is_current:
+            self.remerge()
+        else:  # covered by a dialog or the logs: merge when shown again
+            self._dirty = True
 
     def on_poll_status(self, message: PollStatus) -> None:
         self.query_one(StatusLine).set_source("CML", message.backoff)
@@ -253,8 +256,12 @@ class ClusterScreen(RaycaiScreen):
 
     def on_screen_resume(self) -> None:
         self._show_notes()
-        if self._dirty and self.view is not None:
-            self.show_view(self.view)
+        if self._dirty:
+            self._dirty = False
+            if self.services is None and self.view is not None:
+                self.show_view(self.view)
+            else:
+                self.remerge()
 
     # -- selection --------------------------------------------------------------------
 

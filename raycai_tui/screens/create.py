@@ -204,8 +204,11 @@ class CreateScreen(RaycaiScreen):
 
     @on(Input.Submitted)
     def _enter(self, event: Input.Submitted) -> None:
+        """Enter moves to the next field; on the last one it submits."""
         event.stop()
-        if self.check_action("submit", ()):
+        if event.input.id != FIELDS[-1].widget_id:
+            self.focus_next()
+        elif self.check_action("submit", ()):
             self.action_submit()
 
     @on(Button.Pressed, "#create")

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from raycai_core.cluster.view import ClusterView, NodeRow
 
 
-def node_cells(row: NodeRow, now: float) -> tuple[str | Text, ...]:
+def node_cells(row: NodeRow, now: float, ray_error: str | None = None) -> tuple[str | Text, ...]:
     app = row.app.app if row.app else None
     ray = row.ray
     if ray is not None:
@@ -33,6 +33,8 @@ def node_cells(row: NodeRow, now: float) -> tuple[str | Text, ...]:
     if app is not None and status == "running" and app.running_at is not None:
         uptime = now - app.running_at.timestamp()
     reason = row.not_ready_reason or ""
+    if ray_error and row.record is not None and row.record.phase in ("running", "joined"):
+        reason = f"launcher says {row.record.phase}; Ray is not answering, so unconfirmed"
     return (
         row.node,
         row.role,
@@ -50,7 +52,7 @@ def node_cells(row: NodeRow, now: float) -> tuple[str | Text, ...]:
 
 def view_rows(view: ClusterView) -> list[Row]:
     now = view.observed_at
-    return [(row.node, node_cells(row, now)) for row in view.rows]
+    return [(row.node, node_cells(row, now, view.ray_error)) for row in view.rows]
 
 
 class AppsTable(KeyedTable):

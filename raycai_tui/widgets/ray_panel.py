@@ -54,15 +54,19 @@ class RayPanel(Vertical):
         self.query_one("#alive-history", Sparkline).data = list(self._alive)
 
     def show(self, view: ClusterView, failing_since: float | None = None) -> None:
-        self.nodes_alive = view.nodes_alive
-        self.nodes_dead = view.nodes_dead
-        text = Text()
-        text.append("nodes ")
-        text.append(f"{view.nodes_alive} alive", style="bold green" if view.nodes_alive else "")
-        text.append(" · ")
-        text.append(f"{view.nodes_dead} dead", style="red" if view.nodes_dead else "dim")
         expected = view.desired_workers + 1
-        text.append(f" (of {expected} wanted)", style="dim")
+        text = Text()
+        if view.ray_error and view.head is not None:
+            text.append("nodes unknown while Ray does not answer", style="yellow")
+            text.append(f" (last seen: {self.nodes_alive} alive; {expected} wanted)", style="dim")
+        else:
+            self.nodes_alive = view.nodes_alive
+            self.nodes_dead = view.nodes_dead
+            text.append("nodes ")
+            text.append(f"{view.nodes_alive} alive", style="bold green" if view.nodes_alive else "")
+            text.append(" · ")
+            text.append(f"{view.nodes_dead} dead", style="red" if view.nodes_dead else "dim")
+            text.append(f" (of {expected} wanted)", style="dim")
         totals = view.totals
         if totals is not None:
             text.append(f"\nused of total: CPU {used_of(totals.cpu)}")

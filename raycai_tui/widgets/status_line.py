@@ -19,11 +19,11 @@ def source_text(label: str, backoff: Backoff | None) -> Text:
         text.append(f"{label}: waiting for the first poll", style="dim")
     elif backoff.stale:
         since = backoff.failing_since or 0.0
+        polls = f"{backoff.failures} failed poll{'s' if backoff.failures > 1 else ''}"
+        retry = f", retry in {number(round(backoff.next_in, 1))} s" if backoff.next_in else ""
         text.append(f"{label}: stale since {clock(since)}", style="bold red")
-        text.append(f" ({backoff.failures} failed poll{'s' if backoff.failures > 1 else ''}): ")
+        text.append(f" ({polls}{retry}): ")
         text.append(one_line(backoff.reason or "unknown error", 180), style="red")
-        if backoff.next_in is not None:
-            text.append(f" - retrying in {number(round(backoff.next_in, 1))} s", style="dim")
     else:
         assert backoff.updated_at is not None
         text.append(f"{label}: updated {clock(backoff.updated_at)}", style="dim")

@@ -129,7 +129,7 @@ async def test_faults_show_stale_data_and_recover(tui_workspace: WorkspaceHandle
 
         handle.set_faults(error_rates={503: 1.0})
         await until(pilot, lambda: "CML: stale since" in status.text, "the stale line")
-        assert "503" in status.text and "retrying in" in status.text
+        assert "503" in status.text and "retry in" in status.text
         handle.set_faults(drop_rate=0.5, error_rates={429: 0.2, 500: 0.3}, latency_s=0.05)
         await pilot.pause(1.0)
         assert app.is_running and app.screen is screen
