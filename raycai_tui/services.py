@@ -48,6 +48,7 @@ class Services:
     cml: CMLClient
     observer: Observer
     project_name: str = ""
+    last_runtime: str | None = None  # the create form offers it again
     _runtimes: list[Runtime] | None = field(default=None, repr=False)
 
     @classmethod

@@ -164,7 +164,10 @@ class CreateScreen(RaycaiScreen):
         select = self.query_one("#runtime", Select)
         select.prompt = "choose a runtime"
         select.set_options((r.label, r.image_identifier) for r in runtimes)
-        chosen = session_runtime(runtimes) or (runtimes[0] if len(runtimes) == 1 else None)
+        last = self.services.last_runtime if self.services else None
+        chosen = next((r for r in runtimes if r.image_identifier == last), None)
+        chosen = chosen or session_runtime(runtimes)
+        chosen = chosen or (runtimes[0] if len(runtimes) == 1 else None)
         if chosen is not None:
             select.value = chosen.image_identifier
         self._problem("runtime", None if runtimes else "the workspace lists no runtimes")
@@ -283,6 +286,8 @@ class CreateScreen(RaycaiScreen):
         if spec is None or self.connected_services() is None:
             return
         self.creating = spec.name
+        if self.services is not None:
+            self.services.last_runtime = spec.head.runtime_identifier
         self.refresh_bindings()
         self.query_one("#form").set_class(True, "-busy")
         steps = self.query_one(Steps)

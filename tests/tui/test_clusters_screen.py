@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from raycai_core.cluster.lifecycle import ClusterManager
 from raycai_core.local import WorkspaceHandle
+from raycai_tui.app import RaycaiApp, Settings
 from raycai_tui.screens.clusters import ClustersScreen
 from raycai_tui.screens.confirm import ConfirmScreen
 from raycai_tui.screens.help import HelpScreen
@@ -99,3 +100,35 @@ async def test_readonly_hides_every_mutating_key(tui_workspace: WorkspaceHandle)
         await pilot.press("plus", "s", "r")
         assert app.screen is cluster
         assert len(await cluster_apps(handle)) == 1  # the head alone, as created
+
+
+async def test_start_up_finds_credentials_in_the_environment(
+    tui_workspace: WorkspaceHandle, monkeypatch
+) -> None:
+    handle = tui_workspace
+    monkeypatch.setenv("CML_HOST", handle.url)
+    monkeypatch.setenv("CML_API_KEY", handle.api_key)
+    monkeypatch.setenv("CML_PROJECT_ID", handle.project_id)
+    monkeypatch.setenv("RAYCAI_PROJECT_DIR", str(handle.project_dir))
+    app = RaycaiApp(Settings(poll_s=0.5))  # no target given: resolved as `raycai-tui` does
+    async with app.run_test(size=(160, 45)) as pilot:
+        await until(pilot, lambda: app.services is not None, "the connection")
+        assert app.services.target.kind == "cml"
+        domain = handle.url.split("://", 1)[1]
+        assert app.sub_title == f"CML {domain} · project raycai-local ({handle.project_id})"
+        status = app.screen.query_one(StatusLine)
+        await until(pilot, lambda: "CML: updated" in status.text, "a first poll")
+
+
+async def test_no_credentials_is_shown_and_the_app_stays_up(monkeypatch) -> None:
+    for name in ("CML_HOST", "CML_API_KEY", "CML_PROJECT_ID", "CDSW_DOMAIN", "CDSW_API_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("CDSW_APIV2_KEY", raising=False)
+    monkeypatch.delenv("CDSW_PROJECT_ID", raising=False)
+    app = RaycaiApp(Settings(local=False, poll_s=0.5))
+    async with app.run_test(size=(160, 45)) as pilot:
+        status = app.screen.query_one(StatusLine)
+        await until(pilot, lambda: "not connected" in status.text, "the reason")
+        assert "CML_HOST" in status.text and app.is_running
+        await pilot.press("n")
+        assert isinstance(app.screen, ClustersScreen)  # nothing to create on: told, not crashed

@@ -108,3 +108,16 @@ async def test_refuses_bad_input_then_creates_with_live_steps(
         assert isinstance(app.screen, ClustersScreen)
         table = app.screen.query_one(ClustersTable)
         await until(pilot, lambda: "t1" in table.keys, "the new cluster's row")
+
+        # A failure during the creation is shown in the steps, and the form stays usable.
+        await pilot.press("n")
+        again = app.screen
+        assert isinstance(again, CreateScreen)
+        await until(pilot, lambda: again.query_one("#runtime", Select).value == RUNTIME, "")
+        await fill(pilot, again, {"name": "t2", "workers-count": "0"})
+        handle.set_faults(error_rates={403: 1.0})
+        await pilot.press("ctrl+s")
+        failed = again.query_one(Steps)
+        await until(pilot, lambda: "creation failed" in failed.text, "the failure shown")
+        assert "HTTP 403" in failed.text and again.creating is None
+        handle.set_faults()
