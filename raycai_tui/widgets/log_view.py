@@ -235,7 +235,8 @@ class LogView(ScrollView, can_focus=True):
         self._matches: deque[int] = deque()
         self._max_width = 0
         self._wrap_width = 0
-        self._strips: LRUCache[tuple[int, int], Strip] = LRUCache(1024)
+        # Small: each Strip holds caches of its own, and many of them lengthen GC pauses.
+        self._strips: LRUCache[tuple[int, int], Strip] = LRUCache(256)
         self._line_styles: tuple[Style, Style, Style] | None = None
         self.filter_text = ""
         self.received_total = 0  # source lines appended (markers left out)
