@@ -22,7 +22,7 @@ from textual.widgets import Footer, Header, Static
 
 from raycai_tui.backoff import Backoff
 from raycai_tui.format import describe_error
-from raycai_tui.messages import ClusterEvent, ClustersPolled, Event, PollStatus
+from raycai_tui.messages import ClusterEvent, ClustersPolled, Event, Level, PollStatus
 from raycai_tui.screens.base import RaycaiScreen
 from raycai_tui.widgets.apps_table import AppsTable
 from raycai_tui.widgets.events import EventsLog
@@ -278,8 +278,8 @@ class ClusterScreen(RaycaiScreen):
             self.notify("No node selected.", severity="warning")
         return row
 
-    def _event(self, text: str, level: str = "info") -> None:
-        self.raycai.add_event(Event(time.time(), self.cluster, text, level))  # type: ignore[arg-type]
+    def _event(self, text: str, level: Level = "info") -> None:
+        self.raycai.add_event(Event(time.time(), self.cluster, text, level))
 
     def _progress(self, step: Progress) -> None:
         self._event(step.message, step.level)

@@ -60,8 +60,8 @@ STEP_ORDER = ("scripts", "head-created", "head-wait", "head-ready", "workers-cre
 class Steps(Vertical):
     """One line per creation step, updated in place; ✓ once a later step started."""
 
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
         self.lines: dict[str, str] = {}
 
     def reset(self) -> None:

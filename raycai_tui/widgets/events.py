@@ -12,11 +12,8 @@ LEVEL_STYLES = {"info": "", "warning": "yellow", "error": "bold red"}
 
 
 class EventsLog(RichLog):
-    def __init__(self, **kwargs: object) -> None:
-        kwargs.setdefault("max_lines", 500)
-        kwargs.setdefault("wrap", True)
-        kwargs.setdefault("markup", False)
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, *, id: str | None = None, max_lines: int = 500) -> None:
+        super().__init__(id=id, max_lines=max_lines, wrap=True, markup=False)
         self.auto_scroll = True  # the newest event is what matters
         self.border_title = "Events"
         self.texts: list[str] = []

@@ -21,8 +21,8 @@ HISTORY = 90  # samples (three minutes at the default 2 s poll)
 class RayPanel(Vertical):
     """Shows the last Ray poll's numbers; `record` adds a sample to the sparklines."""
 
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
         self.border_title = "Ray"
         self.nodes_alive = 0
         self.nodes_dead = 0

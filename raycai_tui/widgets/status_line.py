@@ -33,8 +33,8 @@ def source_text(label: str, backoff: Backoff | None) -> Text:
 class StatusLine(Static):
     """`set_source` per data source (CML, Ray); `set_note` for the modes (healing, read-only)."""
 
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__("", **kwargs)  # type: ignore[arg-type]
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__("", id=id)
         self._sources: dict[str, Backoff | None] = {}
         self._message: Text | None = None
         self._notes: list[str] = []

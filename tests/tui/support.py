@@ -14,7 +14,7 @@ import os
 import stat
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -88,9 +88,9 @@ def target_of(handle: WorkspaceHandle) -> Target:
     return Target(handle.credentials(), handle.project_dir, "local")
 
 
-def make_app(handle: WorkspaceHandle, **settings: object) -> RaycaiApp:
-    settings.setdefault("poll_s", 0.5)
-    return RaycaiApp(Settings(**settings), target=target_of(handle))  # type: ignore[arg-type]
+def make_app(handle: WorkspaceHandle, *, poll_s: float = 0.5, **settings: bool) -> RaycaiApp:
+    """The app on this workspace; `settings` are Settings' flags (readonly, heal)."""
+    return RaycaiApp(Settings(poll_s=poll_s, **settings), target=target_of(handle))
 
 
 def small_spec(name: str = "demo", workers: int = 1) -> ClusterSpec:
@@ -128,11 +128,14 @@ async def until(
 
 
 async def until_async(
-    pilot: Pilot[object], predicate: Callable[[], object], what: str, timeout: float = 20.0
+    pilot: Pilot[object],
+    predicate: Callable[[], Awaitable[object]],
+    what: str,
+    timeout: float = 20.0,
 ) -> object:
     """`until` for a predicate that returns an awaitable."""
     deadline = time.monotonic() + timeout
-    while not (result := await predicate()):  # type: ignore[misc]
+    while not (result := await predicate()):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await pilot.pause(0.1)
