@@ -115,21 +115,25 @@ class KeyedTable(DataTable[Cell]):
         selected = self.selected_key
         cursor_row = self.cursor_row
         wanted = dict(rows)
-        for key in [k for k in self._cells if k not in wanted]:
+        gone = [k for k in self._cells if k not in wanted]
+        for key in gone:
             self.remove_row(key)
             del self._cells[key]
         columns = [column.key for column in self.COLUMNS]
+        added = False
         for key, cells in rows:
             old = self._cells.get(key)
             if old is None:
                 self.add_row(*cells, key=key)
+                added = True
             elif old != cells:
                 for column, before, after in zip(columns, old, cells, strict=True):
                     if before != after:
                         self.update_cell(key, column, after)
             self._cells[key] = cells
         order = [key for key, _ in rows]
-        if [row.key.value for row in self.ordered_rows] != order:
+        moved = added or gone or order != self._order
+        if moved and [row.key.value for row in self.ordered_rows] != order:
             position = {key: index for index, key in enumerate(order)}
             self.sort(columns[0], key=lambda value: position.get(str(value), len(position)))
         self._order = order
