@@ -355,14 +355,21 @@ def parse_log_listing(payload: Any) -> dict[str, list[str]]:
 
 
 class LineSplitter:
-    """Turns byte chunks (which may split lines and UTF-8 characters) into whole lines."""
+    """Turns byte chunks (which may split lines and UTF-8 characters) into whole lines.
 
-    def __init__(self) -> None:
+    A line that never ends is cut every `max_line` characters, so memory stays bounded.
+    """
+
+    def __init__(self, max_line: int = 64 * 1024) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._pending = ""
+        self.max_line = max_line
 
     def feed(self, chunk: bytes) -> list[str]:
         *lines, self._pending = (self._pending + self._decoder.decode(chunk)).split("\n")
+        while len(self._pending) > self.max_line:
+            lines.append(self._pending[: self.max_line])
+            self._pending = self._pending[self.max_line :]
         return [line.removesuffix("\r") for line in lines]
 
     def flush(self) -> str | None:

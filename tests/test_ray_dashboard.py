@@ -322,6 +322,15 @@ def test_line_splitter_joins_split_lines_and_characters():
     assert splitter.flush() is None
 
 
+def test_line_splitter_cuts_a_line_that_never_ends():
+    splitter = LineSplitter(max_line=10)
+    lines = []
+    for _ in range(5):
+        lines += splitter.feed(b"x" * 7)
+    assert lines == ["x" * 10] * 3
+    assert splitter.flush() == "xxxxx"
+
+
 def test_normalise_base_url():
     assert normalise_base_url("127.0.0.2:8265/") == "http://127.0.0.2:8265"
     assert normalise_base_url("https://x.example.com/") == "https://x.example.com"
