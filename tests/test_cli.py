@@ -105,3 +105,31 @@ def test_runtimes_are_listed(idle_workspace: WorkspaceHandle) -> None:
     result = raycai(idle_workspace, "runtimes", "--json")
     identifiers = [r["image_identifier"] for r in json.loads(result.stdout)]
     assert RUNTIME in identifiers
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--venv", "../outside"], "must stay inside the project"),
+        (["--ray-version", "latest"], "must look like 2.60.0"),
+        (["nothere"], "no cluster named 'nothere'"),
+    ],
+)
+def test_setup_env_refuses_bad_input_before_installing(
+    tmp_path: Path, args: list[str], expected: str
+) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "raycai_core.cli.main",
+            "setup-env",
+            "--project-dir",
+            str(tmp_path),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and expected in result.stderr
+    assert list(tmp_path.iterdir()) == []

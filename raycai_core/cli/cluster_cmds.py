@@ -365,28 +365,56 @@ def runtimes(target: Target, as_json: bool) -> None:
 
 
 @click.command(name="setup-env")
-@click.option("--ray-version", default=None, help="Ray version (default: the spec default).")
+@click.argument("name", required=False)
+@click.option(
+    "--ray-version",
+    default=None,
+    help="Ray version (default: cluster NAME's, else raycai's default).",
+)
 @click.option(
     "--venv",
     "venv_dir",
-    default=".venv",
-    show_default=True,
-    help="Virtualenv path inside the project.",
+    default=None,
+    help="Virtualenv path inside the project (default: cluster NAME's first Ray "
+    "search entry, else .venv).",
 )
 @click.option(
     "--project-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Project directory (default: /home/cdsw in a session, else the current).",
+    help="Project directory (default: RAYCAI_PROJECT_DIR, /home/cdsw in a session, else .).",
 )
-def setup_env(ray_version: str | None, venv_dir: str, project_dir: Path | None) -> None:
-    """Create the project virtualenv with ray[default] for the launchers to use."""
-    from raycai_core.spec import DEFAULT_RAY_VERSION, RaySettings
+def setup_env(
+    name: str | None, ray_version: str | None, venv_dir: str | None, project_dir: Path | None
+) -> None:
+    """Create the project virtualenv with ray[default] for the launchers to use.
+
+    With NAME, the version and place are those the cluster's launchers look for.
+    """
+    import os
+
+    from raycai_core.cluster.desired import CorruptClusterFile, read_desired
+    from raycai_core.spec import RAY_VERSION_RE, RaySettings
     from raycai_core.target import CML_SESSION_HOME
 
-    version = RaySettings(version=ray_version or DEFAULT_RAY_VERSION).version
+    if project_dir is None and os.environ.get("RAYCAI_PROJECT_DIR"):
+        project_dir = Path(os.environ["RAYCAI_PROJECT_DIR"])
     root = project_dir or (CML_SESSION_HOME if CML_SESSION_HOME.is_dir() else Path.cwd())
-    venv = (root / venv_dir).resolve()
-    if not venv.is_relative_to(root.resolve()):
+    root = root.expanduser().resolve()
+    settings = RaySettings()
+    if name:
+        try:
+            desired = read_desired(ClusterPaths(root, name))
+        except CorruptClusterFile as exc:
+            fail(str(exc), EXIT_BAD_INPUT)
+        if desired is None:
+            fail(f"no cluster named {name!r} in {root}", EXIT_BAD_INPUT)
+        settings = desired.spec.ray
+    version = (ray_version or settings.version).strip()
+    if not RAY_VERSION_RE.match(version):
+        fail(f"--ray-version must look like 2.60.0, not {version!r}", EXIT_BAD_INPUT)
+    venvs = [entry for entry in settings.search if entry != "PATH"]
+    venv = (root / (venv_dir or (venvs[0] if venvs else ".venv"))).resolve()
+    if not venv.is_relative_to(root):
         fail(f"--venv must stay inside the project ({root})", EXIT_BAD_INPUT)
     python = venv / "bin" / "python"
     if not python.exists():
@@ -396,7 +424,7 @@ def setup_env(ray_version: str | None, venv_dir: str, project_dir: Path | None) 
     result = subprocess.run([str(python), "-m", "pip", "install", f"ray[default]=={version}"])
     if result.returncode != 0:
         fail("pip could not install Ray (see its output above)")
-    click.echo(f"ready: launchers find Ray in {venv}")
+    click.echo(f"ready: launchers find Ray {version} in {venv}")
 
 
 # -- rendering ---------------------------------------------------------------------------
