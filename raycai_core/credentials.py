@@ -103,28 +103,44 @@ def resolve_credentials(
     api_key: str | None = None,
     project_id: str | None = None,
     environ: Mapping[str, str] | None = None,
+    *,
+    prefer_session: bool = False,
 ) -> Credentials:
     """Credentials from arguments, then `CML_*`, then the CML session's `CDSW_*` variables.
 
+    `prefer_session` puts a CML session's own variables before `CML_*` (raycai-tui does so:
+    inside a session, the session's project is the one whose files are at hand).
     Raises MissingCredentials naming every missing value and the places it is read from.
     """
     env = os.environ if environ is None else environ
-    resolved_host, host_source = _first(
-        (host, SOURCE_ARGUMENT),
-        (env.get("CML_HOST"), SOURCE_ENV),
-        (env.get("CDSW_DOMAIN"), SOURCE_SESSION),
-        (env.get("CDSW_API_URL"), SOURCE_SESSION),
+    exported = {
+        "host": [(env.get("CML_HOST"), SOURCE_ENV)],
+        "key": [(env.get("CML_API_KEY"), SOURCE_ENV)],
+        "project": [(env.get("CML_PROJECT_ID"), SOURCE_ENV)],
+    }
+    session = {
+        "host": [
+            (env.get("CDSW_DOMAIN"), SOURCE_SESSION),
+            (env.get("CDSW_API_URL"), SOURCE_SESSION),
+        ],
+        "key": [(env.get("CDSW_APIV2_KEY"), SOURCE_SESSION)],
+        "project": [(env.get("CDSW_PROJECT_ID"), SOURCE_SESSION)],
+    }
+    first, second = (
+        (session, exported)
+        if prefer_session and in_cml_session(env)
+        else (
+            exported,
+            session,
+        )
     )
-    resolved_key, key_source = _first(
-        (api_key, SOURCE_ARGUMENT),
-        (env.get("CML_API_KEY"), SOURCE_ENV),
-        (env.get("CDSW_APIV2_KEY"), SOURCE_SESSION),
-    )
-    resolved_project, project_source = _first(
-        (project_id, SOURCE_ARGUMENT),
-        (env.get("CML_PROJECT_ID"), SOURCE_ENV),
-        (env.get("CDSW_PROJECT_ID"), SOURCE_SESSION),
-    )
+
+    def pick(field: str, given: str | None) -> tuple[str | None, str]:
+        return _first((given, SOURCE_ARGUMENT), *first[field], *second[field])
+
+    resolved_host, host_source = pick("host", host)
+    resolved_key, key_source = pick("key", api_key)
+    resolved_project, project_source = pick("project", project_id)
     missing = []
     if resolved_host is None:
         missing.append("the workspace host (--host, CML_HOST, or CDSW_DOMAIN in a CML session)")

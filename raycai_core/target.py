@@ -65,16 +65,22 @@ def resolve_target(
     local: bool | None = None,
     local_data_dir: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
+    prefer_session: bool = False,
 ) -> Target:
-    """Resolve the target; `local=None` means "local only when no credentials are set"."""
+    """Resolve the target; `local=None` means "local only when no credentials are set".
+
+    `prefer_session`: inside a CML session, its own variables come before `CML_*`.
+    """
     env = os.environ if environ is None else environ
     explicit = any(v for v in (host, api_key, project))
     if local is None:
         local = not explicit and not _any_credentials(env)
     if local:
-        return _local_target(project_dir, local_data_dir, env)
+        return _local_target(project_dir, local_data_dir)
     try:
-        credentials = resolve_credentials(host, api_key, project, environ=env)
+        credentials = resolve_credentials(
+            host, api_key, project, environ=env, prefer_session=prefer_session
+        )
     except MissingCredentials as exc:
         raise TargetError(f"{exc} Or use --local for the embedded local workspace.") from None
     return Target(credentials, _project_dir(project_dir, credentials, env), "cml")
@@ -88,6 +94,14 @@ def _project_dir(
     if env.get("RAYCAI_PROJECT_DIR"):
         return Path(env["RAYCAI_PROJECT_DIR"]).expanduser().resolve()
     if credentials.source == SOURCE_SESSION or in_cml_session(env):
+        session_project = env.get("CDSW_PROJECT_ID", "")
+        if session_project and credentials.project_id != session_project:
+            raise TargetError(
+                f"this CML session belongs to project {session_project}, but the project "
+                f"chosen is {credentials.project_id} (from {credentials.source}): its "
+                "applications could not run the launcher scripts written here. Unset "
+                "CML_PROJECT_ID, or pass --project-dir with that project's files"
+            )
         return CML_SESSION_HOME if CML_SESSION_HOME.is_dir() else Path.home()
     raise TargetError(
         "raycai writes launcher scripts into the project's files, which are local only inside "
@@ -99,7 +113,6 @@ def _project_dir(
 def _local_target(
     project_dir: str | os.PathLike[str] | None,
     data_dir: str | os.PathLike[str] | None,
-    env: Mapping[str, str],
 ) -> Target:
     from raycai_core.credentials import Secret
     from raycai_core.local.daemon import DaemonError, default_data_dir, start

@@ -151,6 +151,7 @@ class RaycaiApp(App[None]):
                     project=settings.project,
                     project_dir=settings.project_dir,
                     local=settings.local,
+                    prefer_session=True,  # in a CML session, its own project comes first
                 )
             # httpx, pydantic and raycai_core.cluster load off the UI thread.
             services_module = await asyncio.to_thread(
