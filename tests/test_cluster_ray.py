@@ -62,6 +62,8 @@ async def test_up_scale_head_crash_and_down_with_real_ray(local_workspace: Works
 
     status = status_json(handle, name)
     assert status["ready"] and status["nodes_alive"] == 3
+    # The dashboard stays behind CML's authentication: no app is public.
+    assert not any(app.bypass_authentication for app in await cluster_apps(handle))
     assert status["ray_dashboard_url"] and status["head_address"]
     assert {n["ray_state"] for n in status["nodes"]} == {"ALIVE"}
     assert {n["app_status"] for n in status["nodes"]} == {"running"}
