@@ -12,6 +12,11 @@ from typing import Any
 from raycai_core.cml.client import CMLClient
 from raycai_core.cml.models import Application
 from raycai_core.local import WorkspaceHandle
+from tests.fixtures.workspace import RUNTIME
+
+# `raycai up` flags for the smallest real cluster: 1 vCPU and 1 GB per node.
+SMALL_NODES = ("--cpu", "1", "--memory", "1", "--head-cpu", "1", "--head-memory", "1",
+               "--runtime", RUNTIME, "--timeout", "240")  # fmt: skip
 
 RAY_PROCESS_MARKERS = ("raylet", "gcs_server", "ray::", "ray start", "dashboard.py", "log_monitor")
 

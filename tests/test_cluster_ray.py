@@ -17,8 +17,8 @@ from raycai_core.cluster.layout import ClusterPaths
 from raycai_core.cluster.records import read_head_address, read_token
 from raycai_core.local import WorkspaceHandle
 from raycai_core.ray_dashboard import RayDashboardClient
-from tests.fixtures.workspace import RUNTIME, session_pids, wait_for
-from tests.helpers import cluster_apps, ray_processes, raycai, status_json
+from tests.fixtures.workspace import session_pids, wait_for
+from tests.helpers import SMALL_NODES, cluster_apps, ray_processes, raycai, status_json
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(420)]
 
@@ -39,25 +39,7 @@ async def alive_names(handle: WorkspaceHandle, name: str) -> set[str]:
 async def test_up_scale_head_crash_and_down_with_real_ray(local_workspace: WorkspaceHandle) -> None:
     handle = local_workspace
     name = "demo"
-    up = raycai(
-        handle,
-        "up",
-        name,
-        "--workers",
-        "2",
-        "--cpu",
-        "1",
-        "--memory",
-        "1",
-        "--head-cpu",
-        "1",
-        "--head-memory",
-        "1",
-        "--runtime",
-        RUNTIME,
-        "--timeout",
-        "180",
-    )
+    up = raycai(handle, "up", name, "--workers", "2", *SMALL_NODES)
     assert "nodes joined Ray: 3/3" in up.stderr
 
     status = status_json(handle, name)

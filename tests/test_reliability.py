@@ -12,8 +12,9 @@ from collections import Counter
 import pytest
 
 from raycai_core.local import WorkspaceHandle
-from tests.fixtures.workspace import RUNTIME, wait_for
+from tests.fixtures.workspace import wait_for
 from tests.helpers import (
+    SMALL_NODES,
     cli_env,
     cluster_apps,
     nodes_of,
@@ -24,21 +25,6 @@ from tests.helpers import (
 )
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(600)]
-
-SIZES = (
-    "--cpu",
-    "1",
-    "--memory",
-    "1",
-    "--head-cpu",
-    "1",
-    "--head-memory",
-    "1",
-    "--runtime",
-    RUNTIME,
-    "--timeout",
-    "240",
-)
 
 
 async def assert_nodes(handle: WorkspaceHandle, name: str, expected: list[str]) -> None:
@@ -84,7 +70,7 @@ async def test_up_scale_down_complete_under_api_faults(local_workspace: Workspac
         error_rates={429: 0.05, 500: 0.05, 503: 0.05},
     )
     name = "faulty"
-    raycai(handle, "up", name, "--workers", "2", *SIZES)
+    raycai(handle, "up", name, "--workers", "2", *SMALL_NODES)
     await assert_nodes(handle, name, ["head", "worker-1", "worker-2"])
     raycai(handle, "scale", name, "3", "--wait")
     await assert_nodes(handle, name, ["head", "worker-1", "worker-2", "worker-3"])
@@ -107,7 +93,7 @@ async def test_interrupted_up_scale_and_down_converge_when_rerun(
     """R4: SIGKILL the CLI at several points; rerunning converges with no duplicates."""
     handle = local_workspace
     name = "interrupted"
-    up = ("up", name, "--workers", "3", *SIZES)
+    up = ("up", name, "--workers", "3", *SMALL_NODES)
 
     run_until(handle, "head application raycai-interrupted-head created", *up)
     await assert_nodes(handle, name, ["head"])

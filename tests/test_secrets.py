@@ -28,8 +28,8 @@ from raycai_core.cml.errors import CMLAuthError
 from raycai_core.credentials import Credentials, Secret
 from raycai_core.local import WorkspaceHandle
 from raycai_core.ray_dashboard import RayDashboardAuthError, RayDashboardClient
-from tests.fixtures.workspace import RUNTIME, wait_for
-from tests.helpers import ray_processes, raycai
+from tests.fixtures.workspace import wait_for
+from tests.helpers import SMALL_NODES, ray_processes, raycai
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
@@ -87,18 +87,7 @@ async def test_no_secret_in_any_artifact_of_a_full_run(local_workspace: Workspac
                 name,
                 "--workers",
                 "1",
-                "--cpu",
-                "1",
-                "--memory",
-                "1",
-                "--head-cpu",
-                "1",
-                "--head-memory",
-                "1",
-                "--runtime",
-                RUNTIME,
-                "--timeout",
-                "180",
+                *SMALL_NODES,
             ),
             ("status", name),
             ("status", name, "--json"),
@@ -175,18 +164,7 @@ async def test_dashboard_and_workers_are_refused_without_the_token(
         name,
         "--workers",
         "0",
-        "--cpu",
-        "1",
-        "--memory",
-        "1",
-        "--head-cpu",
-        "1",
-        "--head-memory",
-        "1",
-        "--runtime",
-        RUNTIME,
-        "--timeout",
-        "120",
+        *SMALL_NODES,
     )
     paths = ClusterPaths(handle.project_dir, name)
     from raycai_core.cluster.records import read_head_address
