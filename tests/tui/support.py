@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 
+from raycai_core.cluster.lifecycle import ClusterManager
 from raycai_core.cml.client import CMLClient, RetryPolicy
 from raycai_core.cml.models import Application
 from raycai_core.local import WorkspaceHandle
@@ -140,3 +141,8 @@ async def until_async(
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await pilot.pause(0.1)
     return result
+
+
+async def create_cluster(handle: WorkspaceHandle, name: str = "demo", workers: int = 1) -> None:
+    async with client_for(handle) as cml:
+        await ClusterManager(cml, handle.project_dir).up(small_spec(name, workers), wait=False)

@@ -10,7 +10,6 @@ from textual.widgets import Input
 
 from raycai_core.cluster.desired import read_desired
 from raycai_core.cluster.layout import ClusterPaths
-from raycai_core.cluster.lifecycle import ClusterManager
 from raycai_core.local import WorkspaceConfig, WorkspaceHandle
 from raycai_tui.screens.addresses import AddressesScreen
 from raycai_tui.screens.cluster import ClusterScreen
@@ -22,18 +21,12 @@ from raycai_tui.widgets.ray_panel import RayPanel
 from raycai_tui.widgets.status_line import StatusLine
 from tests.fixtures.workspace import FAST_CONFIG
 from tests.tui.support import (
-    client_for,
     cluster_apps,
+    create_cluster,
     make_app,
-    small_spec,
     until,
     until_async,
 )
-
-
-async def create_cluster(handle: WorkspaceHandle, name: str = "demo", workers: int = 1) -> None:
-    async with client_for(handle) as cml:
-        await ClusterManager(cml, handle.project_dir).up(small_spec(name, workers), wait=False)
 
 
 def status_of(screen: ClusterScreen, node: str) -> str:

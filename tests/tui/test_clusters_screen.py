@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from raycai_core.cluster.lifecycle import ClusterManager
 from raycai_core.local import WorkspaceHandle
 from raycai_tui.app import RaycaiApp, Settings
 from raycai_tui.screens.clusters import ClustersScreen
@@ -11,18 +10,12 @@ from raycai_tui.screens.help import HelpScreen
 from raycai_tui.widgets.clusters_table import ClustersTable
 from raycai_tui.widgets.status_line import StatusLine
 from tests.tui.support import (
-    client_for,
     cluster_apps,
+    create_cluster,
     make_app,
-    small_spec,
     until,
     until_async,
 )
-
-
-async def create_cluster(handle: WorkspaceHandle, name: str = "demo", workers: int = 1) -> None:
-    async with client_for(handle) as cml:
-        await ClusterManager(cml, handle.project_dir).up(small_spec(name, workers), wait=False)
 
 
 def cell(table: ClustersTable, key: str, column: int) -> str:

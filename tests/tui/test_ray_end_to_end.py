@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-from pathlib import Path
 
 import pytest
 from textual.widgets import Input, Select
@@ -22,26 +21,10 @@ from raycai_tui.screens.create import CreateScreen
 from raycai_tui.widgets.apps_table import AppsTable
 from raycai_tui.widgets.ray_panel import RayPanel
 from tests.fixtures.workspace import wait_for
+from tests.helpers import ray_processes
 from tests.tui.support import cluster_apps, make_app, until, until_async
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
-
-RAY_PROCESS_NAMES = ("raylet", "gcs_server", "ray::", "ray start", "dashboard.py", "log_monitor")
-
-
-def ray_processes() -> list[str]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if state != "Z" and any(name in cmdline for name in RAY_PROCESS_NAMES):
-            found.append(f"{entry.name}: {cmdline[:100]}")
-    return found
 
 
 async def test_create_scale_and_delete_a_real_ray_cluster(local_workspace: WorkspaceHandle) -> None:
