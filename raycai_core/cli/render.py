@@ -1,0 +1,107 @@
+"""How the CLI shows clusters: tables for people, JSON for programs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from raycai_core.cluster.view import ClusterView
+
+
+def view_to_json(view: ClusterView) -> dict[str, Any]:
+    head = view.head
+    return {
+        "name": view.name,
+        "state": view.desired.state if view.desired else "orphaned",
+        "ready": view.ready,
+        "desired_workers": view.desired_workers,
+        "workers_running": view.workers_running,
+        "workers_joined": view.workers_joined,
+        "head_address": head.gcs_address if head else None,
+        "ray_dashboard_url": head.dashboard_url if head else None,
+        "ray_client_address": head.client_address if head else None,
+        "ray_error": view.ray_error,
+        "nodes_alive": view.nodes_alive,
+        "nodes_dead": view.nodes_dead,
+        "totals": None
+        if view.totals is None
+        else {
+            "cpu": list(view.totals.cpu),
+            "gpu": list(view.totals.gpu),
+            "memory_bytes": list(view.totals.memory),
+        },
+        "nodes": [
+            {
+                "node": row.node,
+                "role": row.role,
+                "app_id": row.app.app.id if row.app else None,
+                "app_name": row.app.app.name if row.app else None,
+                "app_status": row.app_status.value,
+                "phase": row.phase,
+                "reason": row.not_ready_reason,
+                "ray_node_id": row.ray.node_id if row.ray else None,
+                "ray_state": row.ray.state if row.ray else None,
+                "cpu": row.app.app.cpu if row.app else None,
+                "memory": row.app.app.memory if row.app else None,
+                "gpu": row.app.app.nvidia_gpu if row.app else None,
+            }
+            for row in view.rows
+        ],
+    }
+
+
+def print_view(view: ClusterView) -> None:
+    head = view.head
+    click.echo(
+        f"cluster {view.name}: {'READY' if view.ready else 'NOT READY'}  "
+        f"workers desired {view.desired_workers}, running {view.workers_running}, "
+        f"joined {view.workers_joined}"
+    )
+    if head is not None:
+        click.echo(
+            f"  head  {head.gcs_address}   dashboard {head.dashboard_url}   "
+            f"client {head.client_address}"
+        )
+    if view.totals is not None:
+        t = view.totals
+        click.echo(
+            f"  ray   {view.nodes_alive} alive, {view.nodes_dead} dead   "
+            f"CPU {t.cpu[0]:g}/{t.cpu[1]:g}  GPU {t.gpu[0]:g}/{t.gpu[1]:g}  "
+            f"memory {t.memory[0] / 2**30:.1f}/{t.memory[1] / 2**30:.1f} GiB"
+        )
+    elif view.ray_error:
+        click.echo(f"  ray   unavailable: {view.ray_error}")
+    rows = [("NODE", "APP", "STATUS", "PHASE", "RAY", "CPU", "MEM", "GPU", "NOTE")]
+    for row in view.rows:
+        app = row.app.app if row.app else None
+        rows.append(
+            (
+                row.node,
+                app.name if app else "-",
+                row.app_status.value,
+                row.phase,
+                row.ray.state if row.ray else "-",
+                f"{app.cpu:g}" if app else "-",
+                f"{app.memory:g}" if app else "-",
+                f"{app.nvidia_gpu}" if app else "-",
+                row.not_ready_reason or "",
+            )
+        )
+    print_table(rows)
+
+
+def print_table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def format_age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{int(seconds)}s"
+    if seconds < 7200:
+        return f"{int(seconds // 60)}m"
+    if seconds < 172800:
+        return f"{int(seconds // 3600)}h"
+    return f"{int(seconds // 86400)}d"
