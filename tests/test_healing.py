@@ -107,3 +107,29 @@ async def _status(ops: ClusterManager, name: str, node: str, status: AppStatus):
 async def _ready(ops: ClusterManager, name: str):
     view = await ops.observer.observe(name)
     return view if view.ready else None
+
+
+async def test_a_lost_token_file_is_replaced_and_the_nodes_restarted(
+    local_workspace: WorkspaceHandle,
+) -> None:
+    """Rerunning `up` after the token file was deleted gives a working cluster again."""
+    handle = local_workspace
+    spec = spec_from_flags(
+        name="tokenless", runtime=RUNTIME, workers=1, cpu=1, memory=1, head_cpu=1, head_memory=1
+    )
+    paths = ClusterPaths(handle.project_dir, "tokenless")
+    events: list[Progress] = []
+    async with CMLClient(handle.credentials()) as cml:
+        ops = ClusterManager(cml, handle.project_dir, progress=events.append)
+        try:
+            await ops.up(spec, timeout=180)
+            old = paths.auth_token.read_text()
+            paths.auth_token.unlink()
+            view = await ops.up(spec, timeout=180)
+            assert view.ready and view.nodes_alive == 2
+            assert paths.auth_token.read_text() != old
+            assert any("token file was gone" in e.message for e in events)
+        finally:
+            await ops.down("tokenless")
+            await ops.observer.aclose()
+    await wait_for(lambda: not ray_processes(), timeout=60)

@@ -210,9 +210,20 @@ class ClusterManager:
             )
         members = await self.members(spec.name)
         _check_sizes_unchanged(previous, spec, members)
+        token_lost = bool(members) and not paths.auth_token.exists()
         write_desired(paths, spec)
         render_cluster(self.project_dir, spec)
         self.report("scripts", f"launcher scripts written to {paths.relative}/")
+        if token_lost:
+            # Running nodes hold a token nobody has any more: restart them with the new one.
+            self.report(
+                "restart",
+                "the cluster's Ray token file was gone: restarting its nodes with a new token",
+                level="warning",
+            )
+            paths.head_json.unlink(missing_ok=True)
+            await asyncio.gather(*(self._restart(m) for m in members))
+            members = await self.members(spec.name)
 
         head = next((m for m in members if m.node == HEAD_NODE), None)
         head = await self._ensure_head(spec, head)

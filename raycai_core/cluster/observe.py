@@ -17,6 +17,7 @@ from raycai_core.cluster.records import (
 )
 from raycai_core.cluster.view import ClusterView, RayNodeInfo, merge_cluster
 from raycai_core.cml.client import CMLClient
+from raycai_core.credentials import Secret
 from raycai_core.ray_dashboard import RayDashboardClient, RayDashboardError
 
 
@@ -27,7 +28,7 @@ class Observer:
         self.cml = cml
         self.project_dir = Path(project_dir)
         self.ray_timeout = ray_timeout
-        self._dashboards: dict[str, tuple[str, RayDashboardClient]] = {}
+        self._dashboards: dict[str, tuple[tuple[str, Secret | None], RayDashboardClient]] = {}
 
     async def aclose(self) -> None:
         for _, client in self._dashboards.values():
@@ -39,17 +40,19 @@ class Observer:
         return group_by_cluster(await self.cml.list_applications(APP_FILTER))
 
     async def dashboard(self, name: str, head: HeadAddress) -> RayDashboardClient:
-        """The dashboard client for this cluster's current head (new when the head moved)."""
+        """The dashboard client for this cluster's current head and token (new when either
+        changed: a restarted head moves, a re-created token file replaces the token)."""
+        token = read_token(ClusterPaths(self.project_dir, name))
+        key = (head.dashboard_url, token)
         cached = self._dashboards.pop(name, None)
         if cached is not None:
-            if cached[0] == head.dashboard_url:
+            if cached[0] == key:
                 self._dashboards[name] = cached
                 return cached[1]
             with contextlib.suppress(Exception):  # the old head is gone; so be it
                 await cached[1].aclose()
-        token = read_token(ClusterPaths(self.project_dir, name))
         client = RayDashboardClient(head.dashboard_url, token=token, timeout=self.ray_timeout)
-        self._dashboards[name] = (head.dashboard_url, client)
+        self._dashboards[name] = (key, client)
         return client
 
     async def ray_nodes(
