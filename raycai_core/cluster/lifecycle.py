@@ -21,7 +21,12 @@ from raycai_core.cluster.apps import APP_FILTER, ClusterApp, group_by_cluster
 from raycai_core.cluster.desired import Desired, read_desired, write_desired
 from raycai_core.cluster.layout import ClusterPaths, cluster_names_on_disk
 from raycai_core.cluster.observe import Observer
-from raycai_core.cluster.records import HeadAddress, read_head_address, read_node_records
+from raycai_core.cluster.records import (
+    HeadAddress,
+    read_head_address,
+    read_node_record,
+    read_node_records,
+)
 from raycai_core.cluster.view import ClusterView, NodeRow
 from raycai_core.cml.client import CMLClient
 from raycai_core.cml.errors import CMLError
@@ -268,7 +273,7 @@ class ClusterManager:
             address = read_head_address(paths)
             if address is not None and await _tcp_accepts(address.ip, address.gcs_port):
                 return address
-            record = read_node_records(paths).get(HEAD_NODE)
+            record = read_node_record(paths, HEAD_NODE)
             if record is not None and record.phase == "failed":
                 raise NodeFailed(
                     f"the head failed: {record.error or 'see its log'} "

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from pathlib import Path
 
 from raycai_core.cluster.apps import APP_FILTER, ClusterApp, group_by_cluster
-from raycai_core.cluster.desired import CorruptClusterFile, read_desired
+from raycai_core.cluster.desired import CorruptClusterFile, Desired, read_desired
 from raycai_core.cluster.layout import ClusterPaths
 from raycai_core.cluster.ray_info import fetch_ray_nodes
 from raycai_core.cluster.records import (
     HeadAddress,
+    NodeRecord,
     read_head_address,
     read_node_records,
     read_token,
@@ -71,15 +73,21 @@ class Observer:
         """The merged view of one cluster. Pass `members` to reuse this tick's app list."""
         if members is None:
             members = (await self.list_members()).get(name, [])
-        paths = ClusterPaths(self.project_dir, name)
-        try:
-            desired = read_desired(paths)
-        except CorruptClusterFile:
-            desired = None
-        head = read_head_address(paths)
-        records = read_node_records(paths)
+        # A project directory may be a network mount: never read it on the event loop.
+        desired, head, records = await asyncio.to_thread(_read_files, self.project_dir, name)
         nodes: list[RayNodeInfo] = []
         error: str | None = None
         if with_ray:
             nodes, error = await self.ray_nodes(name, head)
         return merge_cluster(name, desired, members, records, head, nodes, error)
+
+
+def _read_files(
+    project_dir: Path, name: str
+) -> tuple[Desired | None, HeadAddress | None, dict[str, NodeRecord]]:
+    paths = ClusterPaths(project_dir, name)
+    try:
+        desired = read_desired(paths)
+    except CorruptClusterFile:
+        desired = None
+    return desired, read_head_address(paths), read_node_records(paths)

@@ -99,6 +99,10 @@ def read_head_address(paths: ClusterPaths) -> HeadAddress | None:
     return HeadAddress.from_json(read_json(paths.head_json))
 
 
+def read_node_record(paths: ClusterPaths, node: str) -> NodeRecord | None:
+    return NodeRecord.from_json(read_json(paths.node_record(node)))
+
+
 def read_node_records(paths: ClusterPaths) -> dict[str, NodeRecord]:
     records: dict[str, NodeRecord] = {}
     if not paths.nodes_dir.is_dir():
