@@ -77,29 +77,14 @@ def read_tail(path: str | os.PathLike[str], count: int, *, max_bytes: int = 8 * 
 def tail_lines(
     path: str | os.PathLike[str], count: int, *, max_bytes: int = 8 * 2**20
 ) -> list[str]:
-    """The last `count` complete or final lines of the file (at most `max_bytes` read)."""
+    """The last `count` lines of the file, a final line without its newline included."""
     if count <= 0:
         return []
+    tail = read_tail(path, count, max_bytes=max_bytes)
     with open(path, "rb") as handle:
-        handle.seek(0, os.SEEK_END)
-        end = handle.tell()
-        position = end
-        chunks: list[bytes] = []
-        newlines = 0
-        while position > 0 and newlines <= count and end - position < max_bytes:
-            size = min(BLOCK, position)
-            position -= size
-            handle.seek(position)
-            chunk = handle.read(size)
-            chunks.append(chunk)
-            newlines += chunk.count(b"\n")
-    data = b"".join(reversed(chunks))
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    if position > 0 and lines:
-        lines = lines[1:]  # the first piece may be the end of a longer line
-    return [_decode(line) for line in lines[-count:]]
+        handle.seek(tail.end)
+        rest = handle.read(max_bytes)
+    return (tail.lines + (_split(rest.removesuffix(b"\n")) if rest else []))[-count:]
 
 
 @dataclass(frozen=True)
@@ -233,9 +218,17 @@ def _count_newlines(handle: BinaryIO, start: int, end: int) -> tuple[int, bool]:
     return round(newlines * (end - start) / counted), True
 
 
-def follow_file(path: str | os.PathLike[str], poll_s: float = 0.25) -> Iterator[str]:
-    """Yield lines appended to the file, forever (stop with KeyboardInterrupt)."""
-    follower = FileFollower(path)
+def follow_file(
+    path: str | os.PathLike[str], poll_s: float = 0.25, *, after: Tail | None = None
+) -> Iterator[str]:
+    """Yield lines appended to the file, forever (stop with KeyboardInterrupt).
+
+    `after`: a `read_tail` result, to go on exactly where it stopped (nothing lost between).
+    """
+    if after is None:
+        follower = FileFollower(path)
+    else:
+        follower = FileFollower(path, offset=after.end, inode=after.inode)
     while True:
         lines = follower.read_new()
         yield from lines

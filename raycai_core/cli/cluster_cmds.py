@@ -274,16 +274,20 @@ def logs(
         )
         hint = f" (nodes with logs: {', '.join(known)})" if known else ""
         fail(f"no launcher log for {name}/{node} at {log}{hint}", EXIT_BAD_INPUT)
-    from raycai_core.logtail import follow_file, tail_lines
+    from raycai_core.logtail import follow_file, read_tail, tail_lines
 
-    for line in tail_lines(log, lines):
+    if not follow:
+        for line in tail_lines(log, lines):
+            click.echo(line)
+        return
+    tail = read_tail(log, lines)  # complete lines; the follow goes on from where it stopped
+    for line in tail.lines:
         click.echo(line)
-    if follow:
-        try:
-            for line in follow_file(log):
-                click.echo(line)
-        except KeyboardInterrupt:
-            pass
+    try:
+        for line in follow_file(log, after=tail):
+            click.echo(line)
+    except KeyboardInterrupt:
+        pass
 
 
 async def _ray_log(
