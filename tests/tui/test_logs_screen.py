@@ -6,8 +6,7 @@ import asyncio
 import os
 import shutil
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from raycai_core.ray_dashboard import RayDashboardClient
 from raycai_tui.screens.log_sources import FollowSettings
 from raycai_tui.screens.logs import LogsScreen, RayLogPicker
 from raycai_tui.widgets.log_view import Marker
+from tests.tui.support import until
 
 
 class LogsApp(App[None]):
@@ -51,15 +51,6 @@ def make_app(path: Path, **kwargs) -> LogsApp:
 def append(path: Path, lines: list[str]) -> None:
     with path.open("a") as f:
         f.write("".join(f"{line}\n" for line in lines))
-
-
-async def until(pilot: Pilot, predicate: Callable[[], object], what: str, timeout: float = 15):
-    deadline = time.monotonic() + timeout
-    while not (result := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await pilot.pause(0.05)
-    return result
 
 
 async def test_opens_with_the_tail_of_the_file(tmp_path: Path):
