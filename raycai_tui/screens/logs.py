@@ -347,7 +347,7 @@ class LogsScreen(Screen[None]):
         self._pick_ray_file()
 
     def action_save(self) -> None:
-        self._save(self._save_path(), self.view.lines())
+        self._save(self.view.lines())
 
     def _save_path(self) -> Path:
         slug = re.sub(r"[^A-Za-z0-9._-]+", "_", self.source.slug)
@@ -359,16 +359,18 @@ class LogsScreen(Screen[None]):
         return path
 
     @work(group="logs.save", exit_on_error=False)
-    async def _save(self, path: Path, lines: list[str]) -> None:
+    async def _save(self, lines: list[str]) -> None:
         from raycai_core.atomic import atomic_write_text
 
-        def write() -> None:
+        def write() -> Path:  # off the UI thread: the project may be a network mount
+            path = self._save_path()
             atomic_write_text(path, "".join(f"{line}\n" for line in lines))
+            return path
 
         try:
-            await asyncio.to_thread(write)
+            path = await asyncio.to_thread(write)
         except OSError as exc:
-            self._report(f"Could not save the log to {path}: {exc.strerror or exc}")
+            self._report(f"Could not save the log to {self.save_dir}: {exc.strerror or exc}")
             return
         self.last_saved = path
         self.notify(f"Saved {len(lines):,} lines to {path}", title="Log saved")
