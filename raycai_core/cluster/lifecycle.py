@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Literal
 
 from raycai_core.cluster.apps import APP_FILTER, ClusterApp, group_by_cluster
-from raycai_core.cluster.desired import Desired, read_desired, write_desired
+from raycai_core.cluster.desired import Desired, DesiredState, read_desired, write_desired
 from raycai_core.cluster.layout import ClusterPaths, cluster_names_on_disk
 from raycai_core.cluster.observe import Observer
 from raycai_core.cluster.records import (
     HeadAddress,
+    NodeRecord,
     read_head_address,
     read_node_record,
     read_node_records,
@@ -171,12 +172,6 @@ class ClusterManager:
     def _request(self, spec: ClusterSpec, node: str) -> CreateApplication:
         paths = self.paths(spec.name)
         role = "head" if node == HEAD_NODE else "worker"
-        script = paths.script(role)
-        if not script.is_file():
-            raise ClusterError(
-                f"the {role} launcher script {paths.script_relative(role)} is missing; raycai "
-                f"writes it (rerun `raycai up {spec.name}` to write it again)"
-            )
         sizes: NodeSpec = spec.head if node == HEAD_NODE else spec.workers
         if not sizes.runtime_identifier:
             raise ClusterError(f"no runtime for the {role}: set one with --runtime")
@@ -193,8 +188,20 @@ class ClusterManager:
             bypass_authentication=False,
         )
 
+    def _write_spec(self, spec: ClusterSpec, state: DesiredState = "active") -> None:
+        """Record the desired state, then (re)write the launchers and their config."""
+        write_desired(self.paths(spec.name), spec, state)
+        if state == "active":
+            render_cluster(self.project_dir, spec)
+
     async def _create(self, spec: ClusterSpec, node: str) -> ClusterApp:
         request = self._request(spec, node)
+        script = self.project_dir / request.script
+        if not await asyncio.to_thread(script.is_file):
+            raise ClusterError(
+                f"the launcher script {request.script} is missing; raycai writes it "
+                f"(rerun `raycai up {spec.name}` to write it again)"
+            )
         async with self._create_slots:
             app = await self.cml.create_application(request)
         return ClusterApp(app=app, cluster=spec.name, node=node)
@@ -207,7 +214,7 @@ class ClusterManager:
         """Create the cluster, or converge an existing one to `spec`."""
         deadline = None if timeout is None else time.monotonic() + timeout
         paths = self.paths(spec.name)
-        previous = read_desired(paths)
+        previous = await asyncio.to_thread(read_desired, paths)
         if previous is not None and previous.state == "deleting":
             raise ClusterError(
                 f"cluster {spec.name!r} is being deleted; finish with `raycai down {spec.name}` "
@@ -215,9 +222,8 @@ class ClusterManager:
             )
         members = await self.members(spec.name)
         _check_sizes_unchanged(previous, spec, members)
-        token_lost = bool(members) and not paths.auth_token.exists()
-        write_desired(paths, spec)
-        render_cluster(self.project_dir, spec)
+        token_lost = bool(members) and not await asyncio.to_thread(paths.auth_token.exists)
+        await asyncio.to_thread(self._write_spec, spec)
         self.report("scripts", f"launcher scripts written to {paths.relative}/")
         if token_lost:
             # Running nodes hold a token nobody has any more: restart them with the new one.
@@ -226,7 +232,7 @@ class ClusterManager:
                 "the cluster's Ray token file was gone: restarting its nodes with a new token",
                 level="warning",
             )
-            paths.head_json.unlink(missing_ok=True)
+            await asyncio.to_thread(paths.head_json.unlink, missing_ok=True)
             await asyncio.gather(*(self._restart(m) for m in members))
             members = await self.members(spec.name)
 
@@ -248,11 +254,11 @@ class ClusterManager:
         paths = self.paths(spec.name)
         if head is None:
             # A head.json left by an earlier head would point workers at a dead address.
-            paths.head_json.unlink(missing_ok=True)
+            await asyncio.to_thread(paths.head_json.unlink, missing_ok=True)
             head = await self._create(spec, HEAD_NODE)
             self.report("head-created", f"head application {head.app.name} created ({head.app.id})")
         elif head.app.status in (AppStatus.STOPPED, AppStatus.FAILED):
-            paths.head_json.unlink(missing_ok=True)
+            await asyncio.to_thread(paths.head_json.unlink, missing_ok=True)
             app = await self.cml.restart_application(head.app.id)
             head = ClusterApp(app=app, cluster=spec.name, node=HEAD_NODE)
             self.report("head-created", f"head application {head.app.name} restarted")
@@ -270,10 +276,10 @@ class ClusterManager:
         next_api = time.monotonic() + self.api_poll_s
         last_reason = ""
         while True:
-            address = read_head_address(paths)
+            # The project directory may be a network mount: read it off the event loop.
+            address, record = await asyncio.to_thread(_head_files, paths)
             if address is not None and await _tcp_accepts(address.ip, address.gcs_port):
                 return address
-            record = read_node_record(paths, HEAD_NODE)
             if record is not None and record.phase == "failed":
                 raise NodeFailed(
                     f"the head failed: {record.error or 'see its log'} "
@@ -365,7 +371,7 @@ class ClusterManager:
     ) -> ScaleResult:
         """Set the number of workers; removes failed, unjoined, then idle workers first."""
         paths = self.paths(name)
-        desired = read_desired(paths)
+        desired = await asyncio.to_thread(read_desired, paths)
         if desired is None:
             raise ClusterNotFound(
                 f"no cluster named {name!r} in this project (`raycai list` shows them)"
@@ -374,8 +380,7 @@ class ClusterManager:
             raise ClusterError(f"cluster {name!r} is being deleted")
         spec = desired.spec.with_workers(count)
         before = desired.spec.workers.count
-        write_desired(paths, spec)
-        render_cluster(self.project_dir, spec)
+        await asyncio.to_thread(self._write_spec, spec)
         view = await self.observer.observe(name)
         workers = [row for row in view.rows if row.role == "worker" and row.app is not None]
         added: list[str] = []
@@ -411,7 +416,7 @@ class ClusterManager:
 
     async def heal(self, name: str, view: ClusterView | None = None) -> list[HealAction]:
         """Restart failed or stopped nodes and recreate missing workers of an active cluster."""
-        desired = read_desired(self.paths(name))
+        desired = await asyncio.to_thread(read_desired, self.paths(name))
         if desired is None or desired.state != "active":
             return []
         view = view or await self.observer.observe(name)
@@ -444,9 +449,9 @@ class ClusterManager:
         Returns the names of the applications deleted by this call.
         """
         paths = self.paths(name)
-        desired = read_desired(paths)
+        desired = await asyncio.to_thread(read_desired, paths)
         if desired is not None:
-            write_desired(paths, desired.spec, state="deleting")
+            await asyncio.to_thread(self._write_spec, desired.spec, "deleting")
         members = await self.members(name)
         if members:
             self.report("delete", f"deleting {len(members)} application(s)", 0, len(members))
@@ -463,7 +468,7 @@ class ClusterManager:
         while await self.members(name):
             _check_deadline(deadline, "applications are still listed after delete; rerun down")
             await asyncio.sleep(self.api_poll_s)
-        _remove_cluster_files(paths)
+        await asyncio.to_thread(_remove_cluster_files, paths)
         self.report("delete", f"cluster {name} deleted (logs kept in {paths.relative}/logs)")
         return [m.app.name for m in members]
 
@@ -472,7 +477,7 @@ class ClusterManager:
     async def list_clusters(self) -> list[ClusterSummary]:
         """Every cluster of the project, from the app list and the project files alone."""
         apps = await self.cml.list_applications(APP_FILTER)
-        return summarise(self.project_dir, group_by_cluster(apps))
+        return await asyncio.to_thread(summarise, self.project_dir, group_by_cluster(apps))
 
 
 def summarise(project_dir: Path, grouped: dict[str, list[ClusterApp]]) -> list[ClusterSummary]:
@@ -578,6 +583,10 @@ def _head_wait_reason(status: AppStatus, phase: str | None) -> str:
 def _not_ready_summary(view: ClusterView) -> str:
     reasons = [f"{r.node}: {r.not_ready_reason}" for r in view.rows if r.not_ready_reason]
     return "not all nodes joined Ray; " + "; ".join(reasons[:5])
+
+
+def _head_files(paths: ClusterPaths) -> tuple[HeadAddress | None, NodeRecord | None]:
+    return read_head_address(paths), read_node_record(paths, HEAD_NODE)
 
 
 def _check_deadline(deadline: float | None, what: str) -> None:
