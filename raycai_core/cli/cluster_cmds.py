@@ -212,7 +212,7 @@ def status(target: Target, name: str, as_json: bool, watch: bool) -> None:
         async with manager(target, quiet=True) as ops:
             while True:
                 view = await ops.observer.observe(name)
-                if not view.rows or (view.desired is None and not view.app_ids):
+                if view.desired is None and not view.app_ids:
                     fail(f"no cluster named {name!r} in this project", EXIT_BAD_INPUT)
                 if as_json:
                     click.echo(json.dumps(view_to_json(view), indent=2))

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import shutil
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -618,6 +618,3 @@ def _remove_cluster_files(paths: ClusterPaths) -> None:
     ):
         file.unlink(missing_ok=True)
     shutil.rmtree(paths.nodes_dir, ignore_errors=True)
-
-
-AsyncAction = Callable[[], Awaitable[None]]
