@@ -51,6 +51,7 @@ EXIT_RAY = 1  # the head's Ray exited on its own: the platform restarts the appl
 EXIT_REFUSED = 3  # the head refused this worker's token
 DEFAULT_TIMING = {
     "head_poll_s": 0.25,  # while waiting for the head
+    "publish_poll_s": 0.05,  # head: its GCS port accepts? (workers wait for that moment)
     "watch_poll_s": 1.0,  # head.json check while joined
     "stop_grace_s": 2.0,  # SIGTERM -> SIGKILL of an abandoned Ray node (rejoin)
     "heartbeat_s": 30.0,  # the node record's updated_at is at most this old
@@ -685,7 +686,7 @@ class Launcher:
                 head = self.publish_head(ip, gcs_port, app_port, client_port, started)
                 self.phase("running", head_incarnation=head["incarnation"])
                 published = True
-            self.wait(float(self.timing["head_poll_s"]) if not published else 1.0)
+            self.wait(float(self.timing["publish_poll_s"]) if not published else 1.0)
         if self.stopping.is_set():
             return self.stop_and_wait(ray)
         self.phase("ray-exited", error=ray.describe_exit() + "; the application will restart")
