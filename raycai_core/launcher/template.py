@@ -225,6 +225,24 @@ def installed_version(python: str, timeout: float) -> tuple[str | None, str]:
     return done.stdout.decode("utf-8", "replace").strip(), ""
 
 
+def python_version(ray_exe: str) -> str:
+    """major.minor.micro of the Python that runs `ray_exe`, or "" when it cannot be told."""
+    python = os.path.join(os.path.dirname(ray_exe), "python")
+    if not os.path.isfile(python):
+        python = shebang_python(ray_exe) or ""
+    try:
+        done = subprocess.run(
+            [python, "-I", "-S", "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return done.stdout.decode("ascii", "replace").strip() if done.returncode == 0 else ""
+
+
 def find_ray(root: str, config: dict) -> tuple[str, str]:
     """(ray executable, version) of the first search entry with the wanted Ray version."""
     ray_config = config.get("ray") or {}
@@ -286,6 +304,8 @@ def ray_environment(config: dict, auth: dict) -> dict:
     env = dict(os.environ)
     env.pop("RAY_AUTH_TOKEN", None)  # the token file is the only source
     env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Serve's proxy listens on loopback by default; other pods of the project must reach it.
+    env.setdefault("RAY_SERVE_DEFAULT_HTTP_HOST", "0.0.0.0")
     if ROLE == "worker":
         # Bounds `ray start --address` if the head vanishes between our check and its connect.
         env.setdefault("RAY_gcs_server_port_wait_time_s", "15")
@@ -705,6 +725,7 @@ class Launcher:
             "started_at": started,
             "incarnation": secrets.token_hex(8),
             "ray_version": self.ray_version,
+            "python_version": python_version(self.ray_exe),  # Ray Client drivers must match
             "pid": os.getpid(),
         }
         write_json(os.path.join(self.dir, "head.json"), head)
