@@ -64,9 +64,14 @@ class MergedBatch:
 def time_key(line: str) -> str | None:
     """A sortable `YYYY-MM-DDTHH:MM:SS.mmm` from the line's leading timestamp, or None."""
     # The launcher's own stamp is already in this form.
-    if len(line) > 23 and line[23] == "Z" and line[19] == "." and line[10] == "T":
-        if line[:4].isdigit():  # noqa: SIM102 (the cheap tests first)
-            return line[:23]
+    if (
+        len(line) > 23
+        and line[23] == "Z"
+        and line[19] == "."
+        and line[10] == "T"
+        and line[:4].isdigit()
+    ):
+        return line[:23]
     found = _STAMP.match(line)
     if found is None:
         return None
