@@ -27,6 +27,7 @@ from raycai_core.logtail import FileFollower, read_tail
 
 LOG_SUFFIX = ".log"
 SEPARATOR = " | "
+CONTEXT_LINES = 50  # read before a file's tail to time the untimed lines at its top
 _STAMP = re.compile(r"(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d:\d\d)(?:[.,](\d+))?")
 _DIGITS = re.compile(r"(\d+)")
 
@@ -224,7 +225,9 @@ class MergedLogs:
             if node in self._logs:
                 continue
             try:
-                tail = read_tail(path, self._count)
+                # A few lines more than shown, so that untimed lines at the top of the tail
+                # get the time of the timed line before them.
+                tail = read_tail(path, self._count + CONTEXT_LINES if self._count else 0)
             except FileNotFoundError:
                 continue  # gone between the listing and the open: seen at the next rescan
             except OSError as exc:
@@ -247,8 +250,9 @@ class MergedLogs:
             added = True
             if announce:
                 notes.append(NodeNote(node, "appeared"))
-            if tail.lines:
-                groups.append(log.timed(tail.lines))
+            lines = log.timed(tail.lines)[-self._count :] if self._count else []
+            if lines:
+                groups.append(lines)
         if added:
             self._logs = {node: self._logs[node] for node in sorted(self._logs, key=node_sort_key)}
             groups.sort(key=lambda lines: node_sort_key(lines[0].node))

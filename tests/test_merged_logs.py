@@ -240,3 +240,21 @@ def test_untimed_files_keep_file_order(tmp_path: Path, count: int):
     write(logs / "head.log", [f"plain {i}" for i in range(10)])
     lines = merged(logs).tail(count)
     assert [line.text for line in lines] == [f"plain {i}" for i in range(10 - count, 10)]
+
+
+def test_untimed_lines_at_the_top_of_a_tail_take_the_time_of_the_line_before_them(
+    tmp_path: Path,
+):
+    logs = tmp_path / "logs"
+    write(logs / "head.log", [f"{stamp(1)} h1", "h1 continued", f"{stamp(5)} h5"])
+    write(logs / "worker-1.log", [f"{stamp(3)} w3"])
+    # head's tail of 2 starts with "h1 continued": it belongs at :01, before worker-1's :03.
+    assert texts(merged(logs).tail(2)) == [
+        ("worker-1", f"{stamp(3)} w3"),
+        ("head", f"{stamp(5)} h5"),
+    ]
+    assert texts(merged(logs).tail(3)) == [
+        ("head", "h1 continued"),
+        ("worker-1", f"{stamp(3)} w3"),
+        ("head", f"{stamp(5)} h5"),
+    ]

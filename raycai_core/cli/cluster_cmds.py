@@ -249,9 +249,15 @@ def scale(target: Target, name: str, count: int, wait: bool) -> None:
 
 @click.command()
 @click.argument("name")
-@click.argument("node", required=False, default="head")
+@click.argument("node", required=False)
 @click.option("-n", "--lines", type=int, default=100, show_default=True)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
+@click.option(
+    "--all",
+    "all_nodes",
+    is_flag=True,
+    help="Every node's launcher log, interleaved by time, each line prefixed by its node.",
+)
 @click.option(
     "--ray",
     "ray_file",
@@ -260,10 +266,27 @@ def scale(target: Target, name: str, count: int, wait: bool) -> None:
 )
 @target_options
 def logs(
-    target: Target, name: str, node: str, lines: int, follow: bool, ray_file: str | None
+    target: Target,
+    name: str,
+    node: str | None,
+    lines: int,
+    follow: bool,
+    all_nodes: bool,
+    ray_file: str | None,
 ) -> None:
-    """Show a node's launcher log (kept in the project), or one of its Ray logs."""
+    """Show a node's launcher log (kept in the project), or one of its Ray logs.
+
+    NODE defaults to head. With --all: every node's launcher log merged.
+    """
     paths = ClusterPaths(target.project_dir, name)
+    if all_nodes:
+        if node is not None:
+            fail(f"give a NODE ({node}) or --all, not both", EXIT_BAD_INPUT)
+        if ray_file:
+            fail("--ray shows one node's Ray log; it cannot be combined with --all", EXIT_BAD_INPUT)
+        _all_logs(paths, lines, follow)
+        return
+    node = node or "head"
     if ray_file:
         run(_ray_log(target, name, node, ray_file, lines, follow))
         return
@@ -286,6 +309,41 @@ def logs(
     try:
         for line in follow_file(log, after=tail):
             click.echo(line)
+    except KeyboardInterrupt:
+        pass
+
+
+NODE_COLORS = ("cyan", "green", "magenta", "yellow", "blue", "bright_cyan", "bright_magenta")
+
+
+def _all_logs(paths: ClusterPaths, lines: int, follow: bool, poll_s: float = 0.25) -> None:
+    """Print the last `lines` of all nodes' launcher logs merged by time (then follow them)."""
+    from raycai_core.merged_logs import SEPARATOR, MergedLogs, NodeLine, describe, node_logs
+
+    if not node_logs(paths.logs_dir) and not (follow and paths.root.is_dir()):
+        fail(f"no launcher logs for {paths.cluster} in {paths.logs_dir}", EXIT_BAD_INPUT)
+    merged = MergedLogs(paths.logs_dir)
+    colors: dict[str, str] = {}
+
+    def echo(batch: list[NodeLine]) -> None:
+        for node in merged.nodes:  # one color per node, in node order (head first)
+            colors.setdefault(node, NODE_COLORS[len(colors) % len(NODE_COLORS)])
+        width = merged.width
+        for line in batch:  # click drops the colors when stdout is not a terminal
+            prefix = click.style(f"{line.node:<{width}}", fg=colors[line.node])
+            click.echo(f"{prefix}{SEPARATOR}{line.text}")
+
+    echo(merged.tail(lines))
+    if not follow:
+        return
+    try:
+        while True:
+            batch = merged.read_batch()
+            for note in batch.notes:
+                click.echo(f"raycai: {describe(note)}", err=True)
+            echo(batch.lines)
+            if not batch.lines and not batch.behind:
+                time.sleep(poll_s)
     except KeyboardInterrupt:
         pass
 
