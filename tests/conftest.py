@@ -14,11 +14,16 @@ DEFAULT_SPEC = REPO.parent / "shared" / "reference" / "cml_api_v2_subset.json"
 SPEC_PATH = Path(os.environ.get("RAYCAI_CML_SPEC", DEFAULT_SPEC))
 
 
-def in_private_netns() -> bool:
+PROC_NET_DEV = Path("/proc/net/dev")
+# Set by .ci/run: a test that needs the private namespace fails instead of skipping.
+REQUIRE_NETNS = "RAYCAI_REQUIRE_NETNS"
+
+
+def in_private_netns(net_dev: Path = PROC_NET_DEV) -> bool:
     """True when this process sees no network interface but loopback (a fresh namespace)."""
     # /proc/net/dev follows the network namespace (/sys/class/net would need a remount).
     try:
-        lines = Path("/proc/net/dev").read_text().splitlines()[2:]
+        lines = net_dev.read_text().splitlines()[2:]
     except OSError:
         return False
     interfaces = {line.split(":", 1)[0].strip() for line in lines if ":" in line}
@@ -27,14 +32,27 @@ def in_private_netns() -> bool:
 
 @pytest.fixture
 def private_netns() -> None:
-    """Skip unless running in a loopback-only network namespace (./dev test makes one)."""
+    """For tests that start Ray: run only in a loopback-only network namespace (./dev test
+    makes one). Elsewhere skip, or fail when RAYCAI_REQUIRE_NETNS=1 (CI). Tests marked `ray`
+    get this fixture without asking; app processes of the local workspace do not need it."""
     if os.environ.get("RAYCAI_NETNS") == "0":
         return  # the user vouches that Ray may bind this machine's addresses
-    if not in_private_netns():
-        pytest.skip(
-            "needs a loopback-only network namespace: run the suite with ./dev test "
-            "(root + unshare), or RAYCAI_NETNS=0 on a machine where Ray may bind its address"
-        )
+    if in_private_netns():
+        return
+    why = (
+        "needs a loopback-only network namespace: run the suite with ./dev test "
+        "(root + unshare), or RAYCAI_NETNS=0 on a machine where Ray may bind its address"
+    )
+    if os.environ.get(REQUIRE_NETNS) == "1":
+        pytest.fail(f"{why} ({REQUIRE_NETNS}=1: this must not be skipped)", pytrace=False)
+    pytest.skip(why)
+
+
+@pytest.fixture(autouse=True)
+def _ray_tests_run_in_private_netns(request: pytest.FixtureRequest) -> None:
+    """A test marked `ray` starts real Ray: it gets `private_netns` whether it asks or not."""
+    if request.node.get_closest_marker("ray") is not None:
+        request.getfixturevalue("private_netns")
 
 
 @pytest.fixture(scope="session")

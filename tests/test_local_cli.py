@@ -87,7 +87,7 @@ class Api:
 
 
 @pytest.fixture
-def data_dir(private_netns, tmp_path) -> Iterator[Path]:
+def data_dir(tmp_path) -> Iterator[Path]:
     directory = tmp_path / "local"
     yield directory
     raycai("local", "stop", "--data-dir", str(directory))

@@ -156,7 +156,7 @@ async def test_app_ignoring_sigterm_is_killed_after_the_grace(local_workspace, c
     assert session_pids(pid) == []
 
 
-async def test_workspace_restart_keeps_apps_and_restarts_running_ones(private_netns, tmp_path):
+async def test_workspace_restart_keeps_apps_and_restarts_running_ones(tmp_path):
     data_dir = tmp_path / "ws"
     config = WorkspaceConfig(**FAST_CONFIG)
     with run_workspace_in_thread(data_dir, config) as first:
