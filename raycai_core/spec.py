@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -37,6 +38,11 @@ GIB = 2**30
 # Ray's own split: the object store takes 30% of a node's memory, tasks the rest.
 OBJECT_STORE_FRACTION = 0.3
 RAY_MIN_OBJECT_STORE_BYTES = 78_643_200
+DEFAULT_IDLE_TIMEOUT_S = 300.0
+MIN_IDLE_TIMEOUT_S = 1.0
+MAX_IDLE_TIMEOUT_S = 7 * 86400.0
+DEFAULT_UPSCALING_SPEED = 1.0
+MAX_UPSCALING_SPEED = 1000.0
 
 NAME_RE = re.compile(r"^[a-z](?:[a-z0-9-]*[a-z0-9])?$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -170,12 +176,79 @@ class NodeSpec(BaseModel):
 
 
 class WorkerGroupSpec(NodeSpec):
-    count: int = Field(default=2, description="number of worker nodes")
+    """The worker nodes: a fixed `count`, or `min`..`max` kept by Ray's autoscaler.
 
-    @field_validator("count", mode="before")
+    A fixed count is min = max = count (how clusters were always written). With bounds,
+    `count` is the minimum (what `up` waits for). `autoscale` is derived when absent: on when
+    max > min; `autoscale = true` with min = max keeps a fixed size with no terminal open.
+    """
+
+    count: int = Field(default=2, description="number of worker nodes (the minimum)")
+    min: int = Field(default=2, description="fewest workers the autoscaler keeps")
+    max: int = Field(default=2, description="most workers the autoscaler creates")
+    autoscale: bool = Field(default=False, description="Ray's autoscaler keeps the workers")
+    idle_timeout_s: float = Field(
+        default=DEFAULT_IDLE_TIMEOUT_S, description="an idle worker above min goes after this"
+    )
+    upscaling_speed: float = Field(
+        default=DEFAULT_UPSCALING_SPEED, description="nodes added at once, per node there is"
+    )
+
+    @model_validator(mode="before")
     @classmethod
-    def _count(cls, value: Any) -> Any:
-        return _whole(value, "count", 0, MAX_WORKERS)
+    def _fill_bounds(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        return resolve_bounds(dict(data))
+
+    @field_validator("count", "min", "max", mode="before")
+    @classmethod
+    def _count(cls, value: Any, info: ValidationInfo) -> Any:
+        return _whole(value, str(info.field_name), 0, MAX_WORKERS)
+
+    @field_validator("max")
+    @classmethod
+    def _max_at_least_min(cls, value: int, info: ValidationInfo) -> int:
+        low = info.data.get("min")
+        if isinstance(low, int) and value < low:
+            raise ValueError(f"max ({value}) must be at least min ({low})")
+        return value
+
+    @field_validator("autoscale", mode="before")
+    @classmethod
+    def _autoscale(cls, value: Any) -> Any:
+        if not isinstance(value, bool):
+            raise ValueError("autoscale must be true or false")
+        return value
+
+    @field_validator("idle_timeout_s", mode="before")
+    @classmethod
+    def _idle_timeout(cls, value: Any) -> Any:
+        value = _finite(_number(value, "idle_timeout_s"), "idle_timeout_s")
+        if value < MIN_IDLE_TIMEOUT_S:
+            raise ValueError(f"idle_timeout_s must be at least {MIN_IDLE_TIMEOUT_S:g} s")
+        if value > MAX_IDLE_TIMEOUT_S:
+            raise ValueError(f"idle_timeout_s must be at most {MAX_IDLE_TIMEOUT_S:g} s (a week)")
+        return value
+
+    @field_validator("upscaling_speed", mode="before")
+    @classmethod
+    def _upscaling_speed(cls, value: Any) -> Any:
+        value = _finite(_number(value, "upscaling_speed"), "upscaling_speed")
+        if value <= 0:
+            raise ValueError("upscaling_speed must be more than 0")
+        if value > MAX_UPSCALING_SPEED:
+            raise ValueError(f"upscaling_speed must be at most {MAX_UPSCALING_SPEED:g}")
+        return value
+
+    @model_validator(mode="after")
+    def _autoscale_needs_bounds(self) -> WorkerGroupSpec:
+        if self.max > self.min and not self.autoscale:
+            raise ValueError(
+                f"min ({self.min}) and max ({self.max}) differ but autoscale is false: "
+                "only Ray's autoscaler moves a cluster between min and max"
+            )
+        return self
 
     @field_validator("cpu")
     @classmethod
@@ -183,6 +256,56 @@ class WorkerGroupSpec(NodeSpec):
         if value < 1:
             raise ValueError("a worker needs at least 1 vCPU (Ray schedules whole CPUs)")
         return value
+
+    def node_settings(self) -> NodeSpec:
+        """The size and runtime of each worker: what cannot change while the cluster runs."""
+        return NodeSpec(
+            cpu=self.cpu,
+            memory=self.memory,
+            nvidia_gpu=self.nvidia_gpu,
+            runtime_identifier=self.runtime_identifier,
+        )
+
+
+def resolve_bounds(data: dict[str, Any]) -> dict[str, Any]:
+    """Fill `count`, `min`, `max` and `autoscale` of a [workers] table from the ones given.
+
+    count alone -> min = max = count; min/max -> count = min (a missing min is 0 when only
+    max is given, a missing max is min); autoscale absent -> max > min. A count that is not
+    the min it comes with is refused (which one was meant?).
+    """
+    count = data.get("count")
+    low = data.get("min")
+    high = data.get("max")
+    if low is None and high is None:
+        if count is not None:
+            data["min"] = data["max"] = count
+    else:
+        if low is None:
+            low = count if count is not None else 0
+        if high is None:
+            high = low
+        if count is not None and _same_whole(count, low) is False:
+            raise ValueError(
+                f"count ({count}) and min ({low}) disagree: with min and max, count is the "
+                "minimum; give min and max only"
+            )
+        data.update(count=low, min=low, max=high)
+    if data.get("autoscale") is None:
+        data.pop("autoscale", None)
+        low, high = data.get("min"), data.get("max")
+        if _same_whole(low, high) is False:
+            data["autoscale"] = True
+    return data
+
+
+def _same_whole(a: Any, b: Any) -> bool | None:
+    """Whether two whole-number inputs are equal, or None when either is not a number
+    (its own validator then says why)."""
+    try:
+        return _whole(a, "", 0, MAX_WORKERS) == _whole(b, "", 0, MAX_WORKERS)
+    except ValueError:
+        return None
 
 
 class RaySettings(BaseModel):
@@ -269,9 +392,14 @@ class ClusterSpec(BaseModel):
         return self
 
     def with_workers(self, count: int) -> ClusterSpec:
-        """This spec with another worker count (validated)."""
+        """This spec after a manual scale to `count` (validated): the fixed count, or the
+        autoscaler's min (and its max when it must grow)."""
         data = self.model_dump()
-        data["workers"]["count"] = count
+        data["workers"].update(count=count, min=count)
+        if self.workers.autoscale:
+            data["workers"]["max"] = max(self.workers.max, count) if count >= 0 else count
+        else:
+            data["workers"]["max"] = count
         return parse_spec(data)
 
     def to_toml(self) -> str:
@@ -398,19 +526,25 @@ def spec_from_flags(
     ray_version: str | None = None,
     env: Mapping[str, str] | None = None,
     base: ClusterSpec | None = None,
+    min_workers: int | None = None,
+    max_workers: int | None = None,
+    idle_timeout: float | None = None,
 ) -> ClusterSpec:
     """A spec from command-line flags, on top of `base` (a spec file) when given.
 
     `--cpu/--memory/--gpu` size the workers (as in the seed's CLI); `--head-*` the head.
+    `--workers N` alone is a fixed size; with `--max-workers` it is the minimum.
     """
     data: dict[str, Any] = base.model_dump() if base is not None else {}
     data["name"] = name
     head = data.setdefault("head", {})
     group = data.setdefault("workers", {})
+    if any(v is not None for v in (workers, min_workers, max_workers)):
+        _override_bounds(group, workers, min_workers, max_workers)
     for target, key, value in (
         (head, "runtime_identifier", runtime),
         (group, "runtime_identifier", worker_runtime),
-        (group, "count", workers),
+        (group, "idle_timeout_s", idle_timeout),
         (group, "cpu", cpu),
         (group, "memory", memory),
         (group, "nvidia_gpu", gpu),
@@ -427,12 +561,36 @@ def spec_from_flags(
     return parse_spec(data)
 
 
+def _override_bounds(
+    group: dict[str, Any], workers: int | None, low: int | None, high: int | None
+) -> None:
+    """Bound flags over a spec file's [workers]: `--workers N` alone is a fixed size, with
+    `--max-workers` the minimum; a bound left out keeps the file's; autoscale is re-derived."""
+    if workers is not None and low is not None and workers != low:
+        raise SpecError(
+            [("workers.min", f"--workers {workers} and --min-workers {low} disagree: give one")]
+        )
+    if low is None:
+        low = workers
+    if high is None and workers is not None:
+        high = workers
+    previous = {key: group.pop(key, None) for key in ("count", "min", "max", "autoscale")}
+    for key, value in (("min", low), ("max", high)):
+        value = value if value is not None else previous[key]
+        if value is not None:
+            group[key] = value
+
+
 # The TUI form validates each field as it is typed, with the same rules.
 FORM_FIELDS: dict[str, tuple[type[BaseModel], str]] = {
     "head.cpu": (NodeSpec, "cpu"),
     "head.memory": (NodeSpec, "memory"),
     "head.nvidia_gpu": (NodeSpec, "nvidia_gpu"),
     "workers.count": (WorkerGroupSpec, "count"),
+    "workers.min": (WorkerGroupSpec, "min"),
+    "workers.max": (WorkerGroupSpec, "max"),
+    "workers.idle_timeout_s": (WorkerGroupSpec, "idle_timeout_s"),
+    "workers.upscaling_speed": (WorkerGroupSpec, "upscaling_speed"),
     "workers.cpu": (WorkerGroupSpec, "cpu"),
     "workers.memory": (WorkerGroupSpec, "memory"),
     "workers.nvidia_gpu": (WorkerGroupSpec, "nvidia_gpu"),
@@ -455,6 +613,17 @@ def field_problem(field: str, raw: str) -> str | None:
         model.model_validate({key: raw})
     except ValidationError as exc:
         return _problems(exc)[0][1]
+    return None
+
+
+def bounds_problem(min_raw: str, max_raw: str) -> str | None:
+    """Why the form's min and max workers do not go together (each valid alone), or None."""
+    try:
+        low, high = int(float(min_raw.strip())), int(float(max_raw.strip()))
+    except ValueError:
+        return None  # field_problem of each field says why
+    if high < low:
+        return f"max ({high}) must be at least min ({low})"
     return None
 
 

@@ -94,7 +94,16 @@ def _env_pairs(values: tuple[str, ...]) -> dict[str, str]:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Cluster spec (TOML). Flags override its values.",
 )
-@click.option("--workers", type=int, help="Number of worker nodes.")
+@click.option(
+    "--workers", type=int, help="Number of worker nodes (the minimum with --max-workers)."
+)
+@click.option("--min-workers", type=int, help="Fewest workers Ray's autoscaler keeps.")
+@click.option(
+    "--max-workers", type=int, help="Most workers Ray's autoscaler creates (autoscaling on)."
+)
+@click.option(
+    "--idle-timeout", type=float, help="Seconds an idle worker above the minimum is kept."
+)
 @click.option("--cpu", type=float, help="vCPU per worker.")
 @click.option("--memory", type=float, help="Memory per worker, GB.")
 @click.option("--gpu", type=int, help="NVIDIA GPUs per worker.")

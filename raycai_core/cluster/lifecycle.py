@@ -552,11 +552,8 @@ def _check_sizes_unchanged(
         part
         for part, a, b in (
             ("head", old.head, new.head),
-            (
-                "workers",
-                old.workers.model_copy(update={"count": 0}),
-                new.workers.model_copy(update={"count": 0}),
-            ),
+            ("workers", old.workers.node_settings(), new.workers.node_settings()),
+            ("autoscaling", old.workers.autoscale, new.workers.autoscale),
             ("ray", old.ray, new.ray),
             ("env", old.env, new.env),
         )
