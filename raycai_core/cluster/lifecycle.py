@@ -233,19 +233,23 @@ class ClusterManager:
                 level="warning",
             )
             await asyncio.to_thread(paths.head_json.unlink, missing_ok=True)
-            await asyncio.gather(*(self._restart(m) for m in members))
+            await asyncio.gather(*(self._restart(m) for m in members if m.node == HEAD_NODE))
+            await asyncio.gather(*(self._restart(m) for m in members if m.node != HEAD_NODE))
             members = await self.members(spec.name)
 
+        # Every missing application at once, the head's request first: the pods are then
+        # scheduled together instead of one start delay after the other, and the worker
+        # launchers wait for the head's published address by themselves. _ensure_head
+        # removes a stale head.json before any worker exists, so none joins a dead head.
         head = next((m for m in members if m.node == HEAD_NODE), None)
         head = await self._ensure_head(spec, head)
+        workers = [m for m in members if m.node != HEAD_NODE]
+        await self._converge_workers(spec, workers)
         address = await self._wait_head(spec, head, deadline)
         self.report(
             "head-ready",
             f"head ready: GCS {address.gcs_address}, dashboard {address.dashboard_url}",
         )
-
-        workers = [m for m in members if m.node != HEAD_NODE]
-        await self._converge_workers(spec, workers)
         if wait:
             return await self.wait_ready(spec.name, deadline=deadline)
         return await self.observer.observe(spec.name)
