@@ -80,7 +80,10 @@ async def test_serving_apps_run_with_cml_variables(local_workspace, cml_client):
         assert env["PATH"].split(os.pathsep)[0] == os.path.dirname(sys.executable)
         assert env["X"] == "1"
         assert record["sid"] == record["pid"]  # its own session
-        assert "CML_API_KEY" not in env and "CDSW_APIV2_KEY" not in env
+        # The platform's workload key, as CML gives it; never the user's own key.
+        assert "CML_API_KEY" not in env
+        assert env["CDSW_APIV2_KEY"] == local_workspace.workload_key != local_workspace.api_key
+        assert env["CDSW_API_URL"] == f"{local_workspace.url}/api/v1"
         assert local_workspace.api_key not in json.dumps(env)
         info = local_workspace.app_info(app.id)
         assert info["pid"] == record["pid"] and info["ip"] == env["CDSW_IP_ADDRESS"]

@@ -50,6 +50,7 @@ RUNTIME_FIELDS = (
     "restart_delay_s",
     "restart_reset_s",
     "stop_grace_s",
+    "workload_key",
 )
 
 
@@ -75,7 +76,9 @@ class WorkspaceConfig:
     page_size_default: int = 10  # small, so that clients that forget to page are caught
     page_size_max: int = 5000
     app_port_range: tuple[int, int] = (20000, 29999)
-    inject_api_key: bool = False  # CDSW_APIV2_KEY in apps' environment (CML does; off here)
+    # CDSW_APIV2_KEY in every app's environment, as CML gives its workloads: the workspace's
+    # own workload key (acts as the project's user), never the user's key.
+    workload_key: bool = True
     project_name: str = "raycai-local"
     runtimes: tuple[dict[str, str], ...] = DEFAULT_RUNTIMES
     runtime_addons: tuple[dict[str, Any], ...] = ()
@@ -95,6 +98,10 @@ class WorkspaceConfig:
 
 
 def _check(name: str, value: Any) -> Any:
+    if name == "workload_key":
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be true or false")
+        return value
     if name.startswith("quota_") and value is None:
         return None
     integral = name in ("restart_attempts", "quota_gpu")

@@ -30,6 +30,7 @@ class WorkspaceHandle:
         self.loop = loop
         self.url = workspace.url
         self.api_key = workspace.api_key
+        self.workload_key = workspace.workload_key
         self.project_id = workspace.project_id
         self.project_dir = workspace.project_dir
         self.data_dir = workspace.data_dir

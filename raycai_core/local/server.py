@@ -92,8 +92,10 @@ def _auth(ws: LocalWorkspace) -> Callable[[web.Request, Handler], Awaitable[web.
     @web.middleware
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        expected = ws.api_key.encode()
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
+        given = token.strip().encode()
+        # The user's key, or the workload key the workspace gives its apps (same user).
+        known = [ws.api_key.encode(), ws.workload_key.encode()]
+        if scheme.lower() != "bearer" or not any([hmac.compare_digest(given, k) for k in known]):
             raise ApiError(401, "Unauthenticated: a valid API key is required (Bearer token)")
         return await handler(request)
 

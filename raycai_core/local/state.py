@@ -192,6 +192,9 @@ class WorkspaceState:
     last_port: int = 0
     # Processes of deleted apps still being stopped: [pid, pid start time] pairs.
     orphans: list[list[int]] = field(default_factory=list)
+    # The key the workspace gives its apps as CDSW_APIV2_KEY (CML's workload credentials):
+    # accepted as the user's, but never the user's own key.
+    workload_key: str = field(default_factory=lambda: secrets.token_urlsafe(32))
 
     @classmethod
     def new(cls, project_name: str) -> WorkspaceState:
@@ -230,6 +233,7 @@ class WorkspaceState:
             "port_cursor": self.port_cursor,
             "last_port": self.last_port,
             "orphans": self.orphans,
+            "workload_key": self.workload_key,
         }
 
     @classmethod
@@ -249,6 +253,7 @@ class WorkspaceState:
             port_cursor=data.get("port_cursor", 0),
             last_port=data.get("last_port", 0),
             orphans=data.get("orphans", []),
+            workload_key=data.get("workload_key") or secrets.token_urlsafe(32),
         )
 
 

@@ -58,6 +58,11 @@ class LocalWorkspace:
         return self.store.state.api_key
 
     @property
+    def workload_key(self) -> str:
+        """What apps get as CDSW_APIV2_KEY; acts as the user, never equal to `api_key`."""
+        return self.store.state.workload_key
+
+    @property
     def project_id(self) -> str:
         return self.store.state.default_project_id
 
@@ -155,8 +160,8 @@ class LocalWorkspace:
                 "PYTHONUNBUFFERED": "1",
             }
         )
-        if self.config.inject_api_key:
-            env["CDSW_APIV2_KEY"] = self.api_key
+        if self.config.workload_key:
+            env["CDSW_APIV2_KEY"] = self.workload_key
         return env
 
     def remove_project_dir_later(self, project_id: str) -> None:
