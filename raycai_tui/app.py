@@ -34,8 +34,10 @@ from raycai_tui.messages import (
     PollFailed,
     PollStatus,
 )
+from raycai_tui.operations import Operations
 from raycai_tui.screens.base import RaycaiScreen
 from raycai_tui.screens.clusters import ClustersScreen
+from raycai_tui.screens.confirm import ConfirmScreen
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -86,7 +88,7 @@ class RaycaiApp(App[None]):
         self.healing = self.settings.heal and not self.readonly
         self.services: Services | None = None
         self.snapshot: Snapshot | None = None
-        self.operations: dict[str, str] = {}  # cluster -> what this app is doing to it
+        self.operations = Operations(self)  # create, scale, restart, delete, heal
         self.events = EventStore()
         self.poll_backoff = Backoff(self.settings.poll_s or 2.0)
         self._target = target
@@ -124,12 +126,6 @@ class RaycaiApp(App[None]):
             self.notify(
                 event.text, title=event.cluster, severity=severity, timeout=10, markup=False
             )
-
-    def begin_operation(self, cluster: str, what: str) -> None:
-        self.operations[cluster] = what
-
-    def end_operation(self, cluster: str) -> None:
-        self.operations.pop(cluster, None)
 
     def show_connected(self, workspace: str, project: str) -> None:
         self.sub_title = f"{workspace} · project {project}"
@@ -243,28 +239,15 @@ class RaycaiApp(App[None]):
     # -- healing ------------------------------------------------------------------------------
 
     def _heal_if_needed(self, snapshot: Snapshot) -> None:
+        """Heal the clusters that need it, each as an operation (never two on one cluster)."""
         planner = self._heal_planner
         if not self.healing or planner is None or self.services is None:
             return
-        if any(w.group == "heal" and w.is_running for w in self.workers):
-            return
         now = time.time()
-        names = planner.due(snapshot.summaries, self.operations, now)
-        for name in names:
+        busy = {op.cluster for op in self.operations.running()}
+        for name in planner.due(snapshot.summaries, busy, now):
             planner.attempted(name, now)
-        if names:
-            self.heal(snapshot, names)
-
-    @work(group="heal", exclusive=True, exit_on_error=False)
-    async def heal(self, snapshot: Snapshot, names: list[str]) -> None:
-        from raycai_tui.healing import heal_clusters
-
-        assert self.services is not None
-        events = await heal_clusters(self.services, snapshot, names)
-        for event in events:
-            self.add_event(event, notify=True)
-        if events:
-            self.poll_soon()
+            self.operations.heal(snapshot, name)
 
     def action_toggle_healing(self) -> None:
         self.healing = not self.healing
@@ -282,12 +265,34 @@ class RaycaiApp(App[None]):
             return isinstance(self.screen, RaycaiScreen)
         return True
 
+    async def action_quit(self) -> None:
+        """Quit; while operations run, first say what stays and ask."""
+        running = self.operations.running()
+        if not running or isinstance(self.screen, QuitScreen):  # asked already: quit
+            self.exit()
+            return
+        question = (
+            f"{len(running)} operation(s) still running. Quitting stops them where they are; "
+            "nothing is undone, and rerunning converges:"
+        )
+        items = [f"{op.label} — {op.remains}" for op in running]
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.exit()
+
+        self.push_screen(QuitScreen("Quit raycai-tui?", question, items, "Quit"), answered)
+
     def action_help(self) -> None:
         from raycai_tui.screens.help import HelpScreen
 
         screen = self.screen
         title = screen.help_title if isinstance(screen, RaycaiScreen) else "raycai"
         self.push_screen(HelpScreen(screen, title))
+
+
+class QuitScreen(ConfirmScreen):
+    """The question asked by quit while operations run."""
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Literal
 from textual.message import Message
 
 if TYPE_CHECKING:
+    from raycai_core.cluster.lifecycle import Progress
     from raycai_tui.backoff import Backoff
+    from raycai_tui.operations import Operation
     from raycai_tui.services import Snapshot
 
 Level = Literal["info", "warning", "error"]
@@ -88,3 +90,12 @@ class HealingToggled(Message, bubble=False):
     def __init__(self, enabled: bool) -> None:
         super().__init__()
         self.enabled = enabled
+
+
+class OperationChanged(Message, bubble=False):
+    """An operation of the app started, moved on (`progress`), or ended (`operation.ended`)."""
+
+    def __init__(self, operation: Operation, progress: Progress | None = None) -> None:
+        super().__init__()
+        self.operation = operation
+        self.progress = progress

@@ -4,6 +4,10 @@ Data comes from two pollers that never overlap themselves:
 - the app's cluster-list poll (one CML call for every cluster): on each snapshot the table is
   re-merged with the project files at once, reusing the last Ray answer;
 - this screen's Ray poll (dashboard calls only, no CML call), with its own backoff.
+
+Changes (scale, restart, delete) are requests to the app's operations service: they outlive
+this screen, and `+`/`-` send deltas that the core applies to the stored count. A key that
+needs the cluster's data is dimmed, and says why when pressed, until that data arrived.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import time
 from typing import TYPE_CHECKING
 
 from rich.text import Text
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -22,7 +26,7 @@ from textual.widgets import Footer, Header, Static
 
 from raycai_tui.backoff import Backoff
 from raycai_tui.format import describe_error
-from raycai_tui.messages import ClusterEvent, ClustersPolled, Event, Level, PollStatus
+from raycai_tui.messages import ClusterEvent, ClustersPolled, OperationChanged, PollStatus
 from raycai_tui.screens.base import RaycaiScreen
 from raycai_tui.widgets.apps_table import AppsTable
 from raycai_tui.widgets.events import EventsLog
@@ -31,8 +35,14 @@ from raycai_tui.widgets.status_line import StatusLine
 
 if TYPE_CHECKING:
     from raycai_core.cluster.apps import ClusterApp
-    from raycai_core.cluster.lifecycle import Progress
+    from raycai_core.cluster.lifecycle import ClusterSummary
     from raycai_core.cluster.view import ClusterView, NodeRow, RayNodeInfo
+    from raycai_tui.operations import Operation
+
+# Keys that act on the cluster's stored state (the app's snapshot of it is enough)...
+NEEDS_SUMMARY = frozenset({"scale_up", "scale_down", "scale", "delete"})
+# ...and keys that act on a node row (this screen's merged view).
+NEEDS_VIEW = frozenset({"logs", "restart", "addresses"})
 
 
 def with_ray(view: ClusterView, nodes: list[RayNodeInfo], error: str | None) -> ClusterView:
@@ -42,6 +52,10 @@ def with_ray(view: ClusterView, nodes: list[RayNodeInfo], error: str | None) -> 
     records = {row.node: row.record for row in view.rows if row.record is not None}
     apps = [row.app for row in view.rows if row.app is not None]
     return merge_cluster(view.name, view.desired, apps, records, view.head, nodes, error)
+
+
+def operations_text(operations: list[Operation]) -> Text:
+    return Text("  ·  ".join(op.label for op in operations), style="bold yellow")
 
 
 def title_text(view: ClusterView, healing: bool) -> Text:
@@ -132,12 +146,12 @@ class ClusterScreen(RaycaiScreen):
         self._ray_error: str | None = None
         self._ray_timer: Timer | None = None
         self._ray_polling = False
-        self._scale_target: int | None = None
         self._dirty = False
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(Text(self.cluster, style="bold"), id="cluster-title")
+        yield Static("", id="operations")
         yield AppsTable(id="apps")
         with Horizontal(id="bottom"):
             yield RayPanel(id="ray")
@@ -155,6 +169,7 @@ class ClusterScreen(RaycaiScreen):
         status.set_source("CML", app.poll_backoff)
         status.set_source("Ray", self.ray_backoff)
         self._show_notes()
+        self._show_operations()
         self.query_one(AppsTable).focus()
         if app.snapshot is not None:
             self.members = app.snapshot.members.get(self.cluster, [])
@@ -167,10 +182,51 @@ class ClusterScreen(RaycaiScreen):
         note = "read-only" if app.readonly else ("healing on" if app.healing else "healing off")
         self.query_one(StatusLine).set_notes(note)
 
+    def _show_operations(self) -> None:
+        running = self.raycai.operations.running(self.cluster)
+        line = self.query_one("#operations", Static)
+        line.display = bool(running)
+        line.update(operations_text(running))
+
+    # -- keys that wait for data -------------------------------------------------------
+
+    @property
+    def summary(self) -> ClusterSummary | None:
+        """The cluster in the app's latest snapshot (its stored state and applications)."""
+        snapshot = self.raycai.snapshot
+        return snapshot.summary(self.cluster) if snapshot is not None else None
+
+    def waiting_reason(self, action: str) -> str | None:
+        """Why `action` cannot run yet (its data has not arrived), or None."""
+        if action in NEEDS_SUMMARY and self.summary is None:
+            if self.raycai.snapshot is None:
+                return f"Waiting for the first data of {self.cluster}."
+            return f"{self.cluster} is not in the project's cluster list (deleted?)."
+        if action in NEEDS_VIEW and self.view is None:
+            return f"Waiting for the first data of {self.cluster}."
+        return None
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        allowed = super().check_action(action, parameters)
+        if allowed and self.waiting_reason(action) is not None:
+            return None  # shown dimmed in the footer; a press says why (on_key)
+        return allowed
+
+    def on_key(self, event: events.Key) -> None:
+        """A press of a key dimmed for want of data says why (Textual skips its action)."""
+        active = self.active_bindings.get(event.key)
+        if active is None or active.enabled or active.node is not self:
+            return
+        reason = self.waiting_reason(active.binding.action)
+        if reason is not None:
+            event.stop()
+            self.notify(reason, severity="warning", timeout=4)
+
     # -- data -------------------------------------------------------------------------
 
     def on_clusters_polled(self, message: ClustersPolled) -> None:
         self.members = message.snapshot.members.get(self.cluster, [])
+        self.refresh_bindings()  # the keys that waited for the cluster's data
         if self.is_current:
             self.remerge()
         else:  # covered by a dialog or the logs: merge when shown again
@@ -187,6 +243,14 @@ class ClusterScreen(RaycaiScreen):
         self._show_notes()
         if self.view is not None:
             self.show_view(self.view)
+
+    def on_operation_changed(self, message: OperationChanged) -> None:
+        operation = message.operation
+        if operation.cluster != self.cluster or message.progress is not None:
+            return
+        self._show_operations()
+        if operation.ended:
+            self.poll_ray_soon()
 
     @work(group="merge", exclusive=True, exit_on_error=False)
     async def remerge(self) -> None:
@@ -245,6 +309,8 @@ class ClusterScreen(RaycaiScreen):
 
     def show_view(self, view: ClusterView) -> None:
         """Render a view (tests call this with fixed data); deferred while covered."""
+        if self.view is None:
+            self.refresh_bindings()  # the keys that waited for the first view
         self.view = view
         if not self.is_current:
             self._dirty = True
@@ -278,72 +344,33 @@ class ClusterScreen(RaycaiScreen):
             self.notify("No node selected.", severity="warning")
         return row
 
-    def _event(self, text: str, level: Level = "info") -> None:
-        self.raycai.add_event(Event(time.time(), self.cluster, text, level))
-
-    def _progress(self, step: Progress) -> None:
-        self._event(step.message, step.level)
-
-    # -- scale ------------------------------------------------------------------------
-
-    def current_workers(self) -> int:
-        if self._scale_target is not None:
-            return self._scale_target
-        return self.view.desired_workers if self.view is not None else 0
+    # -- scale: requests to the app's operations service ------------------------------
 
     def action_scale_up(self) -> None:
-        self.request_scale(self.current_workers() + 1)
+        from raycai_core.cluster.lifecycle import ScaleTarget
+
+        self.raycai.operations.scale(self.cluster, ScaleTarget(delta=1))
 
     def action_scale_down(self) -> None:
-        current = self.current_workers()
-        if current <= 0:
-            self.notify("The cluster has no workers to remove.", severity="warning")
-            return
-        self.request_scale(current - 1)
+        from raycai_core.cluster.lifecycle import ScaleTarget
+
+        self.raycai.operations.scale(self.cluster, ScaleTarget(delta=-1))
 
     def action_scale(self) -> None:
+        from raycai_core.cluster.lifecycle import ScaleTarget
         from raycai_tui.screens.scale import ScaleScreen
 
-        def chosen(count: int | None) -> None:
-            if count is not None and count != self.current_workers():
-                self.request_scale(count)
-
-        self.app.push_screen(ScaleScreen(self.cluster, self.current_workers()), chosen)
-
-    def request_scale(self, count: int) -> None:
-        """Scale to `count`; presses during a running scale only move the target."""
-        if self.connected_services() is None:
-            return
-        if self.view is not None and self.view.desired is None:
+        summary = self.summary
+        current = summary.desired_workers if summary is not None else None
+        if current is None:
             self.notify(f"{self.cluster} has no cluster.json: nothing to scale", severity="error")
             return
-        running = self._scale_target is not None
-        self._scale_target = count
-        self._event(f"scaling to {count} worker(s)")
-        if not running:
-            self.run_scale()
 
-    @work(group="scale", exit_on_error=False)
-    async def run_scale(self) -> None:
-        services = self.services
-        assert services is not None
-        app = self.raycai
-        app.begin_operation(self.cluster, "scaling")
-        try:
-            while self._scale_target is not None:
-                target = self._scale_target
-                result = await services.manager(self._progress).scale(self.cluster, target)
-                self._event(f"workers {result.before} -> {result.after}")
-                if self._scale_target == target:
-                    break
-        except Exception:
-            self._event("scaling failed (see the notification)", "error")
-            raise
-        finally:
-            self._scale_target = None
-            app.end_operation(self.cluster)
-            app.poll_soon()
-            self.poll_ray_soon()
+        def chosen(count: int | None) -> None:
+            if count is not None:
+                self.raycai.operations.scale(self.cluster, ScaleTarget(count=count))
+
+        self.app.push_screen(ScaleScreen(self.cluster, current), chosen)
 
     # -- restart, logs, addresses, delete ---------------------------------------------
 
@@ -367,19 +394,11 @@ class ClusterScreen(RaycaiScreen):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.restart_node(row.node, app.id)
+                self.raycai.operations.restart(self.cluster, row.node, app.id)
 
         self.app.push_screen(
             ConfirmScreen(f"Restart {row.node}", question, items, yes_label="Restart"), answered
         )
-
-    @work(group="restart", exit_on_error=False)
-    async def restart_node(self, node: str, app_id: str) -> None:
-        services = self.services
-        assert services is not None
-        restarted = await services.cml.restart_application(app_id)
-        self._event(f"{node}: restart requested ({restarted.status.value})", "warning")
-        self.raycai.poll_soon()
 
     async def action_logs(self) -> None:
         row = self._row_or_tell()
@@ -446,11 +465,4 @@ class ClusterScreen(RaycaiScreen):
         base.confirm_delete(self.cluster)
 
     def action_back(self) -> None:
-        if self._scale_target is not None:
-            self.notify(
-                f"Scaling to {self._scale_target} worker(s) interrupted: the count is saved; "
-                "open the cluster and press s to finish.",
-                severity="warning",
-                timeout=10,
-            )
-        self.app.pop_screen()
+        self.app.pop_screen()  # the operations of the app go on (shown in the list)

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from raycai_tui.messages import ClustersPolled, Connected, ConnectFailed, Event, PollStatus
+from raycai_tui.messages import (
+    ClustersPolled,
+    Connected,
+    ConnectFailed,
+    OperationChanged,
+    PollStatus,
+)
 from raycai_tui.screens.base import RaycaiScreen
 from raycai_tui.widgets.clusters_table import ClustersTable, summary_rows
 from raycai_tui.widgets.status_line import StatusLine
 
 if TYPE_CHECKING:
-    from raycai_core.cluster.lifecycle import Progress
     from raycai_tui.services import Snapshot
 
 
@@ -107,6 +111,10 @@ class ClustersScreen(RaycaiScreen):
     def on_healing_toggled(self) -> None:
         self._show_notes()
 
+    def on_operation_changed(self, message: OperationChanged) -> None:
+        if message.progress is None:  # started, changed or ended: the OPERATION column
+            self.refresh_now()
+
     def on_screen_resume(self) -> None:
         self._show_notes()
         if self._dirty:
@@ -119,7 +127,8 @@ class ClustersScreen(RaycaiScreen):
         self._dirty = False
         shown = [s for s in snapshot.summaries if self.filter_text in s.name]
         now = snapshot.taken_at
-        self.query_one(ClustersTable).reconcile(summary_rows(shown, now, self.raycai.operations))
+        operations = self.raycai.operations.labels()
+        self.query_one(ClustersTable).reconcile(summary_rows(shown, now, operations))
         empty = self.query_one("#empty", Static)
         if shown:
             empty.display = False
@@ -170,6 +179,7 @@ class ClustersScreen(RaycaiScreen):
         if self.connected_services() is None:
             return
         names = {s.name for s in self.snapshot.summaries} if self.snapshot else set()
+        names |= {op.cluster for op in self.raycai.operations.running() if op.kind == "create"}
         self.app.push_screen(CreateScreen(existing=names))
 
     def action_filter(self) -> None:
@@ -215,30 +225,12 @@ class ClustersScreen(RaycaiScreen):
             f"Delete cluster {name}? This deletes {len(members)} application(s); "
             "Ray and everything running on it stop."
         )
+        running = self.raycai.operations.running(name)
+        if running:
+            question += " This stops " + ", ".join(op.label for op in running)
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.delete_cluster(name)
+                self.raycai.operations.delete(name)
 
         self.app.push_screen(ConfirmScreen(f"Delete {name}", question, items), answered)
-
-    @work(group="delete", exit_on_error=False)
-    async def delete_cluster(self, name: str) -> None:
-        # Not exclusive: deleting one cluster must not cancel the deletion of another.
-        services = self.connected_services()
-        if services is None:
-            return
-        app = self.raycai
-
-        def progress(step: Progress) -> None:
-            app.add_event(Event(time.time(), name, step.message, step.level))
-
-        app.begin_operation(name, "deleting")
-        self.refresh_now()
-        try:
-            deleted = await services.manager(progress).down(name)
-        finally:
-            app.end_operation(name)
-            self.refresh_now()
-        self.notify(f"{name}: deleted {len(deleted)} application(s)", title="Cluster deleted")
-        app.poll_soon()

@@ -1,4 +1,8 @@
-"""A yes/no question about a destructive action; the safe answer has the focus."""
+"""A yes/no question about a destructive action; the safe answer has the focus.
+
+Only the two buttons take the focus: `tab`/`shift+tab` and the arrow keys move between them
+(the list of what is affected scrolls with the mouse or page up/down).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,16 @@ class ConfirmScreen(ModalScreen[bool]):
     BINDINGS = [
         Binding("y", "answer(True)", "Yes", id="confirm.yes", tooltip="Do it"),
         Binding("n,escape", "answer(False)", "No", id="confirm.no", tooltip="Leave it as it is"),
+        Binding(
+            "tab,shift+tab,left,right,up,down",
+            "switch",
+            "Other button",
+            id="confirm.switch",
+            show=False,
+            tooltip="Move between the two answers",
+        ),
+        Binding("pageup", "scroll_items(-1)", show=False, id="confirm.items_up"),
+        Binding("pagedown", "scroll_items(1)", show=False, id="confirm.items_down"),
     ]
 
     def __init__(
@@ -33,7 +47,7 @@ class ConfirmScreen(ModalScreen[bool]):
             yield Label(self.title_text, id="dialog-title")
             yield Static(self.question, id="question", markup=False)
             if self.items:
-                with VerticalScroll(id="items"):
+                with VerticalScroll(id="items", can_focus=False):
                     for item in self.items:
                         yield Static(f"• {item}", classes="item", markup=False)
             with Horizontal(id="buttons"):
@@ -49,3 +63,14 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)
+
+    def action_switch(self) -> None:
+        other = "#yes" if self.focused is not None and self.focused.id == "no" else "#no"
+        self.query_one(other, Button).focus()
+
+    def action_scroll_items(self, pages: int) -> None:
+        for items in self.query("#items").results(VerticalScroll):
+            if pages < 0:
+                items.scroll_page_up()
+            else:
+                items.scroll_page_down()

@@ -1,16 +1,15 @@
 """The create form: sizes validated as typed (the core's rules), creation shown step by step.
 
-Submitting runs `ClusterManager.up(spec, wait=False)` in a worker (scripts, head created,
-head ready, workers created), then watches the nodes join Ray from the app's polls and the
-Ray dashboard, and opens the cluster screen once every node joined. Leaving the form while the
-nodes join stops only the watching; leaving it earlier interrupts the creation (what exists
-stays: rerun, open or delete the cluster).
+Submitting asks the app's operations service to run `ClusterManager.up(spec, wait=False)`
+(scripts, head created, head ready, workers created); the form shows its progress, then
+watches the nodes join Ray from the app's polls and the Ray dashboard, and opens the cluster
+screen once every node joined. Leaving the form stops only the showing and the watching: the
+creation belongs to the app and goes on (the clusters list shows it).
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -23,11 +22,10 @@ from textual.message import Message
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
 from raycai_tui.format import describe_error
-from raycai_tui.messages import Event
+from raycai_tui.messages import OperationChanged
 from raycai_tui.screens.base import RaycaiScreen
 
 if TYPE_CHECKING:
-    from raycai_core.cluster.lifecycle import Progress, ProgressCallback
     from raycai_core.cml.models import Runtime
     from raycai_core.spec import ClusterSpec
 
@@ -110,6 +108,7 @@ class CreateScreen(RaycaiScreen):
         self.existing = existing or set()
         self.creating: str | None = None  # the cluster being created
         self.joining = False  # up() returned; watching the nodes join
+        self._spec: ClusterSpec | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -285,14 +284,16 @@ class CreateScreen(RaycaiScreen):
         spec = self.build_spec()
         if spec is None or self.connected_services() is None:
             return
-        self.creating = spec.name
+        steps = self.query_one(Steps)
+        steps.reset()
+        self.creating, self._spec = spec.name, spec
+        if not self.raycai.operations.create(spec):  # told why (e.g. already being created)
+            self._creation_ended()
+            return
         if self.services is not None:
             self.services.last_runtime = spec.head.runtime_identifier
         self.refresh_bindings()
         self.query_one("#form").set_class(True, "-busy")
-        steps = self.query_one(Steps)
-        steps.reset()
-        self.create_cluster(spec)
 
     def _creation_ended(self) -> None:
         self.creating = None
@@ -300,36 +301,23 @@ class CreateScreen(RaycaiScreen):
         self.query_one("#form").set_class(False, "-busy")
         self.refresh_bindings()
 
-    def _progress(self, name: str) -> ProgressCallback:
+    def on_operation_changed(self, message: OperationChanged) -> None:
+        """The creation's progress, then its end (from the app's operations service)."""
+        operation, step = message.operation, message.progress
+        if operation.kind != "create" or operation.cluster != self.creating or self.joining:
+            return
         steps = self.query_one(Steps)
-        app = self.raycai
-
-        def progress(step: Progress) -> None:
+        if step is not None:
             count = f" ({step.done}/{step.total})" if step.total else ""
             steps.step(step.step, step.message + ("" if step.step == "joined" else count))
-            app.add_event(Event(time.time(), name, step.message, step.level))
-
-        return progress
-
-    @work(group="create", exclusive=True, exit_on_error=False)
-    async def create_cluster(self, spec: ClusterSpec) -> None:
-        services = self.services
-        assert services is not None
-        app = self.raycai
-        steps = self.query_one(Steps)
-        app.begin_operation(spec.name, "creating")
-        try:
-            await services.manager(self._progress(spec.name)).up(spec, wait=False, timeout=900.0)
-        except Exception as exc:  # ClusterError, NodeFailed, CMLError...: shown, not swallowed
-            steps.step("failed", f"creation failed: {describe_error(exc)}", "error")
+        elif operation.ended and operation.error is not None:
+            steps.step("failed", f"creation failed: {operation.error}", "error")
             self._creation_ended()
-            return
-        finally:
-            app.end_operation(spec.name)
-        self.joining = True
-        app.poll_soon()
-        await self.watch_joined(spec)
+        elif operation.ended and self._spec is not None:
+            self.joining = True
+            self.watch_joined(self._spec)
 
+    @work(group="watch-joined", exclusive=True, exit_on_error=False)
     async def watch_joined(self, spec: ClusterSpec) -> None:
         """Count the nodes that joined Ray, from the app's polls (no extra CML call)."""
         services = self.services
@@ -365,12 +353,7 @@ class CreateScreen(RaycaiScreen):
 
     def action_cancel(self) -> None:
         if self.creating is not None and not self.joining:
-            self.notify(
-                f"Creation of {self.creating} interrupted; what was created stays "
-                "(open the cluster, or delete it)",
-                severity="warning",
-                timeout=10,
-            )
+            self.notify(f"{self.creating} goes on being created; its row shows the operation")
         elif self.joining:
             self.notify(f"{self.creating} keeps starting; its row shows the nodes joining")
         self.app.pop_screen()

@@ -12,6 +12,13 @@ from raycai_tui.widgets.keyed_table import Column, KeyedTable, Row
 if TYPE_CHECKING:
     from raycai_core.cluster.view import ClusterView, NodeRow
 
+APP_WIDTH = 24  # the application column; longer names lose their start, not their node
+
+
+def tail(text: str, width: int) -> str:
+    """`text` cut from the left when too long: the end of a name tells the nodes apart."""
+    return text if len(text) <= width else "…" + text[len(text) - width + 1 :]
+
 
 def node_cells(row: NodeRow, now: float, ray_error: str | None = None) -> tuple[str | Text, ...]:
     app = row.app.app if row.app else None
@@ -38,7 +45,7 @@ def node_cells(row: NodeRow, now: float, ray_error: str | None = None) -> tuple[
     return (
         row.node,
         row.role,
-        app.name if app else "-",
+        tail(app.name, APP_WIDTH) if app else "-",
         status_text(status),
         phase_text(row.phase),
         ray_state,
@@ -59,7 +66,7 @@ class AppsTable(KeyedTable):
     COLUMNS = (
         Column("node", "NODE", 10),
         Column("role", "ROLE", 6),
-        Column("app", "APPLICATION", 24),
+        Column("app", "APPLICATION", APP_WIDTH),
         Column("status", "APP", 8),
         Column("phase", "LAUNCHER", 16),
         Column("ray", "RAY", 5),

@@ -6,16 +6,14 @@ from typing import TYPE_CHECKING
 
 from rich.text import Text
 
-from raycai_tui.format import age, number, status_text
+from raycai_tui.format import age, number, status_text, styled
 from raycai_tui.widgets.keyed_table import Column, KeyedTable, Row
 
 if TYPE_CHECKING:
     from raycai_core.cluster.lifecycle import ClusterSummary
 
 
-def state_of(summary: ClusterSummary, busy: str | None = None) -> Text:
-    if busy:
-        return Text(busy, style="yellow")
+def state_of(summary: ClusterSummary) -> Text:
     if summary.desired is None:
         return Text("orphaned", style="red") if summary.members else Text("-", style="dim")
     if summary.desired.state == "deleting":
@@ -24,28 +22,31 @@ def state_of(summary: ClusterSummary, busy: str | None = None) -> Text:
 
 
 def cluster_cells(
-    summary: ClusterSummary, now: float, busy: str | None = None
+    summary: ClusterSummary, now: float, operation: str | None = None
 ) -> tuple[str | Text, ...]:
+    """One row; `operation` is what this app is doing to the cluster (e.g. `scaling 2 → 3…`)."""
     head = summary.head
     desired = "?" if summary.desired_workers is None else str(summary.desired_workers)
     created = summary.created_at
     return (
         summary.name,
-        state_of(summary, busy),
+        state_of(summary),
         status_text(head.app.status.value) if head else Text("-", style="dim"),
         f"{desired}/{summary.workers_running}/{summary.joined_workers}",
         number(summary.total("cpu")),
         number(summary.total("nvidia_gpu")),
         number(summary.total("memory")),
         age(now - created) if created else "-",
+        styled(operation, "bold yellow") if operation else "",
     )
 
 
 def summary_rows(
-    summaries: list[ClusterSummary], now: float, busy: dict[str, str] | None = None
+    summaries: list[ClusterSummary], now: float, operations: dict[str, str] | None = None
 ) -> list[Row]:
-    busy = busy or {}
-    return [(s.name, cluster_cells(s, now, busy.get(s.name))) for s in summaries]
+    """The rows; `operations` maps a cluster to what this app is doing to it."""
+    operations = operations or {}
+    return [(s.name, cluster_cells(s, now, operations.get(s.name))) for s in summaries]
 
 
 class ClustersTable(KeyedTable):
@@ -58,4 +59,5 @@ class ClustersTable(KeyedTable):
         Column("gpu", "GPU", 4),
         Column("memory", "MEM GB", 7),
         Column("age", "AGE", 5),
+        Column("operation", "OPERATION", 30),
     )

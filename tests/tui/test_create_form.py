@@ -92,13 +92,9 @@ async def test_refuses_bad_input_then_creates_with_live_steps(
         steps = screen.query_one(Steps)
         await until(pilot, lambda: "nodes joined Ray" in steps.text, "the creation steps")
         text = steps.text
-        for expected in (
-            "launcher scripts written",
-            "head application",
-            "head ready",
-            "nodes joined Ray: 0/3",
-        ):
+        for expected in ("launcher scripts written", "head application", "head ready"):
             assert expected in text, (expected, text)
+        assert re.search(r"nodes joined Ray: [0-3]/3", text), text
         # Workers are created concurrently: whichever finishes second shows 2/2.
         assert re.search(r"worker worker-[12] created \(2/2\)", text), text
         apps = {a.name: a for a in await cluster_apps(handle)}

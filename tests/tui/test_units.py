@@ -164,3 +164,43 @@ def test_command_line(tmp_path) -> None:
     bad.write_text('"clusters.new" = 3\n')
     refused = runner.invoke(main, ["--keymap", str(bad)])
     assert refused.exit_code == 2 and "clusters.new" in refused.output
+
+
+class ConfirmApp(App[None]):
+    answer: bool | None = None
+
+    def on_mount(self) -> None:
+        from raycai_tui.screens.confirm import ConfirmScreen
+
+        items = [f"raycai-demo-worker-{k}" for k in range(1, 40)]
+
+        def answered(yes: bool | None) -> None:
+            self.answer = yes
+
+        self.push_screen(ConfirmScreen("Delete demo", "Delete cluster demo?", items), answered)
+
+
+async def test_tab_and_arrows_move_between_cancel_and_delete() -> None:
+    app = ConfirmApp()
+    async with app.run_test(size=(100, 30)) as pilot:
+        focused = []
+        for key in ("tab", "tab", "right", "left", "down", "up", "shift+tab", "shift+tab"):
+            await pilot.press(key)
+            focused.append(app.focused.id if app.focused else None)
+        assert focused == ["yes", "no", "yes", "no", "yes", "no", "yes", "no"]
+        await pilot.press("pagedown", "tab", "enter")  # the long list scrolls; focus stays
+        assert app.answer is True
+
+
+def test_the_application_column_keeps_the_end_of_long_names() -> None:
+    from raycai_core.cluster.view import merge_cluster
+    from raycai_tui.widgets.apps_table import APP_WIDTH, view_rows
+    from tests.tui.fixed_data import desired, member
+
+    name = "mycluster-for-the-nightly-etl"
+    members = [member(name, node, "running", 1, 1, 60) for node in ("worker-9", "worker-12")]
+    view = merge_cluster(name, desired(name, 12, 600), members, {}, None, [])
+    cells = {key: str(cells[2]) for key, cells in view_rows(view)}
+    assert cells["worker-12"].endswith("-worker-12") and cells["worker-9"].endswith("-worker-9")
+    assert all(len(text) <= APP_WIDTH for text in cells.values())
+    assert cells["worker-12"].startswith("…")

@@ -1,0 +1,185 @@
+"""Operations that cannot go wrong: `+` is a delta on the stored count, keys wait for the
+cluster's data, and scale/create/delete belong to the app, not to the screen that started them.
+
+Against the real local workspace (with the stand-in Ray of tests/tui/support.py); the API is
+slowed with the workspace's latency fault where an operation must still run when a key is hit.
+"""
+
+from __future__ import annotations
+
+from textual.app import App
+
+from raycai_core.cluster.desired import read_desired
+from raycai_core.cluster.layout import ClusterPaths
+from raycai_core.cluster.lifecycle import ClusterManager
+from raycai_core.local import WorkspaceHandle
+from raycai_tui.app import QuitScreen, RaycaiApp
+from raycai_tui.screens.cluster import ClusterScreen
+from raycai_tui.screens.clusters import ClustersScreen
+from raycai_tui.widgets.apps_table import AppsTable
+from raycai_tui.widgets.clusters_table import ClustersTable
+from raycai_tui.widgets.events import EventsLog
+from tests.tui.support import (
+    client_for,
+    cluster_apps,
+    create_cluster,
+    make_app,
+    until,
+)
+
+
+def stored_workers(handle: WorkspaceHandle, name: str = "demo") -> int | None:
+    desired = read_desired(ClusterPaths(handle.project_dir, name))
+    return desired.spec.workers.count if desired is not None else None
+
+
+async def worker_apps(handle: WorkspaceHandle, name: str = "demo") -> list[str]:
+    return sorted(a.name for a in await cluster_apps(handle) if f"{name}-worker-" in a.name)
+
+
+def notified(app: App[None], text: str) -> bool:
+    return any(text in n.message for n in app._notifications)
+
+
+def events_of(app: RaycaiApp, name: str = "demo") -> list[str]:
+    return [event.text for event in app.events.of(name)]
+
+
+async def open_from_list(pilot, app: RaycaiApp, name: str = "demo") -> ClusterScreen:
+    table = app.screen.query_one(ClustersTable)
+    await until(pilot, lambda: name in table.keys, f"the row of {name}")
+    table.select_key(name)
+    await pilot.press("enter")
+    screen = app.screen
+    assert isinstance(screen, ClusterScreen)
+    return screen
+
+
+async def test_plus_right_after_opening_a_cluster_adds_a_worker(
+    tui_workspace: WorkspaceHandle,
+) -> None:
+    """The issue's sequence: 2 workers, `enter` then `+` at once; it must give 3, never 1."""
+    handle = tui_workspace
+    await create_cluster(handle, "demo", workers=2)
+    app = make_app(handle, heal=False)
+    async with app.run_test(size=(160, 45)) as pilot:
+        table = app.screen.query_one(ClustersTable)
+        await until(pilot, lambda: "demo" in table.keys, "the row of demo")
+        await pilot.press("enter", "plus")
+        assert isinstance(app.screen, ClusterScreen)
+        await until(pilot, lambda: "workers 2 -> 3" in events_of(app), "the scale's result")
+        assert stored_workers(handle) == 3
+        assert await worker_apps(handle) == [f"raycai-demo-worker-{k}" for k in (1, 2, 3)]
+        assert not any("removing" in text for text in events_of(app)), events_of(app)
+
+
+async def test_keys_that_need_data_wait_for_the_first_snapshot(
+    tui_workspace: WorkspaceHandle,
+) -> None:
+    """Before the cluster's first snapshot, `+` is dimmed and says why; it changes nothing."""
+    handle = tui_workspace
+    await create_cluster(handle, "demo", workers=2)
+    handle.set_faults(error_rates={503: 1.0})  # no poll succeeds: no snapshot yet
+    app = make_app(handle, heal=False)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await until(pilot, lambda: app.services is not None, "the connection")
+        assert app.snapshot is None
+        screen = ClusterScreen("demo")
+        await app.push_screen(screen)
+        await pilot.pause()
+        bindings = screen.active_bindings
+        for key in ("plus", "minus", "s", "ctrl+d"):
+            assert bindings[key].enabled is False, key  # shown dimmed, not hidden
+        await pilot.press("plus", "minus")
+        assert notified(app, "Waiting for the first data of demo")
+        assert app.operations.running() == []
+        assert stored_workers(handle) == 2
+
+        handle.set_faults()
+        await until(pilot, lambda: app.snapshot is not None, "the first snapshot", 40)
+        await until(pilot, lambda: screen.active_bindings["plus"].enabled, "+ enabled")
+        await pilot.press("plus")
+        await until(pilot, lambda: "workers 2 -> 3" in events_of(app), "the scale's result")
+        assert stored_workers(handle) == 3
+        assert len(await worker_apps(handle)) == 3
+
+
+async def test_a_scale_goes_on_after_esc_and_the_reopened_screen_shows_it(
+    tui_workspace: WorkspaceHandle,
+) -> None:
+    handle = tui_workspace
+    await create_cluster(handle, "demo", workers=1)
+    app = make_app(handle, heal=False)
+    async with app.run_test(size=(160, 45)) as pilot:
+        screen = await open_from_list(pilot, app)
+        handle.set_faults(latency_s=0.4)  # every API call slow: the scale is still running
+        await pilot.press("plus", "plus", "escape")
+        assert isinstance(app.screen, ClustersScreen)
+        assert app.operations.get("demo", "scale") is not None
+        table = app.screen.query_one(ClustersTable)
+
+        def operation_cell() -> str:
+            cells = table.cells_of("demo")
+            return str(cells[-1]) if cells else ""
+
+        await until(pilot, lambda: "scaling" in operation_cell(), "the list to show the scale")
+        await until(pilot, lambda: "demo" not in app.operations, "the scale to end", 60)
+        handle.set_faults()
+        assert stored_workers(handle) == 3
+        assert len(await worker_apps(handle)) == 3
+        await until(pilot, lambda: operation_cell() == "", "the list's marker gone")
+
+        reopened = await open_from_list(pilot, app)
+        assert reopened is not screen
+        rows = reopened.query_one(AppsTable)
+        await until(pilot, lambda: "worker-3" in rows.keys, "the third worker's row")
+        texts = reopened.query_one(EventsLog).texts
+        assert "workers 1 -> 2" in texts and "workers 2 -> 3" in texts, texts
+        assert not reopened.query_one("#operations").display
+
+
+async def test_the_operation_line_shows_a_running_scale(tui_workspace: WorkspaceHandle) -> None:
+    handle = tui_workspace
+    await create_cluster(handle, "demo", workers=1)
+    app = make_app(handle, heal=False)
+    async with app.run_test(size=(160, 45)) as pilot:
+        screen = await open_from_list(pilot, app)
+        await until(pilot, lambda: screen.view is not None, "the cluster's view")
+        handle.set_faults(latency_s=0.4)
+        await pilot.press("plus")
+        line = screen.query_one("#operations")
+        await until(pilot, lambda: "scaling demo 1 → 2" in str(line.render()), "the line")
+        assert line.display
+        await until(pilot, lambda: "demo" not in app.operations, "the scale to end", 60)
+        handle.set_faults()
+        await until(pilot, lambda: not line.display, "the line hidden")
+
+
+async def test_quitting_while_a_scale_runs_asks_and_says_what_stays(
+    tui_workspace: WorkspaceHandle,
+) -> None:
+    handle = tui_workspace
+    await create_cluster(handle, "demo", workers=1)
+    app = make_app(handle, heal=False)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await open_from_list(pilot, app)
+        handle.set_faults(latency_s=1.0)
+        await pilot.press("plus")
+        await until(pilot, lambda: "demo" in app.operations, "the scale running")
+        await pilot.press("q")
+        dialog = app.screen
+        assert isinstance(dialog, QuitScreen)
+        assert any(
+            "scaling demo" in item and "raycai scale demo" in item for item in dialog.items
+        ), dialog.items
+        assert app.focused is not None and app.focused.id == "no"  # the safe answer
+        await pilot.press("n")
+        assert app.is_running and isinstance(app.screen, ClusterScreen)
+        assert "demo" in app.operations
+        await pilot.press("q", "y")
+    handle.set_faults()
+    # What was requested is saved; rerunning converges.
+    assert stored_workers(handle) == 2
+    async with client_for(handle) as cml:
+        await ClusterManager(cml, handle.project_dir).scale("demo", 2)
+    assert len(await worker_apps(handle)) == 2
