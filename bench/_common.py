@@ -53,7 +53,29 @@ def machine() -> str:
         mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     except (ValueError, OSError):
         mem = 0.0
-    return f"{platform.machine()} {cpus} cores {mem:.0f} GiB, Python {platform.python_version()}"
+    return (
+        f"{platform.machine()} {cpu_model()}, {cpus} cores, {mem:.0f} GiB, "
+        f"Python {platform.python_version()}"
+    )
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages (other work on the machine skews timings)."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:
+        return "load average unknown"
+    return f"load average {one:.2f} / {five:.2f} / {fifteen:.2f} (1 / 5 / 15 min)"
 
 
 @contextmanager
@@ -110,7 +132,7 @@ class Report:
         return figure
 
     def finish(self) -> None:
-        print(f"\n== {self.title} ==  ({machine()})")
+        print(f"\n== {self.title} ==  ({machine()}; {load_average()} at the end)")
         for note in self.notes:
             print(f"   {note}")
         for f in self.figures:
@@ -129,3 +151,8 @@ class Report:
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def spread(values: list[float], digits: int = 2) -> str:
+    """The run-to-run range of a figure, e.g. "7.81-8.12 (5 runs)"."""
+    return f"{min(values):.{digits}f}-{max(values):.{digits}f} ({len(values)} runs)"
