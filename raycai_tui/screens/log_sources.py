@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from raycai_core.logtail import FileFollower, read_tail
-from raycai_tui.widgets.log_view import Marker, clean_line, clean_lines, skip_marker
+from raycai_core.merged_logs import MergedLogs, NodeLine, describe, with_prefix
+from raycai_tui.widgets.log_view import (
+    NODE_COLORS,
+    Marker,
+    Prefixed,
+    clean_line,
+    clean_lines,
+    skip_marker,
+)
 
 if TYPE_CHECKING:
     from raycai_core.ray_dashboard import RayDashboardClient
@@ -71,20 +79,25 @@ class LineInbox:
 
 @dataclass(frozen=True)
 class Source:
-    kind: Literal["launcher", "ray"]
+    kind: Literal["launcher", "ray", "all"]
     filename: str | None = None  # the Ray log file, for kind "ray"
 
     @property
     def label(self) -> str:
+        if self.kind == "all":
+            return "all nodes' launcher logs"
         return "launcher log" if self.kind == "launcher" else f"Ray {self.filename}"
 
     @property
     def slug(self) -> str:
         """For file names."""
+        if self.kind == "all":
+            return "all-nodes"
         return "launcher" if self.kind == "launcher" else str(self.filename)
 
 
 LAUNCHER = Source("launcher")
+ALL_NODES = Source("all")
 
 
 def default_ray_file(listing: Mapping[str, list[str]]) -> str | None:
@@ -102,6 +115,7 @@ class FollowSettings:
     poll_interval: float = 0.05  # seconds between reads of a followed file
     max_backlog: int = 4 * 2**20  # bytes waiting beyond this are skipped, not read
     ray_interval: float = 0.5  # how often Ray's agent looks for new bytes
+    rescan_interval: float = 1.0  # how often the logs directory is listed for new nodes
 
 
 def follow_file(
@@ -145,6 +159,55 @@ def follow_file(
         if batch.skipped:
             lines.append(skip_marker(batch.skipped, estimated=batch.skipped_estimated))
         lines.extend(clean_lines(batch.lines))
+        put(lines)
+        delay = 0.0 if batch.behind else settings.poll_interval
+
+
+def follow_all_nodes(
+    logs_dir: Path,
+    inbox: LineInbox,
+    notify: Callable[[], None],
+    cancelled: threading.Event,
+    settings: FollowSettings,
+) -> None:
+    """Put the merged tail of every node's launcher log, then their new lines, into `inbox`.
+
+    Runs in a thread. Each line starts with its node's name, in one color per node (in node
+    order: head first). Files that appear later (workers added) join at the next rescan.
+    """
+
+    def put(lines: list[str]) -> None:
+        if inbox.put(lines):
+            notify()
+
+    merged = MergedLogs(
+        logs_dir,
+        max_read=settings.max_backlog,
+        max_backlog=settings.max_backlog,
+        rescan_s=settings.rescan_interval,
+    )
+    colors: dict[str, int] = {}
+
+    def prefixed(lines: list[NodeLine]) -> list[str]:
+        for node in merged.nodes:
+            colors.setdefault(node, len(colors) % NODE_COLORS)
+        width = merged.width
+        return [
+            Prefixed(clean_line(with_prefix(line, width)), len(line.node), colors[line.node])
+            for line in lines
+        ]
+
+    tail = merged.tail(settings.tail)
+    if not merged.nodes:
+        put([Marker(f"… no launcher logs in {logs_dir} yet; waiting for them …")])
+    put(prefixed(tail))
+    delay = settings.poll_interval
+    while not cancelled.wait(delay):
+        batch = merged.read_batch()
+        lines: list[str] = [
+            Marker(f"… {describe(note)} …", skipped=note.skipped) for note in batch.notes
+        ]
+        lines.extend(prefixed(batch.lines))
         put(lines)
         delay = 0.0 if batch.behind else settings.poll_interval
 

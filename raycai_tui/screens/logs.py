@@ -1,4 +1,5 @@
-"""Logs screen: follow one node's launcher log (project directory) or one of its Ray logs.
+"""Logs screen: follow one node's launcher log (project directory) or one of its Ray logs,
+or every node's launcher log merged by time (each line prefixed by its node, in its color).
 
 Sources run in workers (one group per source) and hand lines to a bounded `LineInbox`. The
 screen takes everything waiting at most every `batch_interval` seconds and gives it to the
@@ -24,11 +25,13 @@ from textual.widgets import Footer, Input, OptionList, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from raycai_tui.screens.log_sources import (
+    ALL_NODES,
     LAUNCHER,
     FollowSettings,
     LineInbox,
     Source,
     default_ray_file,
+    follow_all_nodes,
     follow_file,
     follow_ray_log,
 )
@@ -73,7 +76,8 @@ class RayLogPicker(ModalScreen[str | None]):
 
 
 class LogsScreen(Screen[None]):
-    """One node's logs: follow, wrap, filter, save, switch between launcher and Ray logs."""
+    """One node's logs (launcher or Ray), or all nodes' launcher logs: follow, wrap, filter,
+    save."""
 
     BINDINGS = [
         Binding("f", "toggle_follow", "Follow", id="logs.follow", tooltip="Follow new lines"),
@@ -90,6 +94,13 @@ class LogsScreen(Screen[None]):
         # Screen binds tab first (focus), so a "t,tab" binding would show as "tab" in the footer.
         Binding("tab", "switch_source", "Source", id="logs.source.tab", show=False),
         Binding("p", "pick_ray_log", "Ray file", id="logs.pick", tooltip="Choose a Ray log file"),
+        Binding(
+            "a",
+            "toggle_all_nodes",
+            "All",
+            id="logs.all",
+            tooltip="Every node's launcher log merged by time / back to this node's",
+        ),
         Binding(
             "ctrl+s,S", "save", "Save", id="logs.save", tooltip="Save the buffered lines to a file"
         ),
@@ -118,6 +129,7 @@ class LogsScreen(Screen[None]):
         settings: FollowSettings | None = None,
         batch_interval: float = 0.08,
         save_dir: Path | None = None,
+        all_nodes: bool = False,
     ) -> None:
         super().__init__()
         self.cluster = cluster
@@ -129,7 +141,8 @@ class LogsScreen(Screen[None]):
         self.settings = settings or FollowSettings()
         self.batch_interval = batch_interval
         self.save_dir = save_dir or self.launcher_log.parent  # the cluster's logs directory
-        self.source: Source = LAUNCHER
+        self.logs_dir = self.launcher_log.parent  # every node's launcher log is there
+        self.source: Source = ALL_NODES if all_nodes else LAUNCHER
         self.ray_file: str | None = None  # chosen Ray log; None: raylet.out or the first
         self.error = ""
         self.last_saved: Path | None = None
@@ -143,11 +156,12 @@ class LogsScreen(Screen[None]):
             placeholder="filter: text or regex (enter keeps it, esc clears it)", id="logs-filter"
         )
         self.status = Static(id="logs-status")
+        self.title_bar = Static(self._title(), id="logs-title")
 
     # -- layout ------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield Static(Text(f"Logs · {self.cluster} / {self.node}"), id="logs-title")
+        yield self.title_bar
         yield self.view
         yield self.filter_input
         yield self.status
@@ -158,16 +172,24 @@ class LogsScreen(Screen[None]):
         view.focus()
         for attribute in ("follow", "wrap", "only_matching"):
             self.watch(view, attribute, self._refresh_status, init=False)
-        self._open_launcher()
+        if self.source.kind == "all":
+            self._open_all_nodes()
+        else:
+            self._open_launcher()
+
+    def _title(self) -> Text:
+        shown = "all nodes" if self.source.kind == "all" else self.node
+        return Text(f"Logs · {self.cluster} / {shown}")
 
     # -- sources -----------------------------------------------------------------------------
 
     def _begin(self, source: Source) -> LineInbox:
         """Make `source` the shown one: stop the others, empty the view, new inbox."""
-        for group in ("logs.launcher", "logs.ray"):
+        for group in ("logs.launcher", "logs.all", "logs.ray"):
             if not (group == "logs.ray" and source.kind == "ray"):
                 self.workers.cancel_group(self, group)
         self.source = source
+        self.title_bar.update(self._title())
         self._inbox = LineInbox(self.max_lines)
         if self._flush_timer is not None:
             self._flush_timer.stop()
@@ -186,6 +208,22 @@ class LogsScreen(Screen[None]):
         worker = get_current_worker()
         follow_file(
             self.launcher_log,
+            inbox,
+            lambda: self.post_message(LinesReady(inbox)),
+            worker.cancelled_event,
+            self.settings,
+        )
+
+    def _open_all_nodes(self) -> None:
+        self.error = ""
+        inbox = self._begin(ALL_NODES)
+        self._follow_all_nodes(inbox)
+
+    @work(thread=True, exclusive=True, group="logs.all", exit_on_error=False)
+    def _follow_all_nodes(self, inbox: LineInbox) -> None:
+        worker = get_current_worker()
+        follow_all_nodes(
+            self.logs_dir,
             inbox,
             lambda: self.post_message(LinesReady(inbox)),
             worker.cancelled_event,
@@ -339,6 +377,12 @@ class LogsScreen(Screen[None]):
             return
         self._follow_ray(self.ray_file)
 
+    def action_toggle_all_nodes(self) -> None:
+        if self.source.kind == "all":
+            self._open_launcher()
+        else:
+            self._open_all_nodes()
+
     def action_pick_ray_log(self) -> None:
         reason = self.ray_unavailable()
         if reason:
@@ -351,7 +395,8 @@ class LogsScreen(Screen[None]):
 
     def _save_path(self) -> Path:
         slug = re.sub(r"[^A-Za-z0-9._-]+", "_", self.source.slug)
-        stem = f"{self.node}-{slug}-{time.strftime('%Y%m%d-%H%M%S')}"
+        owner = "" if self.source.kind == "all" else f"{self.node}-"
+        stem = f"{owner}{slug}-{time.strftime('%Y%m%d-%H%M%S')}"
         path, n = self.save_dir / f"{stem}.txt", 1
         while path.exists():
             n += 1

@@ -65,6 +65,25 @@ class Marker(str):
         return marker
 
 
+NODE_COLORS = 8  # colors of node names in merged logs (log-view--node-0 ... -7)
+
+
+class Prefixed(str):
+    """A line that starts with the name of the node it comes from (all nodes' logs merged).
+
+    The first `prefix` characters (the name) show in node color `color` (0..NODE_COLORS-1).
+    """
+
+    prefix: int
+    color: int
+
+    def __new__(cls, text: str, prefix: int, color: int) -> Prefixed:
+        line = super().__new__(cls, text)
+        line.prefix = prefix
+        line.color = color % NODE_COLORS
+        return line
+
+
 def skip_marker(count: int, *, estimated: bool = False) -> Marker:
     about = "about " if estimated else ""
     return Marker(f"… {about}{count:,} lines skipped …", skipped=count)
@@ -199,7 +218,9 @@ class RowIndex:
 class LogView(ScrollView, can_focus=True):
     """Shows a bounded buffer of log lines; follow, wrap, filter highlight, only matches."""
 
-    COMPONENT_CLASSES = {"log-view--match", "log-view--marker"}
+    COMPONENT_CLASSES = {"log-view--match", "log-view--marker"} | {
+        f"log-view--node-{i}" for i in range(NODE_COLORS)
+    }
     DEFAULT_CSS = """
     LogView {
         background: $surface;
@@ -210,6 +231,15 @@ class LogView(ScrollView, can_focus=True):
         &:focus { background-tint: $foreground 5%; }
         & > .log-view--match { background: $warning 70%; color: $text; text-style: bold; }
         & > .log-view--marker { color: $text-muted; text-style: italic; }
+        /* Node names in merged logs: mid tones that read on dark and light backgrounds. */
+        & > .log-view--node-0 { color: #3b9ee8; text-style: bold; }
+        & > .log-view--node-1 { color: #4caf50; text-style: bold; }
+        & > .log-view--node-2 { color: #d9822b; text-style: bold; }
+        & > .log-view--node-3 { color: #ab6adb; text-style: bold; }
+        & > .log-view--node-4 { color: #1fb5a8; text-style: bold; }
+        & > .log-view--node-5 { color: #d65c8e; text-style: bold; }
+        & > .log-view--node-6 { color: #b8a230; text-style: bold; }
+        & > .log-view--node-7 { color: #7d8fe8; text-style: bold; }
     }
     """
 
@@ -238,6 +268,7 @@ class LogView(ScrollView, can_focus=True):
         # Small: each Strip holds caches of its own, and many of them lengthen GC pauses.
         self._strips: LRUCache[tuple[int, int], Strip] = LRUCache(256)
         self._line_styles: tuple[Style, Style, Style] | None = None
+        self._node_styles: list[Style] = []
         self.filter_text = ""
         self.received_total = 0  # source lines appended (markers left out)
         self.skipped_total = 0  # source lines the markers say were skipped
@@ -408,6 +439,7 @@ class LogView(ScrollView, can_focus=True):
     def notify_style_update(self) -> None:
         super().notify_style_update()
         self._line_styles = None
+        self._node_styles = []
         self._strips.clear()
 
     # -- scrolling by the user turns follow off (end turns it back on) -----------------------
@@ -440,6 +472,15 @@ class LogView(ScrollView, can_focus=True):
             self._line_styles = (base, base + match, base + marker)
         return self._line_styles
 
+    def _node_style(self, color: int) -> Style:
+        if not self._node_styles:
+            base = self._rich_styles()[0]
+            self._node_styles = [
+                base + self.get_component_rich_style(f"log-view--node-{i}", partial=True)
+                for i in range(NODE_COLORS)
+            ]
+        return self._node_styles[color]
+
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
         width = self.scrollable_content_region.width
@@ -461,21 +502,31 @@ class LogView(ScrollView, can_focus=True):
         text, start = _piece(line, self._wrap_width, piece) if self.wrap else (line, 0)
         if isinstance(line, Marker):
             return Strip([Segment(text, marker)], _cells(text))
-        if self._pattern is None:
+        # A merged log's node name (before `named`, in text's offsets) shows in its color.
+        named = line.prefix - start if isinstance(line, Prefixed) else 0
+        if self._pattern is None and named <= 0:
             return Strip([Segment(text, base)], _cells(text))
+        node = self._node_style(line.color) if named > 0 else base
         segments: list[Segment] = []
+
+        def plain(left: int, right: int) -> None:
+            cut = min(max(named, left), right)
+            if cut > left:
+                segments.append(Segment(text[left:cut], node))
+            if right > cut:
+                segments.append(Segment(text[cut:right], base))
+
         position = 0  # within text
-        for found in islice(self._pattern.finditer(line), MAX_SPANS):
-            left, right = found.start() - start, found.end() - start
-            if right <= 0 or right == left:
-                continue
-            if left >= len(text):
-                break
-            left = max(left, 0)
-            if left > position:
-                segments.append(Segment(text[position:left], base))
-            position = min(right, len(text))
-            segments.append(Segment(text[left:position], match))
-        if position < len(text):
-            segments.append(Segment(text[position:], base))
+        if self._pattern is not None:
+            for found in islice(self._pattern.finditer(line), MAX_SPANS):
+                left, right = found.start() - start, found.end() - start
+                if right <= 0 or right == left:
+                    continue
+                if left >= len(text):
+                    break
+                left = max(left, 0)
+                plain(position, left)
+                position = min(right, len(text))
+                segments.append(Segment(text[left:position], match))
+        plain(position, len(text))
         return Strip(segments, _cells(text))
