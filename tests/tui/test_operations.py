@@ -163,9 +163,10 @@ async def test_quitting_while_a_scale_runs_asks_and_says_what_stays(
     app = make_app(handle, heal=False)
     async with app.run_test(size=(160, 45)) as pilot:
         await open_from_list(pilot, app)
-        handle.set_faults(latency_s=1.0)
+        handle.set_faults(latency_s=3.0)  # each API call: the worker's creation still runs
         await pilot.press("plus")
-        await until(pilot, lambda: "demo" in app.operations, "the scale running")
+        await until(pilot, lambda: stored_workers(handle) == 2, "the new count saved", 30)
+        assert "demo" in app.operations
         await pilot.press("q")
         dialog = app.screen
         assert isinstance(dialog, QuitScreen)

@@ -204,3 +204,21 @@ def test_the_application_column_keeps_the_end_of_long_names() -> None:
     assert cells["worker-12"].endswith("-worker-12") and cells["worker-9"].endswith("-worker-9")
     assert all(len(text) <= APP_WIDTH for text in cells.values())
     assert cells["worker-12"].startswith("…")
+
+
+def test_scale_requests_merge_only_when_the_result_is_the_same() -> None:
+    from raycai_core.cluster.lifecycle import ScaleTarget
+    from raycai_tui.operations import ScaleRequest, merge_scale
+
+    def req(text: str, allow_busy: bool = False) -> ScaleRequest:
+        return ScaleRequest(ScaleTarget.parse(text), allow_busy)
+
+    assert merge_scale(req("+1"), req("+1")) == req("+2")
+    assert merge_scale(req("-1", True), req("-2", True)) == req("-3", True)
+    assert merge_scale(req("-1", True), req("-1")) == req("-2")  # asks again
+    assert merge_scale(req("3"), req("+1")) == req("4")
+    assert merge_scale(req("1"), req("-2")) == req("0")
+    assert merge_scale(req("+2"), req("5", True)) == req("5", True)
+    # From 0 workers, -1 then +1 gives 1, while a merged 0 would give 0: kept apart.
+    assert merge_scale(req("-1"), req("+1")) is None
+    assert merge_scale(req("+1"), req("-1")) is None
