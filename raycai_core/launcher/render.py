@@ -20,6 +20,7 @@ from raycai_core.atomic import atomic_write_bytes
 from raycai_core.cluster.layout import ClusterPaths
 from raycai_core.cluster.records import read_token
 from raycai_core.credentials import Secret
+from raycai_core.launcher.autoscaling import launcher_settings, render_autoscaler
 from raycai_core.spec import ClusterSpec, NodeSpec
 
 __all__ = [
@@ -100,6 +101,7 @@ def launcher_config(spec: ClusterSpec) -> dict[str, Any]:
         "head": _resources(spec.head),
         "worker": _resources(spec.workers),
         "env": dict(spec.env),
+        **({"autoscaler": a} if (a := launcher_settings(spec)) else {}),
     }
 
 
@@ -156,4 +158,5 @@ def render_cluster(
     for path, data in files.items():
         if _write_if_changed(path, data, SCRIPT_MODE):
             changed.append(path.name)
+    changed += render_autoscaler(paths, spec)
     return RenderedCluster(paths=paths, launcher=config, changed=tuple(changed))
