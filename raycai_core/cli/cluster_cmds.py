@@ -18,15 +18,17 @@ import click
 from raycai_core.cli.output import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
+    EXIT_INTERRUPTED,
     ProgressPrinter,
     fail,
     run,
 )
 from raycai_core.cli.render import format_age, print_table, print_view, view_to_json
 from raycai_core.cluster.layout import ClusterPaths
-from raycai_core.cluster.lifecycle import ClusterManager
+from raycai_core.cluster.lifecycle import ClusterError, ClusterManager
 from raycai_core.cluster.view import ClusterView
 from raycai_core.cml.client import CMLClient
+from raycai_core.cml.errors import CMLAuthError, CMLError, CMLPermissionDenied
 from raycai_core.spec import SpecError, load_spec_file, spec_from_flags
 from raycai_core.target import Target, resolve_target
 
@@ -236,17 +238,64 @@ def status(target: Target, name: str, as_json: bool, watch: bool) -> None:
     run(main())
 
 
-@click.command()
+class WorkerCountType(click.ParamType):
+    """N (set), +K or -K (change): `-2` is a count argument, not an option."""
+
+    name = "N|+K|-K"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from raycai_core.cluster.lifecycle import ScaleTarget
+
+        if not isinstance(value, str):
+            return value
+        try:
+            return ScaleTarget.parse(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
 @click.argument("name")
-@click.argument("count", type=int)
+@click.argument("count", type=WorkerCountType(), metavar="N|+K|-K")
 @click.option("--wait/--no-wait", default=False, help="Wait until the new workers joined.")
+@click.option(
+    "--drain-timeout",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Grace for the tasks running on a removed worker (Ray drains it first).",
+)
+@click.option(
+    "--refuse-busy",
+    is_flag=True,
+    help="Change nothing (exit 1) when a worker that runs Ray work would be removed.",
+)
 @target_options
-def scale(target: Target, name: str, count: int, wait: bool) -> None:
-    """Set the number of workers (removes failed, unjoined, then idle workers first)."""
+def scale(
+    target: Target, name: str, count: Any, wait: bool, drain_timeout: float, refuse_busy: bool
+) -> None:
+    """Set (N) or change (+K, -K) the number of workers.
+
+    \b
+    raycai scale demo 3     three workers
+    raycai scale demo +2    two more than cluster.json says now
+    raycai scale demo -1    one fewer
+    Workers go failed first, then not joined, idle, busy; each one in Ray is drained first
+    (Ray schedules nothing new there and its running tasks get --drain-timeout seconds).
+    """
+    if name.startswith("-"):
+        fail(f"{name!r} is not a cluster name (options go after NAME N)", EXIT_BAD_INPUT)
 
     async def main() -> None:
         async with manager(target) as ops:
-            result = await ops.scale(name, count, wait=wait)
+            result = await ops.scale(
+                name,
+                count,
+                wait=wait,
+                drain_timeout=drain_timeout,
+                allow_busy=not refuse_busy,
+            )
         if result.added:
             click.echo(f"added: {', '.join(result.added)}")
         if result.removed:
@@ -405,17 +454,105 @@ def down(target: Target, name: str, yes: bool) -> None:
 
 @click.command()
 @click.argument("name")
+@click.option("--watch", is_flag=True, help="Keep the cluster healed until interrupted (Ctrl-C).")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="With --watch: time between checks (longer after errors).",
+)
+@click.option(
+    "--missing-grace",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="With --watch: a missing worker is left this long after the cluster's last change "
+    "to the `up` or `scale` that creates it.",
+)
 @target_options
-def heal(target: Target, name: str) -> None:
-    """Restart failed nodes and recreate missing workers once (the TUI does it continuously)."""
+def heal(target: Target, name: str, watch: bool, interval: float, missing_grace: float) -> None:
+    """Restart failed, stopped or silent nodes and recreate missing workers.
 
-    async def main() -> None:
+    Once, or with --watch until interrupted, by the same policy as raycai-tui's healing
+    (the spec's `healing = false` turns the watch off, backing off after each attempt).
+    """
+    if not watch:
+
+        async def once() -> None:
+            async with manager(target) as ops:
+                await _require_cluster(ops, name)
+                actions = await ops.heal(name)
+            if not actions:
+                click.echo(f"{name}: nothing to heal")
+
+        run(once())
+        return
+    click.echo(f"watching {name} (Ctrl-C stops)", err=True)
+    if run(_heal_watch(target, name, interval, missing_grace)):
+        click.echo(f"{name}: stopped watching", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+
+
+async def _require_cluster(ops: ClusterManager, name: str) -> None:
+    from raycai_core.cluster.desired import read_desired
+
+    if await asyncio.to_thread(read_desired, ops.paths(name)) is None:
+        fail(f"no cluster named {name!r} in this project", EXIT_BAD_INPUT)
+
+
+async def _heal_watch(target: Target, name: str, interval: float, missing_grace: float) -> bool:
+    """Heal `name` whenever the policy says so; True when interrupted (SIGINT or SIGTERM)."""
+    import signal
+
+    from raycai_core.cluster.healing import HealPlanner
+
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, task.cancel)
+    planner = HealPlanner(first_wait=interval, missing_grace_s=missing_grace)
+    failures = 0
+    said_off = False
+    try:
         async with manager(target) as ops:
-            actions = await ops.heal(name)
-        if not actions:
-            click.echo(f"{name}: nothing to heal")
-
-    run(main())
+            await _require_cluster(ops, name)
+            while True:
+                delay = interval
+                try:
+                    summary = next((s for s in await ops.list_clusters() if s.name == name), None)
+                    if summary is None or summary.desired is None:
+                        click.echo(f"{name}: the cluster is gone; nothing left to heal", err=True)
+                        return False
+                    if not summary.desired.spec.healing:
+                        if not said_off:
+                            click.echo(f"{name}: healing is off in its spec (healing = false)")
+                        said_off = True
+                    else:
+                        said_off = False
+                        now = time.time()
+                        if planner.due([summary], busy=(), now=now):
+                            planner.attempted(name, now)
+                            view = await ops.observer.observe(
+                                name, members=summary.members, with_ray=False
+                            )
+                            await ops.heal(name, view)  # each action is printed
+                    failures = 0
+                except (CMLAuthError, CMLPermissionDenied):
+                    raise  # no point retrying with credentials that are refused
+                except (CMLError, ClusterError, OSError) as exc:  # transient: back off
+                    failures += 1
+                    delay = min(interval * 2**failures, 300.0)
+                    click.echo(f"warning: {exc}; next check in {delay:g} s", err=True)
+                await asyncio.sleep(delay)
+    except asyncio.CancelledError:
+        return True
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
 
 
 @click.command()

@@ -47,6 +47,19 @@ class ClusterPaths:
     def logs_dir(self) -> Path:
         return self.root / "logs"
 
+    @property
+    def lock_file(self) -> Path:
+        """flock'ed by operations that change the cluster (raycai_core.cluster.lock)."""
+        return self.root / ".lock"
+
+    @property
+    def drain_dir(self) -> Path:
+        return self.root / "drain"
+
+    def drain_request(self, node: str) -> Path:
+        """Written by a scale-down, read by that worker's launcher (raycai_core.cluster.drain)."""
+        return self.drain_dir / f"{node}.json"
+
     def script(self, role: str) -> Path:
         return self.root / f"{role}.py"
 

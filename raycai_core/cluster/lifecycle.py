@@ -12,14 +12,24 @@ import asyncio
 import contextlib
 import shutil
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from raycai_core.cluster import phases
 from raycai_core.cluster.apps import APP_FILTER, ClusterApp, group_by_cluster
 from raycai_core.cluster.desired import Desired, DesiredState, read_desired, write_desired
+from raycai_core.cluster.drain import (
+    DRAIN_SLACK_S,
+    clear_drain_request,
+    drain_end,
+    drain_node_id,
+    request_drain,
+)
+from raycai_core.cluster.healing import HealStep, plan_heal
 from raycai_core.cluster.layout import ClusterPaths, cluster_names_on_disk
+from raycai_core.cluster.lock import ClusterLocked, cluster_lock
 from raycai_core.cluster.observe import Observer
 from raycai_core.cluster.records import (
     HeadAddress,
@@ -76,6 +86,59 @@ class NodeFailed(ClusterError):
     pass
 
 
+class WorkersBusy(ClusterError):
+    """A scale-down would remove workers that run Ray work (raised before anything changed)."""
+
+    def __init__(self, nodes: list[str]) -> None:
+        self.nodes = list(nodes)
+        super().__init__(
+            f"removing {', '.join(self.nodes)} would stop Ray work running there; "
+            "confirm to drain them (running tasks get the drain timeout to finish)"
+        )
+
+
+@dataclass(frozen=True)
+class ScaleTarget:
+    """A requested worker count: absolute (`3`) or relative to the stored one (`+2`, `-1`)."""
+
+    count: int | None = None
+    delta: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.count is None) == (self.delta is None):
+            raise ValueError("a scale target is either a count or a delta")
+        if self.count is not None and self.count < 0:
+            raise ValueError(f"the worker count must be at least 0, not {self.count}")
+
+    @classmethod
+    def parse(cls, text: str) -> ScaleTarget:
+        """`3` -> count 3; `+2` / `-1` -> delta. ValueError with a clear message otherwise."""
+        value = text.strip()
+        sign, digits = (value[0], value[1:]) if value[:1] in ("+", "-") else ("", value)
+        if not digits.isascii() or not digits.isdigit() or len(digits) > 6:
+            raise ValueError(
+                f"{text!r} is not a worker count: use N (e.g. 3) to set it, "
+                "+K or -K (e.g. +2, -1) to change it"
+            )
+        number = int(digits)
+        if sign == "+":
+            return cls(delta=number)
+        if sign == "-":
+            return cls(delta=-number)
+        return cls(count=number)
+
+    def apply(self, current: int) -> int:
+        """The new count for a cluster that has `current` (never below 0)."""
+        if self.count is not None:
+            return self.count
+        return max(0, current + (self.delta or 0))
+
+    def __str__(self) -> str:
+        if self.count is not None:
+            return str(self.count)
+        return f"{self.delta:+d}"
+
+
 @dataclass(frozen=True)
 class ScaleResult:
     before: int
@@ -87,7 +150,7 @@ class ScaleResult:
 @dataclass(frozen=True)
 class HealAction:
     node: str
-    action: Literal["restarted", "recreated"]
+    action: Literal["restarted", "recreated", "resumed"]
     reason: str
 
 
@@ -96,7 +159,8 @@ class ClusterSummary:
     name: str
     desired: Desired | None
     members: list[ClusterApp]
-    joined_workers: int
+    joined_workers: int  # by phases.node_joined, from the launchers' records
+    records: Mapping[str, NodeRecord] = field(default_factory=dict)
 
     @property
     def head(self) -> ClusterApp | None:
@@ -202,6 +266,8 @@ class ClusterManager:
                 f"the launcher script {request.script} is missing; raycai writes it "
                 f"(rerun `raycai up {spec.name}` to write it again)"
             )
+        # A drain request left for an earlier node of this name must not drain the new one.
+        await asyncio.to_thread(clear_drain_request, self.paths(spec.name), node)
         async with self._create_slots:
             app = await self.cml.create_application(request)
         return ClusterApp(app=app, cluster=spec.name, node=node)
@@ -356,9 +422,9 @@ class ClusterManager:
             if (joined, total) != last:
                 self.report("joined", f"nodes joined Ray: {joined}/{total}", joined, total)
                 last = (joined, total)
-            if view.ready:
+            if view.ready and view.ray_known:  # Ray itself lists every node
                 return view
-            failed = [r for r in view.rows if r.record and r.record.phase == "failed"]
+            failed = [r for r in view.rows if r.record and r.record.phase == phases.FAILED]
             if failed:
                 row = failed[0]
                 raise NodeFailed(
@@ -370,79 +436,193 @@ class ClusterManager:
 
     # -- scale ---------------------------------------------------------------------------
 
+    def lock(self, name: str, *, wait: bool = True) -> contextlib.AbstractAsyncContextManager[None]:
+        """The cluster's exclusive lock (scale, heal and the state change of down)."""
+        return cluster_lock(
+            self.paths(name),
+            wait=wait,
+            on_wait=lambda: self.report(
+                "lock", f"waiting for another operation on {name} to finish"
+            ),
+        )
+
     async def scale(
-        self, name: str, count: int, *, wait: bool = False, timeout: float | None = 600.0
+        self,
+        name: str,
+        target: ScaleTarget | int,
+        *,
+        wait: bool = False,
+        timeout: float | None = 600.0,
+        drain_timeout: float = 60.0,
+        allow_busy: bool = True,
     ) -> ScaleResult:
-        """Set the number of workers; removes failed, unjoined, then idle workers first."""
+        """Set (`3`, a plain int) or change (`ScaleTarget(delta=+1)`) the number of workers.
+
+        The new count is computed from cluster.json under the cluster's lock, never from what
+        a caller last saw, so concurrent scales add up. Workers go in the order failed, not
+        joined, idle, busy (highest index first); each one that is part of Ray is drained
+        first (Ray schedules nothing new there; running tasks get `drain_timeout` seconds),
+        then its application is deleted. With `allow_busy=False`, WorkersBusy is raised
+        before anything changes when a busy worker would go.
+        """
+        if isinstance(target, bool) or not isinstance(target, (int, ScaleTarget)):
+            raise TypeError(f"scale target must be a ScaleTarget or an int, not {target!r}")
+        target = ScaleTarget(count=target) if isinstance(target, int) else target
+        if not drain_timeout >= 0:
+            raise ClusterError(f"the drain timeout must be 0 s or more, not {drain_timeout}")
         paths = self.paths(name)
-        desired = await asyncio.to_thread(read_desired, paths)
-        if desired is None:
+        if await asyncio.to_thread(read_desired, paths) is None:
             raise ClusterNotFound(
                 f"no cluster named {name!r} in this project (`raycai list` shows them)"
             )
-        if desired.state == "deleting":
-            raise ClusterError(f"cluster {name!r} is being deleted")
-        spec = desired.spec.with_workers(count)
-        before = desired.spec.workers.count
-        await asyncio.to_thread(self._write_spec, spec)
-        view = await self.observer.observe(name)
-        workers = [row for row in view.rows if row.role == "worker" and row.app is not None]
-        added: list[str] = []
-        removed: list[str] = []
-        if len(workers) < count:
-            existing = {row.node: row.app for row in workers if row.app is not None}
-            nodes = _missing_nodes(existing, count)
-            self.report("scale", f"adding {len(nodes)} worker(s): {', '.join(nodes)}")
-            created = await asyncio.gather(
-                *(self._create(spec, node) for node in nodes), return_exceptions=True
-            )
-            outcomes = list(zip(nodes, created, strict=True))
-            errors = [f"{n}: {r}" for n, r in outcomes if isinstance(r, Exception)]
-            added = [n for n, r in outcomes if not isinstance(r, Exception)]
-            if errors:
-                raise ClusterError(
-                    "some workers could not be created (rerun to resume):\n  " + "\n  ".join(errors)
-                )
-        elif len(workers) > count:
-            chosen = removal_order(workers)[: len(workers) - count]
-            self.report(
-                "scale", "removing " + ", ".join(f"{r.node} ({_removal_reason(r)})" for r in chosen)
-            )
-            await asyncio.gather(*(self._delete(r.app) for r in chosen if r.app is not None))
-            removed = [r.node for r in chosen]
-        else:
-            self.report("scale", f"{name} already has {count} worker(s)")
+        async with self.lock(name):
+            desired = await asyncio.to_thread(read_desired, paths)
+            if desired is None:
+                raise ClusterNotFound(f"cluster {name!r} was deleted meanwhile")
+            if desired.state == "deleting":
+                raise ClusterError(f"cluster {name!r} is being deleted")
+            before = desired.spec.workers.count
+            count = target.apply(before)
+            view = await self.observer.observe(name)
+            workers = view.worker_rows
+            chosen = removal_order(workers)[: max(0, len(workers) - count)]
+            busy = [row.node for row in chosen if _removal_tier(row) == BUSY]
+            if busy and not allow_busy:
+                raise WorkersBusy(busy)
+            spec = desired.spec.with_workers(count)
+            await asyncio.to_thread(self._write_spec, spec)
+            self.report("scale", f"{name}: workers {before} -> {count} (requested {target})")
+            added: list[str] = []
+            removed: list[str] = []
+            if len(workers) < count:
+                added = await self._add_workers(spec, workers, count)
+            elif chosen:
+                removed = await self._remove_workers(name, chosen, drain_timeout)
+            else:
+                self.report("scale", f"{name} already has {count} worker(s)")
+            kept = [row.node for row in workers if row.node not in removed]
+            await asyncio.to_thread(_cancel_drains, paths, kept)
         if wait:
             await self.wait_ready(name, timeout=timeout)
         return ScaleResult(before=before, after=count, added=added, removed=removed)
 
+    async def _add_workers(
+        self, spec: ClusterSpec, workers: list[NodeRow], count: int
+    ) -> list[str]:
+        existing = {row.node: row.app for row in workers}
+        nodes = _missing_nodes(existing, count)
+        self.report("scale", f"adding {len(nodes)} worker(s): {', '.join(nodes)}")
+        created = await asyncio.gather(
+            *(self._create(spec, node) for node in nodes), return_exceptions=True
+        )
+        outcomes = list(zip(nodes, created, strict=True))
+        errors = [f"{n}: {r}" for n, r in outcomes if isinstance(r, Exception)]
+        if errors:
+            raise ClusterError(
+                "some workers could not be created (rerun to resume):\n  " + "\n  ".join(errors)
+            )
+        return nodes
+
+    async def _remove_workers(
+        self, name: str, chosen: list[NodeRow], drain_timeout: float
+    ) -> list[str]:
+        self.report(
+            "scale", "removing " + ", ".join(f"{r.node} ({_removal_reason(r)})" for r in chosen)
+        )
+
+        async def remove(row: NodeRow) -> None:
+            if row.joined:
+                await self._drain(name, row, drain_timeout)
+            if row.app is not None:
+                await self._delete(row.app)
+
+        results = await asyncio.gather(*(remove(row) for row in chosen), return_exceptions=True)
+        errors = [f"{r.node}: {e}" for r, e in zip(chosen, results, strict=True) if e is not None]
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, Exception):
+                raise result  # cancelled: do not hide it behind a ClusterError
+        if errors:
+            raise ClusterError(
+                "some workers could not be removed (rerun to resume):\n  " + "\n  ".join(errors)
+            )
+        return [row.node for row in chosen]
+
+    async def _drain(self, name: str, row: NodeRow, drain_timeout: float) -> None:
+        """Ask the worker's launcher to drain its Ray node; wait until it did (bounded)."""
+        paths = self.paths(name)
+        ray_id = drain_node_id(row.record, row.ray.node_id if row.ray else None)
+        if ray_id is None:
+            why = "its launcher cannot drain" if row.record else "it has no launcher record"
+            self.report("drain", f"{row.node}: not drained ({why}); removing it", level="warning")
+            return
+        await asyncio.to_thread(
+            request_drain, paths, row.node, ray_id, drain_timeout, f"raycai: scale-down of {name}"
+        )
+        self.report(
+            "drain",
+            f"{row.node}: draining (Ray schedules nothing new there; running tasks have "
+            f"{drain_timeout:g} s to finish)",
+        )
+        deadline = time.monotonic() + drain_timeout + DRAIN_SLACK_S
+        while True:
+            record = await asyncio.to_thread(read_node_record, paths, row.node)
+            end = drain_end(record, time.time())
+            if end == "drained":
+                detail = record.detail if record and record.detail else "Ray stopped"
+                self.report("drain", f"{row.node}: drained ({detail})")
+                return
+            if end == "gone":
+                phase = record.phase if record else "no record"
+                self.report("drain", f"{row.node}: not part of Ray any more ({phase})")
+                return
+            if time.monotonic() >= deadline:
+                self.report(
+                    "drain",
+                    f"{row.node}: no drain within {drain_timeout + DRAIN_SLACK_S:g} s "
+                    f"(launcher phase {record.phase if record else '-'}); removing it anyway",
+                    level="warning",
+                )
+                return
+            await asyncio.sleep(max(self.file_poll_s, 0.25))
+
     # -- heal ----------------------------------------------------------------------------
 
     async def heal(self, name: str, view: ClusterView | None = None) -> list[HealAction]:
-        """Restart failed or stopped nodes and recreate missing workers of an active cluster."""
-        desired = await asyncio.to_thread(read_desired, self.paths(name))
-        if desired is None or desired.state != "active":
+        """Restart failed, stopped or silent nodes, recreate missing workers and resume
+        workers drained by an unfinished scale-down (raycai_core.cluster.healing decides).
+
+        Does nothing while another operation holds the cluster's lock (it will converge)."""
+        paths = self.paths(name)
+        if not await asyncio.to_thread(paths.cluster_json.is_file):
             return []
-        view = view or await self.observer.observe(name)
-        actions: list[HealAction] = []
-        for row in view.rows:
-            if row.app is None:
-                continue
-            if row.app_status in (AppStatus.FAILED, AppStatus.STOPPED):
-                reason = f"application {row.app_status.value}"
-                if row.record and row.record.error:
-                    reason += f": {row.record.error}"
-                await self.cml.restart_application(row.app.app.id)
-                actions.append(HealAction(row.node, "restarted", reason))
-        existing = {r.node: r.app for r in view.worker_rows if r.app is not None}
-        for node in _missing_nodes(existing, desired.spec.workers.count):
-            await self._create(desired.spec, node)
-            actions.append(HealAction(node, "recreated", "application missing"))
+        try:
+            async with self.lock(name, wait=False):
+                desired = await asyncio.to_thread(read_desired, paths)
+                if desired is None or desired.state != "active":
+                    return []
+                view = view or await self.observer.observe(name)
+                plan = plan_heal(view, desired, time.time())
+                actions = [await self._heal_step(desired.spec, view, s) for s in plan.steps]
+        except ClusterLocked:
+            self.report("heal", f"{name}: another operation is running; not healing now")
+            return []
         for action in actions:
             self.report(
                 "heal", f"{action.node}: {action.action} ({action.reason})", level="warning"
             )
         return actions
+
+    async def _heal_step(self, spec: ClusterSpec, view: ClusterView, step: HealStep) -> HealAction:
+        if step.kind == "restart":
+            row = view.row(step.node)
+            assert row is not None and row.app is not None
+            await self.cml.restart_application(row.app.app.id)
+            return HealAction(step.node, "restarted", step.reason)
+        if step.kind == "recreate":
+            await self._create(spec, step.node)
+            return HealAction(step.node, "recreated", step.reason)
+        await asyncio.to_thread(clear_drain_request, self.paths(spec.name), step.node)
+        return HealAction(step.node, "resumed", step.reason)
 
     # -- teardown ------------------------------------------------------------------------
 
@@ -453,9 +633,11 @@ class ClusterManager:
         Returns the names of the applications deleted by this call.
         """
         paths = self.paths(name)
-        desired = await asyncio.to_thread(read_desired, paths)
-        if desired is not None:
-            await asyncio.to_thread(self._write_spec, desired.spec, "deleting")
+        if await asyncio.to_thread(read_desired, paths) is not None:
+            async with self.lock(name):  # a scale in progress must not write `active` back
+                desired = await asyncio.to_thread(read_desired, paths)
+                if desired is not None:
+                    await asyncio.to_thread(self._write_spec, desired.spec, "deleting")
         members = await self.members(name)
         if members:
             self.report("delete", f"deleting {len(members)} application(s)", 0, len(members))
@@ -484,7 +666,12 @@ class ClusterManager:
         return await asyncio.to_thread(summarise, self.project_dir, group_by_cluster(apps))
 
 
-def summarise(project_dir: Path, grouped: dict[str, list[ClusterApp]]) -> list[ClusterSummary]:
+def summarise(
+    project_dir: Path, grouped: dict[str, list[ClusterApp]], now: float | None = None
+) -> list[ClusterSummary]:
+    """The list's view of each cluster: apps and project files, no Ray call (so `joined`
+    is the launchers' word, by the same rule as the cluster view's)."""
+    now = time.time() if now is None else now
     names = set(grouped) | set(cluster_names_on_disk(project_dir))
     summaries = []
     for name in sorted(names):
@@ -494,16 +681,16 @@ def summarise(project_dir: Path, grouped: dict[str, list[ClusterApp]]) -> list[C
         except Exception:  # a corrupt file must not hide the cluster's apps
             desired = None
         records = read_node_records(paths)
+        members = grouped.get(name, [])
         joined = sum(
             1
-            for node, rec in records.items()
-            if node != HEAD_NODE
-            and rec.phase == "joined"
-            and any(
-                m.node == node and m.app.status is AppStatus.RUNNING for m in grouped.get(name, [])
+            for m in members
+            if m.node != HEAD_NODE
+            and phases.node_joined(
+                m.app.status is AppStatus.RUNNING, records.get(m.node), None, now
             )
         )
-        summaries.append(ClusterSummary(name, desired, grouped.get(name, []), joined))
+        summaries.append(ClusterSummary(name, desired, members, joined, records))
     return summaries
 
 
@@ -513,18 +700,27 @@ def removal_order(rows: Iterable[NodeRow]) -> list[NodeRow]:
     return sorted(rows, key=lambda r: (_removal_tier(r), -r.index))
 
 
+NOT_RUNNING, NOT_JOINED, IDLE, BUSY = range(4)
+
+
 def _removal_tier(row: NodeRow) -> int:
     if row.app_status not in (AppStatus.RUNNING, AppStatus.STARTING):
-        return 0
+        return NOT_RUNNING
     if not row.joined:
-        return 1
+        return NOT_JOINED
     if row.ray is not None and row.ray.idle:
-        return 2
-    return 3
+        return IDLE
+    return BUSY  # busy, or Ray did not say: assume work runs there
 
 
 def _removal_reason(row: NodeRow) -> str:
     return ("application " + row.app_status.value, "not joined", "idle", "busy")[_removal_tier(row)]
+
+
+def _cancel_drains(paths: ClusterPaths, nodes: Iterable[str]) -> None:
+    """Drain requests of workers the cluster keeps (left by an interrupted scale-down)."""
+    for node in nodes:
+        clear_drain_request(paths, node)
 
 
 def _missing_nodes(existing: dict[str, object], wanted: int) -> list[str]:
@@ -619,3 +815,4 @@ def _remove_cluster_files(paths: ClusterPaths) -> None:
     ):
         file.unlink(missing_ok=True)
     shutil.rmtree(paths.nodes_dir, ignore_errors=True)
+    shutil.rmtree(paths.drain_dir, ignore_errors=True)

@@ -75,7 +75,7 @@ class Observer:
             members = (await self.list_members()).get(name, [])
         # A project directory may be a network mount: never read it on the event loop.
         desired, head, records = await asyncio.to_thread(_read_files, self.project_dir, name)
-        nodes: list[RayNodeInfo] = []
+        nodes: list[RayNodeInfo] | None = None  # not asked: the launchers' records decide
         error: str | None = None
         if with_ray:
             nodes, error = await self.ray_nodes(name, head)

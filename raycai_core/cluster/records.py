@@ -63,6 +63,11 @@ class NodeRecord:
     started_at: float | None = None
     updated_at: float | None = None
     restarts: int = 0
+    detail: str | None = None
+    phase_since: float | None = None
+    heartbeat_s: float | None = None  # the launcher's heartbeat interval (None: the default)
+    ray_node_id: str | None = None  # hex id of its Ray node, once joined
+    drain: int = 0  # drain-request protocol the launcher understands (0: none)
 
     @classmethod
     def from_json(cls, data: Any) -> NodeRecord | None:
@@ -78,7 +83,12 @@ class NodeRecord:
             head_incarnation=data.get("head_incarnation"),
             started_at=_float(data.get("started_at")),
             updated_at=_float(data.get("updated_at")),
-            restarts=int(data.get("restarts") or 0),
+            restarts=_int(data.get("restarts")),
+            detail=(str(data["detail"]) if data.get("detail") else None),
+            phase_since=_float(data.get("phase_since")),
+            heartbeat_s=_float(data.get("heartbeat_s")),
+            ray_node_id=(str(data["ray_node_id"]) if data.get("ray_node_id") else None),
+            drain=_int(data.get("drain")),
         )
 
     @property
@@ -93,6 +103,13 @@ def _float(value: Any) -> float | None:
         return float(value) if value is not None else None
     except (TypeError, ValueError):
         return None
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def read_head_address(paths: ClusterPaths) -> HeadAddress | None:

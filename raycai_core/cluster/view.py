@@ -13,15 +13,15 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from raycai_core.cluster import phases
 from raycai_core.cluster.apps import ClusterApp
 from raycai_core.cluster.desired import Desired
+from raycai_core.cluster.phases import READY_PHASES, launcher_gone_reason, node_joined
 from raycai_core.cluster.records import HeadAddress, NodeRecord
 from raycai_core.cml.models import AppStatus
 from raycai_core.naming import HEAD_NODE, app_name, role_of, worker_index
 
-# Launcher phases that mean "this node is part of the cluster".
-READY_PHASES = frozenset({"running", "joined"})
-STALE_RECORD_S = 120.0
+__all__ = ["READY_PHASES", "ClusterView", "NodeRow", "RayNodeInfo", "Totals", "merge_cluster"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,10 @@ class NodeRow:
     app: ClusterApp | None
     record: NodeRecord | None
     ray: RayNodeInfo | None
+    # False when Ray's node list was not asked for or did not answer: the launcher's record
+    # then says whether the node joined (see phases.node_joined).
+    ray_known: bool = True
+    observed_at: float = field(default_factory=time.time)
 
     @property
     def key(self) -> str:
@@ -75,7 +79,9 @@ class NodeRow:
 
     @property
     def joined(self) -> bool:
-        return self.ray is not None and self.ray.alive
+        ray_alive = (self.ray is not None and self.ray.alive) if self.ray_known else None
+        running = self.app_status is AppStatus.RUNNING
+        return node_joined(running, self.record, ray_alive, self.observed_at)
 
     @property
     def phase(self) -> str:
@@ -91,7 +97,7 @@ class NodeRow:
     @property
     def not_ready_reason(self) -> str | None:
         """Why this node is not (yet) a live member of the Ray cluster; None when it is."""
-        return not_ready_reason(self)
+        return not_ready_reason(self, self.observed_at)
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,7 @@ class ClusterView:
     totals: Totals | None = None
     ray_error: str | None = None
     observed_at: float = field(default_factory=time.time)
+    ray_known: bool = True  # Ray's node list answered (else `joined` is the launchers' word)
 
     @property
     def desired_workers(self) -> int:
@@ -170,17 +177,28 @@ def merge_cluster(
     head: HeadAddress | None,
     ray_nodes: list[RayNodeInfo] | None,
     ray_error: str | None = None,
+    now: float | None = None,
 ) -> ClusterView:
+    """`ray_nodes` None: Ray was not asked (the launchers' records say who joined)."""
+    now = time.time() if now is None else now
     nodes = ray_nodes or []
+    ray_known = ray_nodes is not None and ray_error is None
     by_node = {member.node: member for member in apps}
     names = set(by_node)
     names.add(HEAD_NODE)
     rows = []
     for node in sorted(names, key=lambda n: (worker_index(n) or 0, n)):
-        member = by_node.get(node)
-        record = records.get(node)
-        ray = pick_ray_node(nodes, app_name(name, node))
-        rows.append(NodeRow(node=node, role=role_of(node), app=member, record=record, ray=ray))
+        rows.append(
+            NodeRow(
+                node=node,
+                role=role_of(node),
+                app=by_node.get(node),
+                record=records.get(node),
+                ray=pick_ray_node(nodes, app_name(name, node)),
+                ray_known=ray_known,
+                observed_at=now,
+            )
+        )
     totals = None
     alive = [n for n in nodes if n.alive]
     if alive:
@@ -197,17 +215,20 @@ def merge_cluster(
         ray_nodes=nodes,
         totals=totals,
         ray_error=ray_error,
+        observed_at=now,
+        ray_known=ray_known,
     )
 
 
 def not_ready_reason(row: NodeRow, now: float | None = None) -> str | None:
     if row.joined:
         return None
+    now = time.time() if now is None else now
     record = row.record
     status = row.app_status
     if row.app is None:
         return "no application (not created yet, or deleted)"
-    if record is not None and record.phase == "failed":
+    if record is not None and record.phase == phases.FAILED:
         return record.error or "the launcher failed"
     if status is AppStatus.STARTING and (record is None or _older_than_app(record, row)):
         return "waiting for CML to start the application (quota or scheduling)"
@@ -218,10 +239,15 @@ def not_ready_reason(row: NodeRow, now: float | None = None) -> str | None:
         return f"application {status.value}"
     if record is None:
         return "launcher has not reported yet"
-    if record.phase == "waiting-for-head":
+    gone = launcher_gone_reason(record, now) if status is AppStatus.RUNNING else None
+    if gone is not None:
+        return gone
+    if record.phase == phases.WAITING_FOR_HEAD:
         return record.error or "waiting for the head to publish its address"
-    if record.phase in ("starting-ray", "rejoining", "checking-ray", "starting"):
+    if record.phase in phases.PROGRESS_PHASES:
         return f"{record.phase.replace('-', ' ')}" + (f": {record.error}" if record.error else "")
+    if record.phase in (phases.DRAINING, phases.DRAINED):
+        return f"{record.phase}: being removed" + (f" ({record.detail})" if record.detail else "")
     if record.phase in READY_PHASES:
         return "launcher says joined; Ray does not list the node yet"
     if record.error:

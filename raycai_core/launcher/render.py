@@ -18,6 +18,7 @@ from typing import Any
 
 from raycai_core.atomic import atomic_write_bytes
 from raycai_core.cluster.layout import ClusterPaths
+from raycai_core.cluster.phases import LAUNCHER_CONSTANTS
 from raycai_core.cluster.records import read_token
 from raycai_core.credentials import Secret
 from raycai_core.launcher.autoscaling import launcher_settings, render_autoscaler
@@ -41,6 +42,9 @@ SCRIPT_MODE = 0o644
 TOKEN_MODE = 0o600
 _BLOCK_RE = re.compile(
     r"^# raycai:constants-begin\n.*?^# raycai:constants-end\n", re.MULTILINE | re.DOTALL
+)
+_VOCABULARY_RE = re.compile(
+    r"^# raycai:vocabulary-begin\n.*?^# raycai:vocabulary-end\n", re.MULTILINE | re.DOTALL
 )
 
 
@@ -66,6 +70,21 @@ def fill_constants(template: str, values: dict[str, str]) -> str:
     return rendered
 
 
+def fill_vocabulary(template: str) -> str:
+    """The template with its vocabulary block set from raycai_core.cluster.phases."""
+    lines = ["# raycai:vocabulary-begin"]
+    # Strings in double quotes, as the formatter writes the template's own literal block.
+    lines += [
+        f"{name} = {json.dumps(value) if isinstance(value, str) else repr(value)}"
+        for name, value in LAUNCHER_CONSTANTS.items()
+    ]
+    lines.append("# raycai:vocabulary-end")
+    rendered, count = _VOCABULARY_RE.subn(lambda _: "\n".join(lines) + "\n", template, count=1)
+    if count != 1:
+        raise RuntimeError("the launcher template has no vocabulary block")
+    return rendered
+
+
 def render_script(role: str, cluster_dir: str | PurePosixPath) -> str:
     """The launcher for `role` of the cluster at `cluster_dir` (relative to the project root)."""
     if role not in ROLES:
@@ -74,7 +93,8 @@ def render_script(role: str, cluster_dir: str | PurePosixPath) -> str:
     text = str(relative)
     if relative.is_absolute() or ".." in relative.parts or "\x00" in text or "\n" in text:
         raise ValueError(f"cluster dir must be relative to the project root, not {text!r}")
-    return fill_constants(template_source(), {"ROLE": role, "CLUSTER_DIR": text})
+    template = fill_vocabulary(template_source())
+    return fill_constants(template, {"ROLE": role, "CLUSTER_DIR": text})
 
 
 def _resources(node: NodeSpec) -> dict[str, int]:

@@ -32,6 +32,30 @@ ROLE = "worker"
 CLUSTER_DIR = ".raycai/clusters/example"
 # raycai:constants-end
 
+# The cluster-state vocabulary, rendered from raycai_core/cluster/phases.py (a test checks
+# that these literal values are the rendered ones, so the template runs as it is too).
+# raycai:vocabulary-begin
+STARTING = "starting"
+CHECKING_RAY = "checking-ray"
+WAITING_FOR_HEAD = "waiting-for-head"
+STARTING_RAY = "starting-ray"
+RUNNING = "running"
+JOINED = "joined"
+REJOINING = "rejoining"
+RAY_EXITED = "ray-exited"
+DRAINING = "draining"
+DRAINED = "drained"
+STOPPING = "stopping"
+STOPPED = "stopped"
+FAILED = "failed"
+EXIT_STOPPED = 0
+EXIT_RAY = 1
+EXIT_FATAL = 2
+EXIT_REFUSED = 3
+HEARTBEAT_S = 30.0
+DRAIN_PROTOCOL = 1
+# raycai:vocabulary-end
+
 SCHEMA = 1  # of launcher.json, head.json and nodes/<node>.json
 NODE_RE = re.compile(r"^(head|worker-[1-9][0-9]{0,5})$")
 RAY_STARTED = "Ray runtime started."
@@ -46,17 +70,18 @@ ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 LABEL_PREFIX = "raycai/"
 VERSION_CODE = "import importlib.metadata as m; print(m.version('ray'))"
 LOG_ROTATE_BYTES = 20 * 2**20
-EXIT_FATAL = 2  # configuration problem: nothing to retry until someone fixes it
-EXIT_RAY = 1  # the head's Ray exited on its own: the platform restarts the application
-EXIT_REFUSED = 3  # the head refused this worker's token
+DRAIN_REASON = "DRAIN_NODE_REASON_PREEMPTION"  # accepted even while tasks run (not IDLE_...)
 DEFAULT_TIMING = {
     "head_poll_s": 0.25,  # while waiting for the head
     "publish_poll_s": 0.05,  # head: its GCS port accepts? (workers wait for that moment)
     "watch_poll_s": 1.0,  # head.json check while joined
     "stop_grace_s": 2.0,  # SIGTERM -> SIGKILL of an abandoned Ray node (rejoin)
-    "heartbeat_s": 30.0,  # the node record's updated_at is at most this old
+    "heartbeat_s": HEARTBEAT_S,  # the node record's updated_at is at most this old
     "version_check_timeout_s": 60.0,
     "max_backoff_s": 30.0,  # between `ray start` attempts that keep failing
+    "drain_poll_s": 0.25,  # while Ray drains this node: is its raylet gone?
+    "drain_command_timeout_s": 30.0,  # `ray drain-node` (it imports Ray)
+    "sigterm_drain_s": 10.0,  # on SIGTERM, grace for running tasks (the platform kills later)
 }
 SETUP_HINT = "run `raycai setup-env` (it installs ray[default]=={v} into the project's .venv)"
 
@@ -422,6 +447,18 @@ class Status:
         if time.monotonic() - self._written >= interval:
             self.update()
 
+    def keep_beating(self, interval: float) -> None:
+        """Refresh updated_at from a thread, whatever the main loop waits for (a Ray version
+        check, a drain): an older record means this process is gone."""
+
+        def beat() -> None:
+            while True:
+                time.sleep(interval / 3)
+                with contextlib.suppress(OSError):
+                    self.heartbeat(interval)
+
+        threading.Thread(target=beat, name="heartbeat", daemon=True).start()
+
     def snapshot(self) -> dict:
         with self._lock:
             return dict(self._record)
@@ -488,6 +525,7 @@ class RayProcess:
         self.log = log
         self.started = threading.Event()
         self.auth_refused = False
+        self.terminated = False
         self.last_lines: collections.deque = collections.deque(maxlen=3)
         threading.Thread(target=self._pump, name="ray-output", daemon=True).start()
 
@@ -512,6 +550,12 @@ class RayProcess:
     def signal(self, signum: int) -> None:
         with contextlib.suppress(OSError):
             os.kill(self.pid, signum)
+
+    def terminate(self) -> None:
+        """SIGTERM to `ray start` (once): it stops its node's processes, then exits."""
+        if not self.terminated:
+            self.terminated = True
+            self.signal(signal.SIGTERM)
 
     def signal_group(self, signum: int) -> None:
         with contextlib.suppress(OSError):
@@ -538,6 +582,37 @@ class RayProcess:
         )
 
 
+def proc_readable() -> bool:
+    return os.path.isdir("/proc/self")
+
+
+def find_raylet(pgid: int) -> tuple[int, str] | None:
+    """(pid, Ray node id) of the raylet in `ray start`'s process group, from /proc."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return None
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            if fields[0] == "Z" or int(fields[2]) != pgid:
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                argv = handle.read().decode("utf-8", "replace").split("\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        if os.path.basename(argv[0]) != "raylet":
+            continue
+        for arg in argv[1:]:
+            if arg.startswith("--node_id="):
+                return int(entry), arg.split("=", 1)[1]
+        return int(entry), ""
+    return None
+
+
 # --- the launcher -------------------------------------------------------------------------
 
 
@@ -555,6 +630,7 @@ class Launcher:
         self.ray_exe = ""
         self.ray_version = ""
         self.ray_env: dict = {}
+        self.ray_node_id: str | None = None  # this worker's Ray node while it is joined
         for sub in ("nodes", "logs"):
             os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
         self.log = Log(os.path.join(self.dir, "logs", node + ".log"))
@@ -563,14 +639,14 @@ class Launcher:
     def _first_record(self) -> dict:
         previous = read_json(os.path.join(self.dir, "nodes", self.node + ".json")) or {}
         restarts = 0
-        if previous and previous.get("phase") != "stopped":
+        if previous and previous.get("phase") != STOPPED:
             restarts = int(previous.get("restarts") or 0) + 1
         return {
             "schema": SCHEMA,
             "cluster": self.cluster,
             "node": self.node,
             "role": ROLE,
-            "phase": "starting",
+            "phase": STARTING,
             "phase_since": now(),
             "error": None,
             "last_error": None,
@@ -585,6 +661,9 @@ class Launcher:
             "started_at": now(),
             "updated_at": now(),
             "restarts": restarts,
+            "heartbeat_s": float(self.timing["heartbeat_s"]),
+            "ray_node_id": None,
+            "drain": DRAIN_PROTOCOL if ROLE == "worker" else 0,
         }
 
     def phase(
@@ -603,11 +682,19 @@ class Launcher:
         self.status.heartbeat(float(self.timing["heartbeat_s"]))
         return self.stopping.wait(seconds)
 
-    # signals: only set a flag and forward; the main loop does the writing.
+    # signals: only set a flag (and forward); the main loop does the writing. A joined worker
+    # whose Ray node is known drains first: its main loop forwards SIGTERM after that.
     def on_signal(self, signum: int, frame: object) -> None:
         self.stopping.set()
-        if self.ray is not None:
-            self.ray.signal(signal.SIGTERM)
+        if self.ray is not None and not self.drains_on_stop():
+            self.ray.terminate()
+
+    def drains_on_stop(self) -> bool:
+        return (
+            ROLE == "worker"
+            and self.ray_node_id is not None
+            and float(self.timing["sigterm_drain_s"]) > 0
+        )
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self.on_signal)
@@ -617,14 +704,15 @@ class Launcher:
             f"python {sys.version.split()[0]}, root {self.root})"
         )
         self.status.update()
+        self.status.keep_beating(float(self.timing["heartbeat_s"]))
         try:
             return self._run()
         except Fatal as exc:
-            self.phase("failed", error=one_line(str(exc)))
+            self.phase(FAILED, error=one_line(str(exc)))
             return EXIT_FATAL
         except Exception as exc:
             self.log.info("launcher crashed:\n" + traceback.format_exc())
-            self.phase("failed", error=one_line(f"launcher crashed: {exc!r}"))
+            self.phase(FAILED, error=one_line(f"launcher crashed: {exc!r}"))
             return EXIT_FATAL
         finally:
             if self.ray is not None and self.ray.poll() is None:
@@ -636,7 +724,7 @@ class Launcher:
         self.status.update(ip=ip, app_port=app_port)
         if ROLE == "worker":
             serve_status(app_port, self.status)
-        self.phase("checking-ray")
+        self.phase(CHECKING_RAY)
         self.ray_exe, self.ray_version = find_ray(self.root, self.config)
         self.log.info(f"using Ray {self.ray_version} at {self.ray_exe}")
         self.ray_env = ray_environment(self.config, auth_environment(self.root, self.config))
@@ -648,8 +736,8 @@ class Launcher:
         return self.run_worker(ip)
 
     def stopped(self) -> int:
-        self.phase("stopped", ray_pid=None)
-        return 0
+        self.phase(STOPPED, ray_pid=None, ray_node_id=None)
+        return EXIT_STOPPED
 
     def common_args(self, ip: str, resources: dict) -> list[str]:
         temp_dir = ray_temp_dir(self.root, self.cluster, self.node)
@@ -681,7 +769,7 @@ class Launcher:
         ray = RayProcess(argv, self.ray_env, self.root, self.log)
         self.ray = ray
         if self.stopping.is_set():  # SIGTERM arrived while we were spawning
-            ray.signal(signal.SIGTERM)
+            ray.terminate()
         self.status.update(ray_pid=ray.pid)
         return ray
 
@@ -735,14 +823,19 @@ class Launcher:
         return head
 
     def stop_and_wait(self, ray: RayProcess) -> int:
-        """SIGTERM was forwarded by the handler: Ray drains the node, then exits."""
-        if self.status.get("phase") != "stopping":
-            self.phase("stopping", detail="Ray drains this node, then exits")
+        """Stop Ray (SIGTERM to `ray start`, which stops its node's processes) and wait."""
+        if self.status.get("phase") != STOPPING:
+            self.phase(STOPPING, detail="Ray stops this node's processes, then exits")
+        self.stop_ray(ray)
+        return self.stopped()
+
+    def stop_ray(self, ray: RayProcess) -> None:
+        ray.terminate()
         while ray.wait(1.0) is None:
             self.status.heartbeat(float(self.timing["heartbeat_s"]))
         self.log.info(f"Ray exited with code {ray.proc.returncode}")
         ray.signal_group(signal.SIGKILL)
-        return self.stopped()
+        self.ray_node_id = None
 
     # --- worker -----------------------------------------------------------------------
 
@@ -754,10 +847,10 @@ class Launcher:
                 break
             outcome = self.worker_session(ip, head)
             if outcome == "stopped":
-                return 0
+                return EXIT_STOPPED
             if outcome == "refused":
                 self.phase(
-                    "failed",
+                    FAILED,
                     error="the head refused this node's Ray token (incarnation {}): the "
                     "auth_token file changed after the head started; restart the "
                     "cluster".format(head.get("incarnation")),
@@ -796,7 +889,7 @@ class Launcher:
                     address(str(head["ip"]), int(head["gcs_port"])), head["incarnation"]
                 )
             if detail != shown:
-                self.phase("waiting-for-head", detail=detail, ray_pid=None)
+                self.phase(WAITING_FOR_HEAD, detail=detail, ray_pid=None)
                 shown = detail
             self.wait(float(self.timing["head_poll_s"]))
         return None
@@ -811,7 +904,7 @@ class Launcher:
         incarnation = head["incarnation"]
         argv = self.worker_argv(ip, head)
         self.phase(
-            "starting-ray",
+            STARTING_RAY,
             detail="joining {}".format(address(str(head["ip"]), int(head["gcs_port"]))),
             head_incarnation=incarnation,
         )
@@ -819,28 +912,41 @@ class Launcher:
         joined = False
         while ray.poll() is None:
             if self.stopping.is_set():
+                if joined and self.drains_on_stop():
+                    grace = float(self.timing["sigterm_drain_s"])
+                    self.drain(ray, head, str(self.ray_node_id), grace, "the application stops")
                 self.stop_and_wait(ray)
                 return "stopped"
             if not joined and ray.started.is_set():
                 took = time.monotonic() - ray.started_at
-                self.phase("joined", detail=f"ray start took {took:.1f} s")
+                raylet = find_raylet(ray.pid)
+                self.ray_node_id = raylet[1] if raylet and raylet[1] else None
+                self.phase(
+                    JOINED, detail=f"ray start took {took:.1f} s", ray_node_id=self.ray_node_id
+                )
                 joined = True
+            if joined:
+                request = self.drain_request()
+                if request is not None:
+                    return self.drain_and_park(ray, head, request)
             newer = self.read_head()
             if newer is not None and newer["incarnation"] != incarnation:
                 self.phase(
-                    "rejoining",
+                    REJOINING,
                     detail="the head restarted (incarnation {})".format(newer["incarnation"]),
                 )
                 ray.kill(float(self.timing["stop_grace_s"]))
+                self.ray_node_id = None
                 return "rejoin"
             self.wait(float(self.timing["watch_poll_s"] if joined else self.timing["head_poll_s"]))
+        self.ray_node_id = None
         if self.stopping.is_set():
             self.stop_and_wait(ray)
             return "stopped"
         ray.signal_group(signal.SIGKILL)
         if ray.auth_refused:
             return "refused"
-        self.phase("ray-exited", error=ray.describe_exit())
+        self.phase(RAY_EXITED, error=ray.describe_exit())
         return "exited"
 
     def backoff(self, failures: int, incarnation: object) -> None:
@@ -852,6 +958,108 @@ class Launcher:
             if head is not None and head["incarnation"] != incarnation:
                 return
             self.wait(float(self.timing["head_poll_s"]))
+
+    # --- drain ------------------------------------------------------------------------
+
+    def drain_request_path(self) -> str:
+        return os.path.join(self.dir, "drain", self.node + ".json")
+
+    def drain_request(self) -> dict | None:
+        """drain/<node>.json when it asks to drain this worker's current Ray node."""
+        request = read_json(self.drain_request_path())
+        if not request or request.get("node") != self.node:
+            return None
+        wanted = str(request.get("ray_node_id") or "")
+        if not wanted or (self.ray_node_id and wanted != self.ray_node_id):
+            return None  # left for an earlier Ray node of this worker
+        return request
+
+    def drain_and_park(self, ray: RayProcess, head: dict, request: dict) -> str:
+        """Drain as asked, stop Ray, then wait to be deleted (`stopped`); if the request is
+        withdrawn meanwhile, go back to the head (`rejoin`)."""
+        try:
+            elapsed = max(0.0, time.time() - float(request.get("requested_at") or 0.0))
+            grace = max(0.0, float(request.get("deadline_s") or 0.0) - elapsed)
+        except (TypeError, ValueError):
+            grace = 0.0
+        message = one_line(str(request.get("message") or "raycai scale-down"), 200)
+        outcome = self.drain(ray, head, str(request["ray_node_id"]), grace, message)
+        self.stop_ray(ray)
+        self.phase(DRAINED, detail=outcome, ray_pid=None, ray_node_id=None)
+        while not self.stopping.is_set():
+            if not os.path.exists(self.drain_request_path()):
+                self.log.info("drain request withdrawn: joining the cluster again")
+                return "rejoin"
+            self.wait(float(self.timing["watch_poll_s"]))
+        self.stopped()
+        return "stopped"
+
+    def drain(self, ray: RayProcess, head: dict, node_id: str, grace: float, why: str) -> str:
+        """Ray's own drain of this node (nothing new is scheduled here; running tasks go on),
+        then wait until its raylet exits by itself (idle) or `grace` runs out. Returns what
+        happened, for the record. Ray keeps running: the caller stops it."""
+        self.phase(
+            DRAINING,
+            detail=f"{why}: Ray schedules nothing new here; running tasks have {grace:g} s",
+        )
+        started = time.monotonic()
+        refused = self.run_drain_node(head, node_id, grace, why)
+        if refused:
+            self.status.update(last_error=refused)
+            return f"Ray did not drain it ({refused}); its running tasks are retried elsewhere"
+        deadline = started + grace
+        poll = float(self.timing["drain_poll_s"])
+        while ray.poll() is None:
+            if proc_readable() and find_raylet(ray.pid) is None:
+                took = time.monotonic() - started
+                return f"its tasks finished; Ray released the node after {took:.1f} s"
+            if time.monotonic() >= deadline:
+                return (
+                    f"the {grace:g} s grace ran out with work still running; "
+                    "Ray retries its tasks elsewhere"
+                )
+            self.status.heartbeat(float(self.timing["heartbeat_s"]))
+            time.sleep(poll)
+        return "Ray exited while draining"
+
+    def run_drain_node(self, head: dict, node_id: str, grace: float, why: str) -> str | None:
+        """`ray drain-node` against our own GCS for `node_id`; None when Ray accepted it."""
+        argv = [
+            self.ray_exe,
+            "drain-node",
+            "--address",
+            address(str(head["ip"]), int(head["gcs_port"])),
+            "--node-id",
+            node_id,
+            "--reason",
+            DRAIN_REASON,
+            "--reason-message",
+            f"raycai {self.node}: {why}",
+            "--deadline-remaining-seconds",
+            str(max(0, int(grace))),
+        ]
+        self.log.info("running: " + " ".join(shlex.quote(a) for a in argv))
+        try:
+            done = subprocess.run(
+                argv,
+                env=self.ray_env,
+                cwd=self.root,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=float(self.timing["drain_command_timeout_s"]),
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            return one_line(f"ray drain-node: {exc}", 200)
+        output = (done.stdout + done.stderr).decode("utf-8", "replace")
+        lines = [ANSI_RE.sub("", line).rstrip() for line in output.splitlines()]
+        for line in lines:
+            if line.strip():
+                self.log.write("ray", line)
+        if done.returncode != 0:
+            tail = " | ".join(line.strip() for line in lines[-2:] if line.strip())
+            return one_line(f"ray drain-node exited with {done.returncode}: {tail}", 300)
+        return None
 
 
 def main() -> int:
