@@ -31,6 +31,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "Create the project virtualenv with Ray.",
     ),
     "local": ("raycai_core.cli.local_cmds", "local", "Run the embedded local CML workspace."),
+    "env": ("raycai_core.cli.work_cmds", "env", "Print the shell exports a Ray driver needs."),
+    "run": ("raycai_core.cli.work_cmds", "run_command", "Run a command as a cluster's driver."),
+    "dashboard": ("raycai_core.cli.work_cmds", "dashboard", "Print the Ray dashboard's URL."),
+    "job": ("raycai_core.cli.work_cmds", "job", "Submit, list, follow and stop Ray Jobs."),
+    "serve": ("raycai_core.cli.work_cmds", "serve", "Show Ray Serve applications and replicas."),
 }
 
 

@@ -1,0 +1,95 @@
+"""`raycai.connect(name)`: Ray Client to a raycai cluster with its token, versions checked."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+
+class ConnectError(RuntimeError):
+    """The driver could not connect; the message says why and what to do."""
+
+
+class VersionMismatch(ConnectError):
+    """This Python or Ray differs from the cluster's (Ray Client requires the same)."""
+
+
+def driver_environment(name: str, *, project_dir: str | os.PathLike[str] | None = None) -> dict:
+    """The variables `raycai env NAME` prints (the token's path, never the token)."""
+    return _access(name, project_dir).environment()
+
+
+def _access(name: str, project_dir: str | os.PathLike[str] | None) -> Any:
+    from raycai_core.target import resolve_target
+    from raycai_core.work.access import ClusterAccessError, load_access
+
+    try:
+        target = resolve_target(project_dir=project_dir)
+        return load_access(target.project_dir, name)
+    except ClusterAccessError as exc:
+        raise ConnectError(str(exc)) from None
+    except Exception as exc:  # no workspace or project: the message says what to set
+        raise ConnectError(f"cannot find the project of cluster {name!r}: {exc}") from None
+
+
+def _use_token_auth(token_path: Path) -> None:
+    """Make this process's Ray send the cluster's token.
+
+    Ray reads RAY_AUTH_MODE once, when its core library loads: a process that imported ray
+    before `connect` also needs Ray's own config switched (a private API of Ray 2.60).
+    """
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN_PATH"] = str(token_path)
+    os.environ.pop("RAY_AUTH_TOKEN", None)  # Ray would prefer it to the cluster's file
+    if "ray._raylet" not in sys.modules:
+        return
+    import ray._raylet as raylet
+
+    if raylet.get_authentication_mode() != raylet.AuthenticationMode.TOKEN:
+        raylet.Config.initialize(json.dumps({"AUTH_MODE": "token"}))
+    raylet.AuthenticationTokenLoader.instance().reset_cache()
+
+
+def connect(
+    name: str,
+    *,
+    project_dir: str | os.PathLike[str] | None = None,
+    check_versions: bool = True,
+    **ray_init_kwargs: Any,
+) -> Any:
+    """Connect this process to cluster NAME with Ray Client; returns `ray.init`'s context.
+
+    The cluster is found in the project's files (as the `raycai` CLI finds it); the token is
+    read by Ray from its file. Raises `VersionMismatch` when this Python (major.minor) or Ray
+    differs from the cluster's, `ConnectError` when the cluster is not reachable or refused.
+    """
+    from raycai_core.work.access import version_problems
+
+    access = _access(name, project_dir)
+    if check_versions:
+        problems = version_problems(access)
+        if problems:
+            raise VersionMismatch("; ".join(problems))
+    _use_token_auth(access.token_path)
+    os.environ.setdefault("RAY_SERVE_DEFAULT_HTTP_HOST", "0.0.0.0")
+    import ray
+
+    if ray.is_initialized():
+        raise ConnectError(
+            "this process is already connected to Ray: call ray.shutdown() first, then "
+            f"raycai.connect({name!r})"
+        )
+    try:
+        return ray.init(access.client_address, **ray_init_kwargs)
+    except ConnectionError as exc:
+        raise ConnectError(
+            f"Ray Client at {access.client_address} (cluster {name!r}) did not accept this "
+            f"driver ({exc}): either the head is not reachable from here, or it refused the "
+            f"driver's token. The token must be {access.token_path} with RAY_AUTH_MODE=token "
+            f'set before Ray is loaded: start the driver with `eval "$(raycai env {name})"` '
+            f"or `raycai run {name} -- python ...`, or restart this Python and call "
+            f"raycai.connect({name!r}) first. Is the cluster up? (`raycai status {name}`)"
+        ) from exc

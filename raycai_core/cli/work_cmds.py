@@ -1,0 +1,517 @@
+"""`raycai env|run|dashboard|job|serve`: use a cluster from this project.
+
+Kept light for start-up time (`raycai job submit` is often scripted): no pydantic, no CML
+client, no cluster lifecycle; the cluster is found from the project files alone, and only
+`job`/`serve` load httpx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+import click
+
+from raycai_core.target import Target, resolve_target
+from raycai_core.work.access import (
+    ClusterAccess,
+    ClusterAccessError,
+    load_access,
+    shell_exports,
+    version_problems,
+)
+
+if TYPE_CHECKING:
+    from raycai_core.work.client import RayWorkClient
+    from raycai_core.work.jobs import JobInfo
+    from raycai_core.work.serve import ServeStatus
+
+T = TypeVar("T")
+
+# The same exit codes as every raycai command (raycai_core/cli/output.py, not imported here:
+# it pulls in the cluster lifecycle).
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_AUTH = 3
+EXIT_INTERRUPTED = 130
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
+    click.echo(click.style("error: ", fg="red", bold=True) + message, err=True)
+    sys.exit(code)
+
+
+def target_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--host/--project/--project-dir/--local, as in `raycai up` (cluster_cmds.py)."""
+
+    @click.option("--host", help="CML workspace URL (else CML_HOST / CDSW_DOMAIN).")
+    @click.option("--project", help="Project id (else CML_PROJECT_ID / CDSW_PROJECT_ID).")
+    @click.option(
+        "--project-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="The project's files (default: /home/cdsw in a session; RAYCAI_PROJECT_DIR).",
+    )
+    @click.option(
+        "--local/--no-local",
+        default=None,
+        help="Use the embedded local workspace (default: when no credentials are set).",
+    )
+    @functools.wraps(command)
+    def wrapper(
+        host: str | None,
+        project: str | None,
+        project_dir: Path | None,
+        local: bool | None,
+        **kwargs: Any,
+    ) -> Any:
+        try:
+            target = resolve_target(
+                host=host, project=project, project_dir=project_dir, local=local
+            )
+        except Exception as exc:  # TargetError, MissingCredentials, local start failures
+            fail(str(exc), EXIT_BAD_INPUT)
+        return command(target=target, **kwargs)
+
+    return wrapper
+
+
+def access_of(target: Target, name: str) -> ClusterAccess:
+    try:
+        return load_access(target.project_dir, name)
+    except ClusterAccessError as exc:
+        fail(str(exc), EXIT_BAD_INPUT)
+
+
+def run(coro: Coroutine[Any, Any, T], interrupted: str = "interrupted") -> T:
+    """Run a command's coroutine; dashboard failures become messages and exit codes."""
+    from raycai_core.ray_dashboard import RayDashboardAuthError, RayDashboardError
+    from raycai_core.work.client import JobNotFound, JobRefused
+    from raycai_core.work.jobs import JobRequestError
+    from raycai_core.work.packages import PackageError
+
+    try:
+        return asyncio.run(coro)
+    except KeyboardInterrupt:
+        fail(interrupted, EXIT_INTERRUPTED)
+    except (JobRequestError, PackageError, JobNotFound, JobRefused) as exc:
+        fail(str(exc), EXIT_BAD_INPUT)
+    except RayDashboardAuthError as exc:
+        fail(str(exc), EXIT_AUTH)
+    except RayDashboardError as exc:
+        fail(str(exc))
+
+
+def work_client(access: ClusterAccess) -> RayWorkClient:
+    from raycai_core.cluster.records import read_token
+    from raycai_core.work.client import RayWorkClient
+
+    return RayWorkClient(access.dashboard_url, token=read_token(access.paths))
+
+
+# -- env, run, dashboard ----------------------------------------------------------------------
+
+
+def warn_versions(access: ClusterAccess) -> None:
+    for problem in version_problems(access):
+        click.echo(click.style(f"# warning: {problem}", fg="yellow"), err=True)
+
+
+@click.command()
+@click.argument("name")
+@target_options
+def env(target: Target, name: str) -> None:
+    """Print the shell exports a driver needs to use cluster NAME.
+
+    \b
+    eval "$(raycai env demo)"
+    python -c 'import ray; ray.init(); print(ray.cluster_resources())'
+    ray job submit -- python train.py
+
+    The token stays in its file: only its path is printed.
+    """
+    access = access_of(target, name)
+    warn_versions(access)
+    click.echo(f"# Ray cluster {name}: drivers use RAY_ADDRESS (Ray Client), `ray job` the")
+    click.echo("# dashboard; the token is read from its file (RAY_AUTH_MODE=token).")
+    click.echo(shell_exports(access.environment()), nl=False)
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.argument("name")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@target_options
+def run_command(target: Target, name: str, command: tuple[str, ...]) -> None:
+    """Run COMMAND with cluster NAME's driver environment (see `raycai env`).
+
+    \b
+    raycai run demo -- python driver.py --epochs 3
+
+    The exit code is COMMAND's.
+    """
+    access = access_of(target, name)
+    warn_versions(access)
+    environment = {**os.environ, **access.environment()}
+    environment.pop("RAY_AUTH_TOKEN", None)  # Ray would prefer it to the cluster's token file
+    sys.stdout.flush()
+    try:
+        os.execvpe(command[0], list(command), environment)
+    except OSError as exc:
+        fail(f"cannot run {command[0]!r}: {exc.strerror or exc}", 127)
+
+
+@click.command()
+@click.argument("name")
+@click.option("--token", "show_token", is_flag=True, help="Also print the cluster's Ray token.")
+@target_options
+def dashboard(target: Target, name: str, show_token: bool) -> None:
+    """Print the URL of cluster NAME's Ray dashboard (its head application on CML).
+
+    The dashboard asks for the cluster's Ray token before it shows anything; `--token`
+    prints it (keep it secret: it grants full control of the cluster).
+    """
+    from raycai_core.cluster.layout import ClusterPaths
+    from raycai_core.cluster.records import read_token
+    from raycai_core.work.access import head_app_url
+
+    paths = ClusterPaths(target.project_dir, name)
+    if not paths.root.is_dir():
+        fail(f"no cluster named {name!r} in {target.project_dir}", EXIT_BAD_INPUT)
+    credentials = target.credentials
+    click.echo(head_app_url(credentials.domain, credentials.project_id, name))
+    if show_token:
+        token = read_token(paths)
+        if token is None:
+            fail(f"the Ray token of {name!r} is missing ({paths.auth_token})", EXIT_BAD_INPUT)
+        click.echo(token.reveal())
+    else:
+        click.echo("# the dashboard asks for the Ray token: `--token` prints it", err=True)
+
+
+# -- jobs --------------------------------------------------------------------------------------
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def format_start(when: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when)) if when else "-"
+
+
+def first_line(text: str, limit: int = 60) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def job_json(job: JobInfo) -> dict[str, Any]:
+    return asdict(job)
+
+
+def print_rows(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+STATUS_COLORS = {
+    "SUCCEEDED": "green",
+    "RUNNING": "cyan",
+    "PENDING": "yellow",
+    "FAILED": "red",
+    "STOPPED": "magenta",
+}
+
+
+@click.group()
+def job() -> None:
+    """Ray Jobs on a cluster: submit, list, status, logs, stop.
+
+    \b
+    raycai job submit demo --wait -- python train.py --epochs 3
+    raycai job list demo
+    raycai job logs demo raysubmit_XXXX --follow
+    """
+
+
+@job.command()
+@click.argument("name")
+@click.argument("entrypoint", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option(
+    "--wait", is_flag=True, help="Stream the logs until the job ends; exit 1 unless it succeeded."
+)
+@click.option(
+    "--working-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Upload this directory and run the entrypoint in it (default: the project root, "
+    "where the project's files already are).",
+)
+@click.option("--env", "env_items", multiple=True, metavar="K=V", help="Environment variable.")
+@click.option("--cpus", help="CPUs reserved for the entrypoint (default: none).")
+@click.option("--gpus", help="GPUs reserved for the entrypoint.")
+@click.option("--memory", help="Memory reserved for the entrypoint, GB.")
+@click.option("--submission-id", help="Choose the job's id (must be new).")
+@target_options
+def submit(
+    target: Target,
+    name: str,
+    entrypoint: tuple[str, ...],
+    wait: bool,
+    working_dir: Path | None,
+    env_items: tuple[str, ...],
+    cpus: str | None,
+    gpus: str | None,
+    memory: str | None,
+    submission_id: str | None,
+) -> None:
+    """Submit ENTRYPOINT (after `--`) as a job of cluster NAME; prints its id.
+
+    One argument is run as a shell command line (`-- 'python a.py && python b.py'`);
+    several are quoted as words. The entrypoint runs on the head, from the project root.
+    """
+    from raycai_core.work.jobs import (
+        JobRequest,
+        JobRequestError,
+        entrypoint_from_argv,
+        parse_amount,
+        parse_env,
+    )
+
+    try:
+        request = JobRequest(
+            entrypoint=entrypoint_from_argv(entrypoint),
+            env=parse_env(env_items),
+            cpus=parse_amount(cpus, "--cpus"),
+            gpus=parse_amount(gpus, "--gpus"),
+            memory_gb=parse_amount(memory, "--memory"),
+            submission_id=submission_id,
+        )
+    except JobRequestError as exc:
+        fail(str(exc), EXIT_BAD_INPUT)
+    access = access_of(target, name)
+
+    async def main() -> int:
+        nonlocal request
+        async with work_client(access) as client:
+            if working_dir is not None:
+                from dataclasses import replace
+
+                from raycai_core.work.packages import build_package
+
+                package = await asyncio.to_thread(build_package, working_dir)
+                uploaded = await client.ensure_package(package)
+                verb = "uploaded" if uploaded else "already on the cluster:"
+                click.echo(f"working dir {verb} {package.uri} ({package.files} files)", err=True)
+                request = replace(request, working_dir_uri=package.uri)
+            job_id = await client.submit_job(request)
+            click.echo(job_id)
+            sys.stdout.flush()
+            if not wait:
+                return 0
+            return await follow_job(client, job_id, until_end=True)
+
+    note = f"interrupted; a submitted job goes on (`raycai job stop {name} ID`)"
+    sys.exit(run(main(), interrupted=note))
+
+
+async def follow_job(client: RayWorkClient, job_id: str, *, until_end: bool) -> int:
+    """Print the job's log as it is written; then its outcome. 0 when it succeeded."""
+    printed = False
+    async for chunk in client.tail_job_logs(job_id):
+        printed = printed or bool(chunk)
+        click.echo(chunk, nl=False)
+    info = await client.job(job_id)
+    if not printed and info.terminal:  # ended before its log could be streamed
+        click.echo(await client.job_logs(job_id), nl=False)
+    if not until_end:
+        return 0
+    while not info.terminal:  # the stream ends with the job; its status may lag a moment
+        await asyncio.sleep(0.5)
+        info = await client.job(job_id)
+    color = STATUS_COLORS.get(info.status)
+    summary = f"job {job_id} {click.style(info.status, fg=color, bold=True)}"
+    if info.status != "SUCCEEDED" and info.message:
+        summary += f": {first_line(info.message, 300)}"
+    click.echo(summary, err=True)
+    return 0 if info.status == "SUCCEEDED" else EXIT_FAILED
+
+
+@job.command(name="list")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--all", "show_all", is_flag=True, help="Also drivers that connected themselves.")
+@target_options
+def list_jobs(target: Target, name: str, as_json: bool, show_all: bool) -> None:
+    """List the jobs of cluster NAME, newest first."""
+    access = access_of(target, name)
+
+    async def main() -> list[JobInfo]:
+        async with work_client(access) as client:
+            return await client.list_jobs()
+
+    jobs = [j for j in run(main()) if show_all or j.is_submission]
+    if as_json:
+        click.echo(json.dumps([job_json(j) for j in jobs], indent=2))
+        return
+    if not jobs:
+        click.echo(f"No jobs on {name}. Submit one with `raycai job submit {name} -- CMD`.")
+        return
+    rows = [("ID", "STATUS", "START", "DURATION", "ENTRYPOINT", "MESSAGE")]
+    for j in jobs:
+        rows.append(
+            (
+                j.id,
+                j.status,
+                format_start(j.start_time),
+                format_duration(j.duration()),
+                first_line(j.entrypoint, 50),
+                first_line(j.message, 60),
+            )
+        )
+    print_rows(rows)
+
+
+@job.command()
+@click.argument("name")
+@click.argument("job_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@target_options
+def status(target: Target, name: str, job_id: str, as_json: bool) -> None:
+    """Show one job of cluster NAME."""
+    access = access_of(target, name)
+
+    async def main() -> JobInfo:
+        async with work_client(access) as client:
+            return await client.job(job_id)
+
+    info = run(main())
+    if as_json:
+        click.echo(json.dumps(job_json(info), indent=2))
+        return
+    click.echo(f"id:          {info.id}")
+    click.echo(f"status:      {info.status}")
+    click.echo(f"entrypoint:  {info.entrypoint}")
+    click.echo(f"started:     {format_start(info.start_time)}")
+    click.echo(f"duration:    {format_duration(info.duration())}")
+    if info.driver_exit_code is not None:
+        click.echo(f"exit code:   {info.driver_exit_code}")
+    if info.message:
+        click.echo(f"message:     {info.message.rstrip()}")
+
+
+@job.command()
+@click.argument("name")
+@click.argument("job_id", metavar="ID")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing until the job ends.")
+@target_options
+def logs(target: Target, name: str, job_id: str, follow: bool) -> None:
+    """Print the logs of a job of cluster NAME."""
+    access = access_of(target, name)
+
+    async def main() -> int:
+        async with work_client(access) as client:
+            if follow:
+                return await follow_job(client, job_id, until_end=False)
+            click.echo(await client.job_logs(job_id), nl=False)
+            return 0
+
+    sys.exit(run(main()))
+
+
+@job.command()
+@click.argument("name")
+@click.argument("job_id", metavar="ID")
+@target_options
+def stop(target: Target, name: str, job_id: str) -> None:
+    """Stop a job of cluster NAME (Ray sends its entrypoint SIGTERM, then SIGKILL)."""
+    access = access_of(target, name)
+
+    async def main() -> bool:
+        async with work_client(access) as client:
+            return await client.stop_job(job_id)
+
+    stopped = run(main())
+    click.echo(f"{job_id}: stop requested" if stopped else f"{job_id}: had already ended")
+
+
+# -- serve -------------------------------------------------------------------------------------
+
+
+def serve_json(state: ServeStatus, head_ip: str) -> dict[str, Any]:
+    return {
+        "running": state.running,
+        "http_port": state.http_port,
+        "applications": [
+            {
+                "name": app.name,
+                "status": app.status,
+                "route_prefix": app.route_prefix,
+                "url": state.route_url(head_ip, app),
+                "message": app.message,
+                "last_deployed": app.last_deployed,
+                "deployments": [
+                    {
+                        "name": d.name,
+                        "status": d.status,
+                        "message": d.message,
+                        "target_replicas": d.target_replicas,
+                        "replicas": d.replicas,
+                    }
+                    for d in app.deployments
+                ],
+            }
+            for app in state.applications
+        ],
+    }
+
+
+@click.command()
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@target_options
+def serve(target: Target, name: str, as_json: bool) -> None:
+    """Show Ray Serve on cluster NAME: applications, deployments, replicas, route URLs."""
+    access = access_of(target, name)
+
+    async def main() -> ServeStatus:
+        async with work_client(access) as client:
+            return await client.serve_status()
+
+    state = run(main())
+    head_ip = access.head.ip
+    if as_json:
+        click.echo(json.dumps(serve_json(state, head_ip), indent=2))
+        return
+    if not state.applications:
+        click.echo(f"Serve is not running on {name} (no applications).")
+        return
+    rows = [("APPLICATION", "STATUS", "ROUTE", "URL (inside the project)")]
+    for app in state.applications:
+        rows.append(
+            (app.name, app.status, app.route_prefix or "-", state.route_url(head_ip, app) or "-")
+        )
+    print_rows(rows)
+    for app in state.applications:
+        if app.message and not app.healthy:
+            click.echo(f"\n{app.name}: {app.message.strip()}")
+        click.echo(f"\n{app.name} deployments:")
+        rows = [("  DEPLOYMENT", "STATUS", "REPLICAS")]
+        rows += [(f"  {d.name}", d.status, d.replicas_text()) for d in app.deployments]
+        print_rows(rows)
+        for d in app.deployments:
+            if d.message and not d.healthy:
+                click.echo(f"  {d.name}: {d.message.strip()}")
