@@ -502,20 +502,12 @@ class LogView(ScrollView, can_focus=True):
         text, start = _piece(line, self._wrap_width, piece) if self.wrap else (line, 0)
         if isinstance(line, Marker):
             return Strip([Segment(text, marker)], _cells(text))
-        # A merged log's node name (before `named`, in text's offsets) shows in its color.
+        # A merged log's node name (text[:named]) shows in the node's color.
         named = line.prefix - start if isinstance(line, Prefixed) else 0
         if self._pattern is None and named <= 0:
             return Strip([Segment(text, base)], _cells(text))
         node = self._node_style(line.color) if named > 0 else base
         segments: list[Segment] = []
-
-        def plain(left: int, right: int) -> None:
-            cut = min(max(named, left), right)
-            if cut > left:
-                segments.append(Segment(text[left:cut], node))
-            if right > cut:
-                segments.append(Segment(text[cut:right], base))
-
         position = 0  # within text
         if self._pattern is not None:
             for found in islice(self._pattern.finditer(line), MAX_SPANS):
@@ -525,8 +517,26 @@ class LogView(ScrollView, can_focus=True):
                 if left >= len(text):
                     break
                 left = max(left, 0)
-                plain(position, left)
+                if left > position:
+                    if named > position:
+                        _unmatched(segments, text, position, left, named, node, base)
+                    else:
+                        segments.append(Segment(text[position:left], base))
                 position = min(right, len(text))
                 segments.append(Segment(text[left:position], match))
-        plain(position, len(text))
+        if position < len(text):
+            if named > position:
+                _unmatched(segments, text, position, len(text), named, node, base)
+            else:
+                segments.append(Segment(text[position:], base))
         return Strip(segments, _cells(text))
+
+
+def _unmatched(
+    segments: list[Segment], text: str, left: int, right: int, named: int, node: Style, base: Style
+) -> None:
+    """text[left:right] without a match: the part before `named` in the node's style."""
+    cut = min(named, right)
+    segments.append(Segment(text[left:cut], node))
+    if right > cut:
+        segments.append(Segment(text[cut:right], base))
