@@ -84,6 +84,7 @@ def test_all_nodes_interleaved_by_time_with_node_prefixes(tmp_path: Path, logs_d
         (["demo", "worker-1", "--all"], "give a NODE (worker-1) or --all, not both"),
         (["demo", "--all", "--ray", "raylet.out"], "cannot be combined with --all"),
         (["nothere", "--all"], "no launcher logs for nothere"),
+        (["demo", "--all", "-n", "-1"], "-1 is not in the range x>=0"),
     ],
 )
 def test_bad_combinations_are_refused(

@@ -308,7 +308,7 @@ def scale(
 @click.command()
 @click.argument("name")
 @click.argument("node", required=False)
-@click.option("-n", "--lines", type=int, default=100, show_default=True)
+@click.option("-n", "--lines", type=click.IntRange(min=0), default=100, show_default=True)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
 @click.option(
     "--all",
@@ -394,6 +394,8 @@ def _all_logs(paths: ClusterPaths, lines: int, follow: bool, poll_s: float = 0.2
     echo(merged.tail(lines))
     if not follow:
         return
+    if not merged.nodes:
+        click.echo(f"raycai: no launcher logs in {paths.logs_dir} yet; waiting for them", err=True)
     try:
         while True:
             batch = merged.read_batch()
