@@ -1,15 +1,18 @@
 """Helpers and fixtures for the raycai-tui tests (import the fixtures into a test module).
 
 `fake_ray` puts a stand-in Ray into the local workspace's project virtualenv (`.venv`, the
-launchers' first search entry): `ray start --head` listens on the GCS port and answers HTTP
-on the dashboard port (so the head application turns RUNNING), `ray start --address` prints
-Ray's "started" line (so the worker's launcher reports `joined`). Both block until SIGTERM.
-No Ray process runs; the Ray dashboard API answers 404, which the TUI shows as Ray not
-answering.
+launchers' first search entry): tests/fixtures/stand_in_ray.py, no Ray process. Its head
+listens on the GCS port and serves a dashboard on the app port (so the head application turns
+RUNNING) that lists the head and every worker that joined (`ray start --address` connects to
+the head's GCS port and sends its node), ALIVE while the worker runs and DEAD after; the
+worker prints Ray's "started" line, so its launcher reports `joined`. The Ray panel, the Ray
+column and READY therefore work in the fast tests; nothing is in use unless `set_ray_usage`
+says so (a busy worker); log files and jobs are not served (404).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import sys
@@ -27,38 +30,14 @@ from raycai_core.local import WorkspaceHandle
 from raycai_core.spec import ClusterSpec, spec_from_flags
 from raycai_core.target import Target
 from raycai_tui.app import RaycaiApp, Settings
+from tests.fixtures.stand_in_ray import USAGE_FILE
 from tests.fixtures.workspace import RUNTIME
 
 FAKE_PYTHON = """#!/bin/sh
 if [ "$1" = "-c" ]; then echo 2.60.0; exit 0; fi
 exec {python} "$@"
 """
-FAKE_RAY = """#!{python}
-import http.server, signal, socket, sys, threading, time
-args = sys.argv[1:]
-signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-if "--head" in args:
-    ip = args[args.index("--node-ip-address") + 1]
-    gcs = socket.socket()
-    gcs.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    gcs.bind((ip, int(args[args.index("--port") + 1])))
-    gcs.listen()
-
-    class Dashboard(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200 if self.path == "/" else 404)
-            self.end_headers()
-
-        def log_message(self, *_):
-            pass
-
-    port = int(args[args.index("--dashboard-port") + 1])
-    server = http.server.ThreadingHTTPServer(("", port), Dashboard)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-print("Ray runtime started.", flush=True)
-while True:
-    time.sleep(1)
-"""
+STAND_IN_RAY = Path(__file__).resolve().parent.parent / "fixtures" / "stand_in_ray.py"
 
 
 def _executable(path: Path, text: str) -> None:
@@ -71,8 +50,17 @@ def fake_ray(local_workspace: WorkspaceHandle) -> WorkspaceHandle:
     bin_dir = local_workspace.project_dir / ".venv" / "bin"
     bin_dir.mkdir(parents=True)
     _executable(bin_dir / "python", FAKE_PYTHON.format(python=sys.executable))
-    _executable(bin_dir / "ray", FAKE_RAY.format(python=sys.executable))
+    _executable(bin_dir / "ray", f"#!{sys.executable}\n" + STAND_IN_RAY.read_text())
     return local_workspace
+
+
+def set_ray_usage(handle: WorkspaceHandle, used: dict[str, dict[str, float]]) -> None:
+    """What the stand-in Ray reports in use from now on, by node (application) name, e.g.
+    `{"raycai-demo-worker-1": {"CPU": 1}}` for a busy worker; `{}` for idle nodes."""
+    path = handle.project_dir / ".venv" / USAGE_FILE
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(used))
+    temporary.replace(path)
 
 
 @pytest.fixture

@@ -56,7 +56,7 @@ async def test_scale_restart_addresses_and_logs_keys(tui_workspace: WorkspaceHan
         await until(pilot, lambda: status_of(screen, "worker-1") == "RUNNING", "worker RUNNING")
         await until(pilot, lambda: status_of(screen, "head") == "RUNNING", "head RUNNING")
         panel = screen.query_one(RayPanel)
-        await until(pilot, lambda: "not answering" in panel.summary_text, "Ray's state")
+        await until(pilot, lambda: "2 alive" in panel.summary_text, "Ray's state: 2 nodes")
 
         await pilot.press("s")
         dialog = app.screen
