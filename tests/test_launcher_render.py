@@ -207,3 +207,34 @@ def test_template_is_importable_stdlib_only() -> None:
             imported.add(node.module.split(".")[0])
     assert imported <= set(sys.stdlib_module_names) | {"__future__"}
     assert "__file__" not in template_source()
+
+
+def test_launchers_speak_the_core_vocabulary() -> None:
+    """The template's literal vocabulary is what render writes from phases.py, and every
+    phase the launcher records is one the core knows."""
+    from raycai_core.cluster import phases
+    from raycai_core.launcher.render import fill_vocabulary
+
+    template = template_source()
+    assert fill_vocabulary(template) == template
+    rendered = render_script("worker", ".raycai/clusters/demo")
+    namespace: dict[str, object] = {}
+    block = rendered.split("# raycai:vocabulary-begin\n", 1)[1].split("# raycai:vocabulary-end")[0]
+    exec(block, namespace)  # noqa: S102 - constants only, checked just above
+    assert {k: v for k, v in namespace.items() if k.isupper()} == phases.LAUNCHER_CONSTANTS
+    assert namespace["HEARTBEAT_S"] == phases.HEARTBEAT_S
+    recorded = set()
+    for node in ast.walk(ast.parse(template)):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "phase"
+            and node.args
+        ):
+            first = node.args[0]
+            if isinstance(first, ast.Constant):
+                recorded.add(first.value)
+            elif isinstance(first, ast.Name):
+                recorded.add(namespace[first.id])
+    assert recorded and recorded <= set(phases.PHASES)
+    assert {phases.JOINED, phases.DRAINING, phases.DRAINED, phases.STOPPED} <= recorded

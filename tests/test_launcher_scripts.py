@@ -32,7 +32,7 @@ from raycai_core.launcher.render import read_token, render_cluster
 from raycai_core.spec import parse_spec
 
 FAKE_RAY = """#!{python}
-import json, os, signal, socket, sys, time
+import json, os, signal, socket, subprocess, sys, time
 
 def note(**entry):
     entry["pid"] = os.getpid()
@@ -43,8 +43,28 @@ def stop(signum, frame):
     note(event="sigterm")
     sys.exit(1)
 
+if sys.argv[1:2] == ["drain-node"]:  # Ray's drain: the raylet exits once idle (not busy)
+    note(event="drain", argv=sys.argv[1:], env_token=os.environ.get("RAY_AUTH_TOKEN_PATH"))
+    if os.path.exists({exit_file!r} + ".refuse-drain"):
+        print("click.exceptions: The drain request is not accepted: no", flush=True)
+        sys.exit(1)
+    if not os.path.exists({exit_file!r} + ".busy"):
+        try:
+            os.kill(int(open({exit_file!r} + ".raylet").read()), signal.SIGTERM)
+        except (OSError, ValueError):
+            pass
+    sys.exit(0)
 note(event="start", argv=sys.argv[1:], env=dict(os.environ), pgid=os.getpgrp(), sid=os.getsid(0))
 signal.signal(signal.SIGTERM, stop)
+if os.path.exists({exit_file!r} + ".raylet-id") and "--head" not in sys.argv:
+    # A stand-in raylet in our process group, named and flagged like Ray's own.
+    raylet = subprocess.Popen(
+        ["raylet", "-c", "import time\\nwhile True: time.sleep(0.05)",
+         "--node_id=" + open({exit_file!r} + ".raylet-id").read()],
+        executable=sys.executable,
+    )
+    with open({exit_file!r} + ".raylet", "w") as handle:
+        handle.write(str(raylet.pid))
 if "--head" in sys.argv:  # stand in for the GCS
     gcs = socket.socket()
     gcs.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -373,6 +393,98 @@ def test_worker_whose_token_is_refused_fails(fake: Project) -> None:
     assert launcher.wait(20) == 3
     record = fake.record("worker-1")
     assert record["phase"] == "failed" and "refused this node's Ray token" in record["error"]
+    gcs.close()
+
+
+RAY_NODE_ID = "ab" * 28
+
+
+def drain_calls(project: Project) -> list[list[str]]:
+    return [call["argv"] for call in ray_calls(project) if call["event"] == "drain"]
+
+
+def request_drain(project: Project, node_id: str, deadline_s: float) -> None:
+    from raycai_core.cluster.drain import request_drain as write_request
+
+    write_request(project.paths, "worker-1", node_id, deadline_s, "scale-down test")
+
+
+def test_worker_drains_through_ray_when_asked_and_on_sigterm(fake: Project) -> None:
+    from raycai_core.cluster.drain import clear_drain_request
+
+    config = json.loads(fake.paths.launcher_json.read_text())
+    config["timing"] = {"watch_poll_s": 0.05, "drain_poll_s": 0.05, "sigterm_drain_s": 5}
+    fake.paths.launcher_json.write_text(json.dumps(config))
+    Path(str(fake.exit_file) + ".raylet-id").write_text(RAY_NODE_ID)
+    gcs = socket.socket()
+    gcs.bind(("127.0.0.1", 0))
+    gcs.listen()
+    gcs_port = gcs.getsockname()[1]
+    fake.publish_head(gcs_port, "dddd")
+    request_drain(fake, "cd" * 28, 30)  # left for an earlier Ray node of worker-1
+    launcher = fake.start("worker", fake.env("worker-1", "127.0.0.1", free_port()))
+    joined = fake.phase("worker-1", "joined")
+    assert joined["ray_node_id"] == RAY_NODE_ID and joined["drain"] == 1
+    time.sleep(0.5)  # ten watch polls: a stale request must not drain this node
+    assert fake.record("worker-1")["phase"] == "joined" and drain_calls(fake) == []
+
+    # A scale-down asks: Ray drains the node, the raylet exits once idle, Ray is stopped.
+    request_drain(fake, RAY_NODE_ID, 30)
+    drained = fake.phase("worker-1", "drained")
+    assert "tasks finished" in drained["detail"] and drained["ray_node_id"] is None
+    (argv,) = drain_calls(fake)
+    assert flag(argv, "--address") == f"127.0.0.1:{gcs_port}"
+    assert flag(argv, "--node-id") == RAY_NODE_ID
+    assert flag(argv, "--reason") == "DRAIN_NODE_REASON_PREEMPTION"
+    assert 0 < int(flag(argv, "--deadline-remaining-seconds")) <= 30
+    first = starts(fake)[0]["pid"]
+    assert {"event": "sigterm", "pid": first} in ray_calls(fake)
+    assert all(call.get("env_token") == str(fake.paths.auth_token) for call in ray_calls(fake)
+               if call["event"] == "drain")  # fmt: skip
+
+    # The request is withdrawn (the cluster keeps the worker): it joins again.
+    clear_drain_request(fake.paths, "worker-1")
+    wait_for(lambda: len(starts(fake)) == 2, 10, "the worker to rejoin after the withdrawal")
+    fake.phase("worker-1", "joined")
+
+    # Work keeps the node busy past the grace: drained anyway when the grace runs out.
+    Path(str(fake.exit_file) + ".busy").touch()
+    request_drain(fake, RAY_NODE_ID, 1)
+    drained = fake.phase("worker-1", "drained")
+    assert "grace ran out" in drained["detail"]
+    clear_drain_request(fake.paths, "worker-1")
+    wait_for(lambda: len(starts(fake)) == 3, 10, "the second rejoin")
+    fake.phase("worker-1", "joined")
+
+    # Deleted from the CML UI (SIGTERM): the launcher drains first, then stops Ray.
+    Path(str(fake.exit_file) + ".busy").unlink()
+    launcher.send_signal(signal.SIGTERM)
+    assert launcher.wait(20) == 0
+    assert fake.record("worker-1")["phase"] == "stopped"
+    last = drain_calls(fake)[-1]
+    assert len(drain_calls(fake)) == 3 and "the application stops" in flag(last, "--reason-message")
+    log = fake.paths.node_log("worker-1").read_text()
+    assert "phase draining" in log and "phase drained" in log
+    gcs.close()
+
+
+def test_a_refused_drain_still_ends_drained(fake: Project) -> None:
+    config = json.loads(fake.paths.launcher_json.read_text())
+    config["timing"] = {"watch_poll_s": 0.05, "drain_poll_s": 0.05}
+    fake.paths.launcher_json.write_text(json.dumps(config))
+    Path(str(fake.exit_file) + ".raylet-id").write_text(RAY_NODE_ID)
+    Path(str(fake.exit_file) + ".refuse-drain").touch()
+    gcs = socket.socket()
+    gcs.bind(("127.0.0.1", 0))
+    gcs.listen()
+    fake.publish_head(gcs.getsockname()[1], "eeee")
+    launcher = fake.start("worker", fake.env("worker-1", "127.0.0.1", free_port()))
+    fake.phase("worker-1", "joined")
+    request_drain(fake, RAY_NODE_ID, 30)
+    drained = fake.phase("worker-1", "drained")
+    assert "did not drain" in drained["detail"] and "not accepted" in drained["last_error"]
+    launcher.send_signal(signal.SIGTERM)
+    assert launcher.wait(20) == 0
     gcs.close()
 
 
