@@ -66,11 +66,11 @@ def connect(
     read by Ray from its file. Raises `VersionMismatch` when this Python (major.minor) or Ray
     differs from the cluster's, `ConnectError` when the cluster is not reachable or refused.
     """
-    from raycai_core.work.access import version_problems
+    from raycai_core.work.access import local_versions, version_problems
 
     access = _access(name, project_dir)
     if check_versions:
-        problems = version_problems(access)
+        problems = version_problems(access, *local_versions())
         if problems:
             raise VersionMismatch("; ".join(problems))
     _use_token_auth(access.token_path)

@@ -25,6 +25,7 @@ from raycai_core.work.access import (
     ClusterAccess,
     ClusterAccessError,
     load_access,
+    local_versions,
     shell_exports,
     version_problems,
 )
@@ -120,7 +121,7 @@ def work_client(access: ClusterAccess) -> RayWorkClient:
 
 
 def warn_versions(access: ClusterAccess) -> None:
-    for problem in version_problems(access):
+    for problem in version_problems(access, *local_versions()):
         click.echo(click.style(f"# warning: {problem}", fg="yellow"), err=True)
 
 

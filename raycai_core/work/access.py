@@ -95,16 +95,14 @@ def _minor(version: str) -> str:
     return ".".join(version.split(".")[:2])
 
 
-def version_problems(
-    access: ClusterAccess, python: str | None = None, ray: str | None = None
-) -> list[str]:
-    """Why a driver with this Python and Ray could not use the cluster (empty: it can).
+def local_versions() -> tuple[str, str | None]:
+    """(Python, Ray) of this process; Ray is None when it is not installed."""
+    return local_python_version(), local_ray_version()
 
-    `python`/`ray` default to this process's; a missing local Ray is a problem, an unknown
-    cluster Python (an older head) is not checked.
-    """
-    python = python or local_python_version()
-    ray = ray if ray is not None else local_ray_version()
+
+def version_problems(access: ClusterAccess, python: str, ray: str | None) -> list[str]:
+    """Why a driver with this Python and Ray (None: not installed) could not use the
+    cluster; empty when it can. An unknown cluster Python (an older head) is not checked."""
     problems = []
     cluster_ray = access.head.ray_version
     if ray is None:

@@ -127,7 +127,10 @@ class RayWorkClient(RayDashboardClient):
         operation = f"GET {path}"
         what = f"following the logs of job {job_id}"
         url = self.base_url.replace("http", "ws", 1) + path
-        headers = {key: value for key, value in self._http.headers.items() if key != "host"}
+        # Only these: httpx's Connection/Accept headers would spoil the WebSocket upgrade.
+        headers = {
+            k: v for k, v in self._http.headers.items() if k in ("user-agent", "authorization")
+        }
         timeout = aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0)
         connect = aiohttp.ClientTimeout(sock_connect=self._timeout.connect or 5.0)
         started = False
