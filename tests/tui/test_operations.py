@@ -7,6 +7,10 @@ slowed with the workspace's latency fault where an operation must still run when
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+
 from textual.app import App
 
 from raycai_core.cluster.desired import read_desired
@@ -16,9 +20,11 @@ from raycai_core.local import WorkspaceHandle
 from raycai_tui.app import QuitScreen, RaycaiApp
 from raycai_tui.screens.cluster import ClusterScreen
 from raycai_tui.screens.clusters import ClustersScreen
+from raycai_tui.screens.confirm import ConfirmScreen
 from raycai_tui.widgets.apps_table import AppsTable
 from raycai_tui.widgets.clusters_table import ClustersTable
 from raycai_tui.widgets.events import EventsLog
+from tests.fixtures.workspace import session_pids
 from tests.tui.support import (
     client_for,
     cluster_apps,
@@ -26,6 +32,12 @@ from tests.tui.support import (
     make_app,
     until,
 )
+
+
+def signal_all(pids: list[int], signum: signal.Signals) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
 
 
 def stored_workers(handle: WorkspaceHandle, name: str = "demo") -> int | None:
@@ -184,3 +196,40 @@ async def test_quitting_while_a_scale_runs_asks_and_says_what_stays(
     async with client_for(handle) as cml:
         await ClusterManager(cml, handle.project_dir).scale("demo", 2)
     assert len(await worker_apps(handle)) == 2
+
+
+async def test_removing_a_busy_worker_asks_first(tui_workspace: WorkspaceHandle) -> None:
+    """Ray silent (its head stopped): a joined worker may run tasks, so `-` asks first."""
+    handle = tui_workspace
+    await create_cluster(handle, "demo", workers=1)
+    app = make_app(handle, heal=False)
+    async with app.run_test(size=(160, 45)) as pilot:
+        screen = await open_from_list(pilot, app)
+
+        def joined() -> bool:
+            row = screen.view.row("worker-1") if screen.view is not None else None
+            return row is not None and row.joined
+
+        await until(pilot, joined, "worker-1 joined")
+        head = next(a for a in await cluster_apps(handle) if a.name == "raycai-demo-head")
+        head_processes = session_pids(handle.app_info(head.id)["pid"])
+        signal_all(head_processes, signal.SIGSTOP)  # Ray's dashboard stops answering
+        try:
+            await pilot.press("minus")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question", 30)
+            dialog = app.screen
+            assert dialog.items == ["worker-1"] and "running Ray tasks" in dialog.question
+            await until(pilot, lambda: app.focused is not None, "the dialog's focus")
+            assert app.focused.id == "no"  # the safe answer
+            await pilot.press("enter")  # Cancel
+            await until(pilot, lambda: "demo" not in app.operations, "the operation to end")
+            assert any("cancelled: busy workers kept" in t for t in events_of(app))
+            assert stored_workers(handle) == 1 and len(await worker_apps(handle)) == 1
+
+            await pilot.press("minus")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "asked again", 30)
+        finally:
+            signal_all(head_processes, signal.SIGCONT)
+        await pilot.press("y")
+        await until(pilot, lambda: "workers 1 -> 0" in events_of(app), "the removal", 60)
+        assert stored_workers(handle) == 0 and await worker_apps(handle) == []
