@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from raycai_core.cluster.desired import write_desired
 from raycai_core.cluster.layout import ClusterPaths
 from raycai_core.cluster.lifecycle import ClusterManager
 from raycai_core.cml.client import CMLClient
@@ -128,6 +129,7 @@ async def test_scripted_autoscaler_passes_create_list_and_delete_workers(
     handle = idle_workspace  # apps stay STARTING: no process runs, the API is what counts
     spec = autoscaled_spec()
     paths = render_cluster(handle.project_dir, spec).paths
+    write_desired(paths, spec)
     ops = ClusterManager(cml_client, handle.project_dir)
     head = await cml_client.create_application(ops._request(spec, HEAD_NODE))
     paths.head_json.write_text(json.dumps({"ip": "127.0.0.42", "gcs_port": 6379}))
@@ -176,6 +178,12 @@ async def test_scripted_autoscaler_passes_create_list_and_delete_workers(
     )
     remaining = await cml_client.list_applications({"name": "raycai-auto-"})
     assert by_node["worker-2"] not in {a.id for a in remaining}
+
+    # Once `raycai down` has marked the cluster deleting, nothing is created any more.
+    write_desired(paths, spec, "deleting")
+    before = await cml_client.list_applications({"name": "raycai-auto-"})
+    scale(provider, add=1)
+    assert await cml_client.list_applications({"name": "raycai-auto-"}) == before
     await ops.observer.aclose()
 
 

@@ -25,6 +25,7 @@ EXIT_NO_CREDENTIALS = 3
 EXIT_NO_RAY = 4
 # Lines Ray's monitor writes on every pass; they say nothing a reader needs.
 QUIET = ("The autoscaler took ", "Autoscaler has not yet received load metrics")
+RAY_LOGGERS = ("ray", "ray.autoscaler", "ray.autoscaler._private")
 
 
 class _Quiet(logging.Filter):
@@ -47,10 +48,12 @@ def setup_logging() -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
-    # Ray gives its own logger a plain stderr handler that does not propagate.
-    ray_logger = logging.getLogger("ray")
-    ray_logger.handlers[:] = []
-    ray_logger.propagate = True
+    # Importing Ray gives its loggers handlers of their own that do not propagate: call this
+    # again once Ray is imported.
+    for name in RAY_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         log.error("autoscaling off: cannot load Ray's autoscaler: %r", exc)
         return EXIT_NO_RAY
+    setup_logging()
     log.info("starting Ray's autoscaler for %s with %s", args.address, args.config)
     # retry_on_failure=False: after repeated failed passes the monitor exits and the head
     # launcher starts a fresh one (as KubeRay's container restart does).

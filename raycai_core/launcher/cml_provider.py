@@ -344,6 +344,11 @@ class CMLNodeProvider(BatchingNodeProvider):
     def _joined(self, node: str, app: Mapping[str, Any]) -> bool:
         return self._record(node, app).get("phase") == "joined"
 
+    def cluster_active(self) -> bool:
+        """False once `raycai down` marked the cluster deleting (or removed its files)."""
+        desired = read_json(os.path.join(self.cluster_dir, "cluster.json"))
+        return desired is not None and desired.get("state", "active") == "active"
+
     # -- changing ------------------------------------------------------------------------
 
     def submit_scale_request(self, scale_request: ScaleRequest) -> None:
@@ -357,6 +362,9 @@ class CMLNodeProvider(BatchingNodeProvider):
         )
         missing = wanted - have
         if missing <= 0:
+            return
+        if not self.cluster_active():
+            logger.info("%s not creating workers: the cluster is being deleted", LOG_PREFIX)
             return
         wait = self.create_not_before - time.time()
         if wait > 0:

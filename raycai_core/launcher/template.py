@@ -613,6 +613,185 @@ def find_raylet(pgid: int) -> tuple[int, str] | None:
     return None
 
 
+# --- Ray's autoscaler on the head ---------------------------------------------------------
+
+AUTOSCALER_OFF_CODES = (3, 4)  # raycai_autoscaler.py: no credentials, Ray's autoscaler missing
+AUTOSCALER_BACKOFF_S = (1.0, 60.0)  # first and longest wait before starting it again
+AUTOSCALER_STOP_GRACE_S = 5.0
+
+
+def ray_python(ray_exe: str) -> str:
+    """The Python that runs `ray_exe` (the autoscaler must import that Ray)."""
+    python = os.path.join(os.path.dirname(ray_exe), "python")
+    if os.path.isfile(python):
+        return python
+    return shebang_python(ray_exe) or sys.executable
+
+
+def autoscaler_unavailable(cluster_dir: str, settings: dict) -> str | None:
+    """Why the autoscaler cannot run on this head, or None. The provider acts with the
+    head application's own workload credentials; without them the cluster keeps its size."""
+    if not os.environ.get("CDSW_APIV2_KEY", "").strip():
+        return (
+            "no CML API key in the head application's environment (CDSW_APIV2_KEY): the "
+            "cluster keeps its minimum size"
+        )
+    if not (os.environ.get("CDSW_API_URL") or os.environ.get("CDSW_DOMAIN")):
+        return "no workspace address in the head's environment (CDSW_API_URL or CDSW_DOMAIN)"
+    for key in ("runner", "config"):
+        name = str(settings.get(key) or "")
+        if not name or not os.path.isfile(os.path.join(cluster_dir, name)):
+            return f"{name or key} is missing from the cluster directory: run `raycai up` again"
+    return None
+
+
+class HeadAutoscaler:
+    """Ray's autoscaler for this cluster in a process of its own (raycai_autoscaler.py),
+    started once the head's GCS answers and started again with a growing delay when it exits;
+    `ray start --block` would stop the whole head if its own monitor child died. The state
+    is in the head's record: autoscaler = {state: off|starting|running|restarting, reason}."""
+
+    def __init__(self, launcher: Launcher, settings: dict | None, reason: str | None) -> None:
+        self.launcher = launcher
+        self.settings = settings or {}
+        self.enabled = bool(settings) and reason is None
+        self.proc: subprocess.Popen | None = None
+        self.stopping = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.restarts = 0
+
+    @classmethod
+    def for_head(cls, launcher: Launcher) -> HeadAutoscaler:
+        settings = launcher.config.get("autoscaler")
+        if not isinstance(settings, dict) or not settings:
+            return cls(launcher, None, None)
+        reason = autoscaler_unavailable(launcher.dir, settings)
+        autoscaler = cls(launcher, settings, reason)
+        if reason:
+            autoscaler.record("off", reason)
+            launcher.log.info("autoscaling off: " + reason)
+        else:
+            autoscaler.record("starting", "waiting for the head's GCS")
+        return autoscaler
+
+    def record(self, state: str, reason: str | None, pid: int | None = None) -> None:
+        self.launcher.status.update(
+            autoscaler={
+                "state": state,
+                "reason": reason,
+                "pid": pid,
+                "restarts": self.restarts,
+                "since": now(),
+            }
+        )
+
+    def start(self, gcs_address: str) -> None:
+        if not self.enabled or self.thread is not None:
+            return
+        self.thread = threading.Thread(
+            target=self._supervise, args=(gcs_address,), name="autoscaler", daemon=True
+        )
+        self.thread.start()
+
+    def _supervise(self, gcs_address: str) -> None:
+        failures = 0
+        try:
+            while not self.stopping.is_set():
+                started = time.monotonic()
+                code = self._run_once(gcs_address)
+                if code is None or self.stopping.is_set():
+                    return
+                ran = time.monotonic() - started
+                why = f"the autoscaler exited with code {code} after {ran:.0f} s"
+                last = self._last_line()
+                if last:
+                    why += f" ({last})"
+                if code in AUTOSCALER_OFF_CODES:
+                    self.record("off", why)
+                    self.launcher.log.info("autoscaling off: " + why)
+                    return
+                failures = 1 if ran > AUTOSCALER_BACKOFF_S[1] else failures + 1
+                delay = min(AUTOSCALER_BACKOFF_S[1], AUTOSCALER_BACKOFF_S[0] * 2 ** (failures - 1))
+                self.restarts += 1
+                self.record("restarting", f"{why}; starting it again in {delay:.0f} s")
+                self.launcher.log.info(f"{why}; starting it again in {delay:.0f} s")
+                self.stopping.wait(delay)
+        except Exception as exc:  # never let the autoscaler take the head down
+            self.launcher.log.info("autoscaler supervisor crashed:\n" + traceback.format_exc())
+            self.record("off", one_line(f"the autoscaler's supervisor crashed: {exc!r}"))
+
+    def log_path(self) -> str:
+        return os.path.join(self.launcher.dir, "logs", str(self.settings.get("log")))
+
+    def _run_once(self, gcs_address: str) -> int | None:
+        """Run the autoscaler until it exits (its code) or the head stops (None)."""
+        path = self.log_path()
+        with contextlib.suppress(OSError):
+            if os.path.getsize(path) > LOG_ROTATE_BYTES:
+                os.replace(path, path + ".1")
+        env = dict(self.launcher.ray_env)
+        env["AUTOSCALER_UPDATE_INTERVAL_S"] = str(int(self.settings.get("update_interval_s", 5)))
+        env["RAY_ENABLE_CLUSTER_STATUS_LOG"] = "0"  # the status block on every pass
+        argv = [
+            ray_python(self.launcher.ray_exe),
+            os.path.join(self.launcher.dir, str(self.settings["runner"])),
+            "--address",
+            gcs_address,
+            "--config",
+            os.path.join(self.launcher.dir, str(self.settings["config"])),
+        ]
+        kwargs: dict = {}
+        if sys.version_info >= (3, 11):
+            kwargs["process_group"] = 0
+        else:
+            kwargs["preexec_fn"] = os.setpgrp
+        with open(path, "ab") as out:
+            proc = subprocess.Popen(
+                argv,
+                env=env,
+                cwd=self.launcher.root,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                **kwargs,
+            )
+        self.proc = proc
+        self.launcher.log.info(
+            f"autoscaler started (pid {proc.pid}, log logs/{self.settings['log']})"
+        )
+        self.record("running", None, pid=proc.pid)
+        while proc.poll() is None:
+            if self.stopping.wait(1.0):
+                return None
+        return proc.returncode
+
+    def _last_line(self) -> str:
+        try:
+            with open(self.log_path(), "rb") as handle:
+                handle.seek(max(0, os.path.getsize(self.log_path()) - 4096))
+                lines = handle.read().decode("utf-8", "replace").strip().splitlines()
+        except OSError:
+            return ""
+        return one_line(lines[-1], 200) if lines else ""
+
+    def stop(self) -> None:
+        """Stop the autoscaler (first, so that it creates nothing while the head goes)."""
+        if not self.enabled or self.stopping.is_set():
+            return
+        self.stopping.set()
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(AUTOSCALER_STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(OSError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self.record("off", "the head is stopping")
+
+
 # --- the launcher -------------------------------------------------------------------------
 
 
@@ -783,18 +962,26 @@ class Launcher:
         argv += ["--dashboard-host", "0.0.0.0", "--dashboard-port", str(app_port)]
         argv += ["--ray-client-server-port", str(client_port)]
         argv += self.common_args(ip, self.config["head"])
+        autoscaler = HeadAutoscaler.for_head(self)
+        if autoscaler.enabled:
+            argv.append("--no-monitor")  # ours runs apart: its crash must not stop the head
         self.phase("starting-ray", detail=f"GCS port {gcs_port}, client port {client_port}")
         started = now()
         ray = self.start_ray(argv)
         published = False
-        while ray.poll() is None:
-            if self.stopping.is_set():
-                return self.stop_and_wait(ray)
-            if not published and tcp_accepts(ip, gcs_port, 0.5):
-                head = self.publish_head(ip, gcs_port, app_port, client_port, started)
-                self.phase("running", head_incarnation=head["incarnation"])
-                published = True
-            self.wait(float(self.timing["publish_poll_s"]) if not published else 1.0)
+        try:
+            while ray.poll() is None:
+                if self.stopping.is_set():
+                    autoscaler.stop()
+                    return self.stop_and_wait(ray)
+                if not published and tcp_accepts(ip, gcs_port, 0.5):
+                    head = self.publish_head(ip, gcs_port, app_port, client_port, started)
+                    self.phase("running", head_incarnation=head["incarnation"])
+                    published = True
+                    autoscaler.start(address(ip, gcs_port))
+                self.wait(float(self.timing["publish_poll_s"]) if not published else 1.0)
+        finally:
+            autoscaler.stop()
         if self.stopping.is_set():
             return self.stop_and_wait(ray)
         self.phase("ray-exited", error=ray.describe_exit() + "; the application will restart")
