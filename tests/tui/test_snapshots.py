@@ -41,6 +41,14 @@ async def show_cluster(pilot: Pilot[None]) -> None:
     await pilot.pause()
 
 
+async def show_cluster_before_its_data(pilot: Pilot[None]) -> None:
+    app = pilot.app
+    assert isinstance(app, RaycaiApp)
+    app.show_connected("CML ml-3f2a9c.example.cloudera.site", "ray-demo (p-7h2k-abcd)")
+    await app.push_screen(ClusterScreen("demo"))  # no snapshot yet: data keys dimmed
+    await pilot.pause()
+
+
 async def show_create_form(pilot: Pilot[None]) -> None:
     await show_clusters(pilot)
     screen = CreateScreen(existing={"demo", "etl-nightly", "scratch"})
@@ -60,6 +68,10 @@ def test_clusters_screen(snap_compare) -> None:
 
 def test_cluster_screen(snap_compare) -> None:
     assert snap_compare(fixed_app(), terminal_size=SIZE, run_before=show_cluster)
+
+
+def test_cluster_screen_keys_wait_for_its_data(snap_compare) -> None:
+    assert snap_compare(fixed_app(), terminal_size=SIZE, run_before=show_cluster_before_its_data)
 
 
 def test_create_form_with_validation_messages(snap_compare) -> None:
