@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from raycai_core.cluster import phases
+from raycai_core.cluster.autoscaler import KEPT_BY_AUTOSCALER, autoscaler_running
 from raycai_core.cluster.desired import Desired
 from raycai_core.cluster.records import NodeRecord
 from raycai_core.cluster.view import ClusterView
 from raycai_core.cml.models import AppStatus
-from raycai_core.naming import worker_node
+from raycai_core.naming import HEAD_NODE, worker_node
 
 if TYPE_CHECKING:
     from raycai_core.cluster.lifecycle import ClusterSummary
@@ -67,6 +68,8 @@ def heal_reason(
     desired = summary.desired
     if desired is None or not _active(desired) or not desired.spec.healing:
         return None
+    if autoscaler_running(summary.records.get(HEAD_NODE), now):
+        return None  # one reconciler: the cluster's own autoscaler keeps it
     broken = [m.node for m in summary.members if m.app.status in BROKEN]
     if broken:
         return "application failed or stopped: " + ", ".join(broken)
@@ -99,6 +102,10 @@ def plan_heal(view: ClusterView, desired: Desired | None, now: float) -> HealPla
     if not _active(desired):
         return HealPlan([], [])
     assert desired is not None
+    head = view.head_row
+    if head is not None and autoscaler_running(head.record, now):
+        kept = f"kept by {KEPT_BY_AUTOSCALER}"
+        return HealPlan([], [(row.node, kept) for row in view.rows if row.app is not None])
     steps: list[HealStep] = []
     alone: list[tuple[str, str]] = []
     wanted = desired.spec.workers.count

@@ -19,6 +19,7 @@ from typing import Literal
 
 from raycai_core.cluster import phases
 from raycai_core.cluster.apps import APP_FILTER, ClusterApp, group_by_cluster
+from raycai_core.cluster.autoscaler import autoscaler_keeps, bounds_note
 from raycai_core.cluster.desired import Desired, DesiredState, read_desired, write_desired
 from raycai_core.cluster.drain import (
     DRAIN_SLACK_S,
@@ -370,7 +371,10 @@ class ClusterManager:
         existing = {m.node: m for m in workers}
         restart = [m for m in workers if m.app.status in (AppStatus.STOPPED, AppStatus.FAILED)]
         missing = _missing_nodes(existing, wanted)
-        extra = _pick_extra_by_index(workers, wanted)
+        # Workers the cluster's autoscaler added (up to its max) are its business.
+        extra = _pick_extra_by_index(
+            workers, spec.workers.max if spec.workers.autoscale else wanted
+        )
         total = len(missing)
         if missing:
             self.report("workers-create", f"creating {total} worker application(s)", 0, total)
@@ -475,6 +479,11 @@ class ClusterManager:
             raise ClusterNotFound(
                 f"no cluster named {name!r} in this project (`raycai list` shows them)"
             )
+        moved = await self._move_autoscaler_bounds(name, target)
+        if moved is not None:
+            if wait:
+                await self.wait_ready(name, timeout=timeout)
+            return moved
         async with self.lock(name):
             desired = await asyncio.to_thread(read_desired, paths)
             if desired is None:
@@ -505,6 +514,22 @@ class ClusterManager:
         if wait:
             await self.wait_ready(name, timeout=timeout)
         return ScaleResult(before=before, after=count, added=added, removed=removed)
+
+    async def _move_autoscaler_bounds(self, name: str, target: ScaleTarget) -> ScaleResult | None:
+        """With the cluster's autoscaler running, a scale moves its min (and its max when it
+        must) and the autoscaler adds or removes the workers; None when raycai scales."""
+        paths = self.paths(name)
+        async with self.lock(name):
+            desired = await asyncio.to_thread(read_desired, paths)
+            if not await asyncio.to_thread(autoscaler_keeps, paths, desired):
+                return None
+            assert desired is not None
+            old = desired.spec.workers
+            count = target.apply(old.count)
+            new = desired.spec.with_workers(count)
+            await asyncio.to_thread(self._write_spec, new)
+            self.report("scale", bounds_note(old.min, old.max, new.workers.min, new.workers.max))
+            return ScaleResult(before=old.count, after=count, added=[], removed=[])
 
     async def _add_workers(
         self, spec: ClusterSpec, workers: list[NodeRow], count: int

@@ -52,6 +52,33 @@ class HeadAddress:
 
 
 @dataclass(frozen=True)
+class AutoscalerRecord:
+    """The head record's `autoscaler`: Ray's autoscaler beside the head (cluster/autoscaler.py).
+
+    `state`: off (not running; `reason` says why), starting, running, restarting.
+    """
+
+    state: str
+    reason: str | None = None
+    pid: int | None = None
+    restarts: int = 0
+    since: float | None = None
+
+    @classmethod
+    def from_json(cls, data: Any) -> AutoscalerRecord | None:
+        if not isinstance(data, dict) or not data.get("state"):
+            return None
+        pid = data.get("pid")
+        return cls(
+            state=str(data["state"]),
+            reason=(str(data["reason"]) if data.get("reason") else None),
+            pid=pid if isinstance(pid, int) else None,
+            restarts=_int(data.get("restarts")),
+            since=_float(data.get("since")),
+        )
+
+
+@dataclass(frozen=True)
 class NodeRecord:
     node: str
     role: str
@@ -68,6 +95,7 @@ class NodeRecord:
     heartbeat_s: float | None = None  # the launcher's heartbeat interval (None: the default)
     ray_node_id: str | None = None  # hex id of its Ray node, once joined
     drain: int = 0  # drain-request protocol the launcher understands (0: none)
+    autoscaler: AutoscalerRecord | None = None  # the head's, when the cluster autoscales
 
     @classmethod
     def from_json(cls, data: Any) -> NodeRecord | None:
@@ -89,6 +117,7 @@ class NodeRecord:
             heartbeat_s=_float(data.get("heartbeat_s")),
             ray_node_id=(str(data["ray_node_id"]) if data.get("ray_node_id") else None),
             drain=_int(data.get("drain")),
+            autoscaler=AutoscalerRecord.from_json(data.get("autoscaler")),
         )
 
     @property
