@@ -1,0 +1,577 @@
+"""Ray Jobs of one cluster: the list (one dashboard request per poll), a job's logs, submit, stop.
+
+The list comes from a poller that reschedules itself after each run (never overlapping) and
+backs off while the dashboard fails; a failure is shown in the status line and the last list
+stays. Submitting and stopping are named workers; their failures are notified, never fatal.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import ModalScreen
+from textual.timer import Timer
+from textual.widgets import Button, Footer, Header, Input, Label, Static
+
+from raycai_tui.backoff import Backoff
+from raycai_tui.format import age, describe_error
+from raycai_tui.screens.base import RaycaiScreen
+from raycai_tui.widgets.keyed_table import Column, KeyedTable, Row
+from raycai_tui.widgets.status_line import StatusLine
+
+if TYPE_CHECKING:
+    from raycai_core.work.client import RayWorkClient
+    from raycai_core.work.jobs import JobInfo, JobRequest
+    from raycai_core.work.session import ClusterWork
+
+JOB_STATUS_STYLES = {
+    "RUNNING": "bold cyan",
+    "PENDING": "yellow",
+    "SUCCEEDED": "green",
+    "FAILED": "bold red",
+    "STOPPED": "magenta",
+    "UNKNOWN": "dim",
+}
+
+
+def one_line(text: str, limit: int) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def job_row(job: JobInfo, now: float) -> Row:
+    start = time.strftime("%H:%M:%S", time.localtime(job.start_time)) if job.start_time else "-"
+    return (
+        job.id,
+        (
+            job.id,
+            Text(job.status, style=JOB_STATUS_STYLES.get(job.status, "")),
+            one_line(job.entrypoint, 40),
+            start,
+            age(job.duration(now)),
+            one_line(job.message, 80),
+        ),
+    )
+
+
+class JobsTable(KeyedTable):
+    COLUMNS: ClassVar[tuple[Column, ...]] = (
+        Column("id", "ID", 28),
+        Column("status", "STATUS", 10),
+        Column("entrypoint", "ENTRYPOINT", 40),
+        Column("start", "START", 8),
+        Column("duration", "DURATION", 8),
+        Column("message", "MESSAGE", 80),
+    )
+
+
+class JobsPolled(Message):
+    def __init__(self, jobs: list[JobInfo]) -> None:
+        super().__init__()
+        self.jobs = jobs
+
+
+class JobsPollFailed(Message):
+    def __init__(self, reason: str) -> None:
+        super().__init__()
+        self.reason = reason
+
+
+def open_work(project_dir: Path, cluster: str) -> ClusterWork:
+    from raycai_core.work.session import ClusterWork
+
+    return ClusterWork(project_dir, cluster)
+
+
+class JobsScreen(RaycaiScreen):
+    """`JobsScreen(cluster, project_dir)`; the app's poll interval unless `poll_interval`."""
+
+    BINDINGS = [
+        Binding("escape", "back", "Back", id="jobs.back", tooltip="Back to the cluster"),
+        Binding("enter", "logs", "Logs", id="jobs.logs", tooltip="The selected job's logs"),
+        Binding("n", "submit", "Submit", id="jobs.submit", tooltip="Submit a new job"),
+        Binding("x", "stop", "Stop", id="jobs.stop", tooltip="Stop the selected job (asks first)"),
+        Binding("d", "toggle_drivers", "Drivers", id="jobs.drivers", tooltip="Show drivers too"),
+        Binding("r", "refresh", "Refresh", id="jobs.refresh", tooltip="Poll the jobs now"),
+        Binding("q", "app.quit", "Quit", id="jobs.quit", tooltip="Quit raycai-tui"),
+    ]
+    MUTATING = frozenset({"submit", "stop"})
+    DEFAULT_CSS = """
+    JobsScreen #jobs-title { height: 1; padding: 0 1; background: $panel; }
+    JobsScreen JobsTable { height: 1fr; }
+    JobsScreen #jobs-status { height: auto; padding: 0 1; }
+    """
+
+    def __init__(
+        self, cluster: str, project_dir: Path, *, poll_interval: float | None = None
+    ) -> None:
+        super().__init__()
+        self.cluster = cluster
+        self.project_dir = Path(project_dir)
+        self.help_title = f"jobs of {cluster}"
+        self.poll_interval = poll_interval
+        self.backoff = Backoff(2.0, maximum=30.0)
+        self.jobs: list[JobInfo] = []
+        self.show_drivers = False
+        self.polls = 0
+        self.work = open_work(self.project_dir, cluster)
+        self._timer: Timer | None = None
+        self._polling = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(Text(f"Jobs of {self.cluster}", style="bold"), id="jobs-title")
+        yield JobsTable(id="jobs")
+        yield StatusLine(id="jobs-status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.backoff.interval = self.poll_interval or self.raycai.settings.poll_s or 2.0
+        self.query_one(StatusLine).set_source("Ray jobs", self.backoff)
+        self.query_one(JobsTable).focus()
+        self.poll_now()
+
+    async def on_unmount(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+        await self.work.aclose()
+
+    # -- polling ---------------------------------------------------------------------------
+
+    def poll_now(self) -> None:
+        if self._polling:
+            return
+        if self._timer is not None:
+            self._timer.stop()
+        self._polling = True
+        self.poll()
+
+    @work(group="jobs.poll", exclusive=True, exit_on_error=False)
+    async def poll(self) -> None:
+        try:
+            client = await self.work.client()
+            jobs = await client.list_jobs()
+        except Exception as exc:  # access, dashboard, or an answer we cannot read
+            self.post_message(JobsPollFailed(describe_error(exc)))
+            return
+        self.post_message(JobsPolled(jobs))
+
+    def on_jobs_polled(self, message: JobsPolled) -> None:
+        self._polling = False
+        self.polls += 1
+        self.jobs = message.jobs
+        self.show_jobs()
+        self._schedule(self.backoff.succeeded(time.time()))
+
+    def on_jobs_poll_failed(self, message: JobsPollFailed) -> None:
+        self._polling = False
+        self._schedule(self.backoff.failed(message.reason, time.time()))
+
+    def _schedule(self, delay: float) -> None:
+        self.query_one(StatusLine).set_source("Ray jobs", self.backoff)
+        self._timer = self.set_timer(delay, self.poll_now)
+
+    def show_jobs(self) -> None:
+        shown = [j for j in self.jobs if self.show_drivers or j.is_submission]
+        now = time.time()
+        self.query_one(JobsTable).reconcile([job_row(j, now) for j in shown])
+        summary = f"Jobs of {self.cluster}  ·  {len(shown)} shown"
+        if not shown and not self.jobs:
+            summary += "  ·  none yet: n submits one"
+        self.query_one("#jobs-title", Static).update(Text(summary, style="bold"))
+
+    @property
+    def selected(self) -> JobInfo | None:
+        key = self.query_one(JobsTable).selected_key
+        return next((j for j in self.jobs if j.id == key), None)
+
+    # -- actions ---------------------------------------------------------------------------
+
+    def action_back(self) -> None:
+        self.dismiss()
+
+    def action_refresh(self) -> None:
+        self.poll_now()
+
+    def action_toggle_drivers(self) -> None:
+        self.show_drivers = not self.show_drivers
+        self.show_jobs()
+
+    @on(JobsTable.RowSelected)
+    def _row_chosen(self, event: JobsTable.RowSelected) -> None:
+        event.stop()  # the table takes enter: open the logs as the binding would
+        self.action_logs()
+
+    def action_logs(self) -> None:
+        job = self.selected
+        if job is None:
+            self.notify("No job selected.", severity="warning")
+            return
+        if not job.is_submission:
+            self.notify("Ray keeps logs for submitted jobs only.", severity="warning")
+            return
+        self.app.push_screen(JobLogsScreen(self.cluster, job.id, self.work, self.project_dir))
+
+    def action_submit(self) -> None:
+        def chosen(request: JobDraft | None) -> None:
+            if request is not None:
+                self.submit(request)
+
+        self.app.push_screen(SubmitJobScreen(self.cluster, self.project_dir), chosen)
+
+    @work(group="jobs.submit", exit_on_error=False)
+    async def submit(self, draft: JobDraft) -> None:
+        from dataclasses import replace
+
+        from raycai_core.work.packages import build_package
+
+        try:
+            client = await self.work.client()
+            request = draft.request
+            if draft.working_dir is not None:
+                package = await self._run_off_thread(build_package, draft.working_dir)
+                await client.ensure_package(package)
+                request = replace(request, working_dir_uri=package.uri)
+            job_id = await client.submit_job(request)
+        except Exception as exc:
+            self.notify(describe_error(exc), title="Submit failed", severity="error", markup=False)
+            return
+        self.notify(f"Submitted {job_id}", title=self.cluster)
+        self.poll_now()
+
+    @staticmethod
+    async def _run_off_thread(function, *args):  # type: ignore[no-untyped-def]
+        import asyncio
+
+        return await asyncio.to_thread(function, *args)
+
+    def action_stop(self) -> None:
+        from raycai_tui.screens.confirm import ConfirmScreen
+
+        job = self.selected
+        if job is None:
+            self.notify("No job selected.", severity="warning")
+            return
+        if job.terminal or not job.is_submission:
+            self.notify(f"{job.id} is {job.status}: nothing to stop.", severity="warning")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.stop(job.id)
+
+        question = f"Stop job {job.id}? Ray sends its entrypoint SIGTERM, then SIGKILL."
+        self.app.push_screen(
+            ConfirmScreen(f"Stop {job.id}", question, [job.entrypoint], yes_label="Stop"),
+            answered,
+        )
+
+    @work(group="jobs.stop", exit_on_error=False)
+    async def stop(self, job_id: str) -> None:
+        try:
+            client = await self.work.client()
+            stopped = await client.stop_job(job_id)
+        except Exception as exc:
+            self.notify(describe_error(exc), title="Stop failed", severity="error", markup=False)
+            return
+        self.notify(f"{job_id}: {'stop requested' if stopped else 'had already ended'}")
+        self.poll_now()
+
+
+# -- submit form -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobDraft:
+    request: JobRequest
+    working_dir: Path | None = None
+
+
+@dataclass
+class FormCheck:
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+FIELDS = (
+    ("entrypoint", "Entrypoint (runs from the project root)", "python train.py --epochs 3"),
+    ("working_dir", "Working dir to upload (empty: none)", "path/to/dir"),
+    ("env", "Environment (KEY=VALUE, space separated)", "A=1 B='two words'"),
+    ("cpus", "CPUs for the entrypoint", "0"),
+    ("gpus", "GPUs for the entrypoint", "0"),
+    ("memory", "Memory for the entrypoint, GB", "0"),
+)
+
+
+def check_form(values: dict[str, str], project_dir: Path) -> tuple[FormCheck, JobDraft | None]:
+    """Every field's problem, and the draft when there is none. Pure but for a stat."""
+    from raycai_core.work.jobs import (
+        JobRequest,
+        JobRequestError,
+        check_entrypoint,
+        parse_amount,
+        parse_env,
+    )
+
+    check = FormCheck()
+    parsed: dict[str, object] = {}
+
+    def attempt(name: str, parse) -> None:  # type: ignore[no-untyped-def]
+        try:
+            parsed[name] = parse(values.get(name, ""))
+        except (JobRequestError, ValueError) as exc:
+            check.errors[name] = str(exc)
+
+    attempt("entrypoint", check_entrypoint)
+    attempt("env", lambda text: parse_env(shlex.split(text)))
+    for name in ("cpus", "gpus", "memory"):
+        attempt(name, lambda text, name=name: parse_amount(text, name))
+    directory = values.get("working_dir", "").strip()
+    working_dir = None
+    if directory:
+        working_dir = Path(directory).expanduser()
+        if not working_dir.is_absolute():
+            working_dir = project_dir / working_dir
+        if not working_dir.is_dir():
+            check.errors["working_dir"] = f"working dir: {working_dir} is not a directory"
+    if not check.ok:
+        return check, None
+    request = JobRequest(
+        entrypoint=str(parsed["entrypoint"]),
+        env=parsed["env"],  # type: ignore[arg-type]
+        cpus=parsed["cpus"],  # type: ignore[arg-type]
+        gpus=parsed["gpus"],  # type: ignore[arg-type]
+        memory_gb=parsed["memory"],  # type: ignore[arg-type]
+    )
+    return check, JobDraft(request, working_dir)
+
+
+class SubmitJobScreen(ModalScreen["JobDraft | None"]):
+    """The job form; each field is checked as it is typed, ctrl+s submits."""
+
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", id="jobs.form.cancel"),
+        Binding("ctrl+s", "submit", "Submit", id="jobs.form.submit"),
+    ]
+    DEFAULT_CSS = """
+    SubmitJobScreen { align: center middle; }
+    SubmitJobScreen > Vertical { width: 80; height: auto; border: round $accent; padding: 0 1; }
+    SubmitJobScreen .field-error { color: $error; height: auto; }
+    SubmitJobScreen Input { margin: 0; }
+    SubmitJobScreen #form-buttons { height: auto; align: right middle; }
+    """
+
+    def __init__(self, cluster: str, project_dir: Path) -> None:
+        super().__init__()
+        self.cluster = cluster
+        self.project_dir = project_dir
+        self.check = FormCheck()
+        self.draft: JobDraft | None = None
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(f"Submit a job to {self.cluster}", id="dialog-title")
+            for name, label, placeholder in FIELDS:
+                yield Label(label)
+                yield Input(placeholder=placeholder, id=f"field-{name}")
+                yield Static("", id=f"error-{name}", classes="field-error")
+            with Horizontal(id="form-buttons"):
+                yield Button("Cancel", id="cancel")
+                yield Button("Submit", id="submit", variant="primary", disabled=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#field-entrypoint", Input).focus()
+        self._recheck(touched=set())
+
+    def values(self) -> dict[str, str]:
+        return {name: self.query_one(f"#field-{name}", Input).value for name, _, _ in FIELDS}
+
+    def _recheck(self, touched: set[str] | None = None) -> None:
+        self.check, self.draft = check_form(self.values(), self.project_dir)
+        for name, _, _ in FIELDS:
+            shown = touched is None or name in touched
+            error = self.check.errors.get(name, "") if shown else ""
+            self.query_one(f"#error-{name}", Static).update(Text(error))
+        self.query_one("#submit", Button).disabled = self.draft is None
+
+    @on(Input.Changed)
+    def _changed(self, event: Input.Changed) -> None:
+        touched = {name for name, value in self.values().items() if value} | {
+            (event.input.id or "").removeprefix("field-")
+        }
+        self._recheck(touched)
+
+    @on(Input.Submitted)
+    def _next(self) -> None:
+        self.focus_next()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "submit":
+            self.action_submit()
+        else:
+            self.action_cancel()
+
+    def action_submit(self) -> None:
+        self._recheck(touched=None)
+        if self.draft is None:
+            self.notify("Fix the fields in red first.", severity="warning")
+            return
+        self.dismiss(self.draft)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+# -- a job's logs --------------------------------------------------------------------------------
+
+
+class JobLogsScreen(RaycaiScreen):
+    """A submitted job's log, live until the job ends: follow, wrap, filter, save."""
+
+    BINDINGS = [
+        Binding("f", "toggle_follow", "Follow", id="joblogs.follow", tooltip="Follow new lines"),
+        Binding("w", "toggle_wrap", "Wrap", id="joblogs.wrap", tooltip="Wrap long lines"),
+        Binding("slash", "filter", "Filter", id="joblogs.filter", tooltip="Highlight a regex"),
+        Binding(
+            "m",
+            "toggle_matching",
+            "Matches",
+            id="joblogs.matching",
+            tooltip="Show only the lines that match the filter",
+        ),
+        Binding("ctrl+s", "save", "Save", id="joblogs.save", tooltip="Save the lines to a file"),
+        Binding("escape", "back", "Back", id="joblogs.back"),
+    ]
+    DEFAULT_CSS = """
+    JobLogsScreen #joblogs-title { height: 1; background: $panel; padding: 0 1; }
+    JobLogsScreen LogView { height: 1fr; }
+    JobLogsScreen #joblogs-filter { display: none; height: 3; }
+    JobLogsScreen #joblogs-filter.-shown { display: block; }
+    JobLogsScreen #joblogs-status { height: 1; background: $panel; padding: 0 1; }
+    """
+
+    def __init__(self, cluster: str, job_id: str, work: ClusterWork, project_dir: Path) -> None:
+        from raycai_tui.widgets.log_view import LogView
+
+        super().__init__()
+        self.cluster = cluster
+        self.job_id = job_id
+        self.work = work
+        self.save_dir = project_dir
+        self.help_title = f"logs of job {job_id}"
+        self.state = "connecting"
+        self.view = LogView(id="joblogs-view")
+        self.filter_input = Input(placeholder="filter: text or regex", id="joblogs-filter")
+        self.status = Static(id="joblogs-status")
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text(f"Logs · {self.cluster} / job {self.job_id}"), id="joblogs-title")
+        yield self.view
+        yield self.filter_input
+        yield self.status
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.view.focus()
+        self._refresh_status()
+        self.follow_job()
+
+    @work(group="joblogs.follow", exclusive=True, exit_on_error=False)
+    async def follow_job(self) -> None:
+        from raycai_core.ray_dashboard import LineSplitter
+        from raycai_tui.widgets.log_view import Marker, clean_line
+
+        splitter = LineSplitter()
+        try:
+            client: RayWorkClient = await self.work.client()
+            self.state = "live"
+            self._refresh_status()
+            async for chunk in client.tail_job_logs(self.job_id):
+                lines = [clean_line(line) for line in splitter.feed(chunk.encode())]
+                if lines:
+                    self.view.append(lines)
+                    self._refresh_status()
+            rest = splitter.flush()
+            if rest is not None:
+                self.view.append([clean_line(rest)])
+            info = await client.job(self.job_id)
+            self.state = f"job {info.status}"
+            self.view.append([Marker(f"… job {self.job_id} is {info.status} …")])
+        except Exception as exc:
+            self.state = f"stopped: {describe_error(exc)}"
+            self.view.append([Marker(f"… {describe_error(exc)} …")])
+        self._refresh_status()
+
+    def _refresh_status(self) -> None:
+        view = self.view
+        parts = [
+            self.state,
+            f"{view.line_count:,} lines",
+            "follow on" if view.follow else "follow off",
+            f"wrap {'on' if view.wrap else 'off'}",
+        ]
+        if view.filter_text:
+            parts.append(f"filter {view.filter_text!r}: {view.match_count:,} matches")
+        self.status.update(Text(" · ".join(parts)))
+
+    def action_toggle_follow(self) -> None:
+        self.view.follow = not self.view.follow
+        self._refresh_status()
+
+    def action_toggle_wrap(self) -> None:
+        self.view.wrap = not self.view.wrap
+        self._refresh_status()
+
+    def action_toggle_matching(self) -> None:
+        self.view.only_matching = not self.view.only_matching
+
+    def action_filter(self) -> None:
+        self.filter_input.add_class("-shown")
+        self.filter_input.value = self.view.filter_text
+        self.filter_input.focus()
+
+    @on(Input.Changed, "#joblogs-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.view.set_filter(event.value)
+        self._refresh_status()
+
+    @on(Input.Submitted, "#joblogs-filter")
+    def _filter_done(self) -> None:
+        self.filter_input.remove_class("-shown")
+        self.view.focus()
+
+    def action_back(self) -> None:
+        if self.filter_input.has_focus:
+            self.filter_input.value = ""
+            self._filter_done()
+            return
+        self.dismiss()
+
+    @work(group="joblogs.save", exit_on_error=False)
+    async def action_save(self) -> None:
+        import asyncio
+
+        from raycai_core.atomic import atomic_write_text
+
+        lines = self.view.lines()
+        path = self.save_dir / f"job-{self.job_id}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+        try:
+            await asyncio.to_thread(atomic_write_text, path, "".join(f"{x}\n" for x in lines))
+        except OSError as exc:
+            self.notify(f"Could not save to {path}: {exc.strerror or exc}", severity="error")
+            return
+        self.notify(f"Saved {len(lines):,} lines to {path}", title="Log saved")

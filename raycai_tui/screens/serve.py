@@ -1,0 +1,227 @@
+"""Ray Serve on one cluster: applications (status, route, URL) and their deployments (status,
+replicas by state, the message when unhealthy). One dashboard request per poll; the poller
+backs off while it fails and the last answer stays on screen."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.timer import Timer
+from textual.widgets import Footer, Header, Static
+
+from raycai_tui.backoff import Backoff
+from raycai_tui.format import describe_error
+from raycai_tui.screens.base import RaycaiScreen
+from raycai_tui.screens.jobs import open_work
+from raycai_tui.widgets.keyed_table import Column, KeyedTable, Row
+from raycai_tui.widgets.status_line import StatusLine
+
+if TYPE_CHECKING:
+    from raycai_core.work.serve import ServeStatus
+
+APP_STATUS_STYLES = {
+    "RUNNING": "green",
+    "DEPLOYING": "yellow",
+    "NOT_STARTED": "dim",
+    "DELETING": "yellow",
+    "UNHEALTHY": "bold red",
+    "DEPLOY_FAILED": "bold red",
+}
+DEPLOYMENT_STATUS_STYLES = {
+    "HEALTHY": "green",
+    "UPDATING": "yellow",
+    "UPSCALING": "yellow",
+    "DOWNSCALING": "yellow",
+    "UNHEALTHY": "bold red",
+    "DEPLOY_FAILED": "bold red",
+}
+
+
+def one_line(text: str, limit: int = 100) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+class ServeAppsTable(KeyedTable):
+    COLUMNS: ClassVar[tuple[Column, ...]] = (
+        Column("name", "APPLICATION", 20),
+        Column("status", "STATUS", 13),
+        Column("route", "ROUTE", 16),
+        Column("url", "URL (inside the project)", 34),
+        Column("message", "MESSAGE", 60),
+    )
+
+
+class DeploymentsTable(KeyedTable):
+    COLUMNS: ClassVar[tuple[Column, ...]] = (
+        Column("name", "APPLICATION / DEPLOYMENT", 32),
+        Column("status", "STATUS", 13),
+        Column("replicas", "REPLICAS", 28),
+        Column("message", "MESSAGE", 60),
+    )
+
+
+def app_rows(state: ServeStatus, head_ip: str) -> list[Row]:
+    return [
+        (
+            app.name,
+            (
+                app.name,
+                Text(app.status, style=APP_STATUS_STYLES.get(app.status, "")),
+                app.route_prefix or "-",
+                state.route_url(head_ip, app) or "-",
+                "" if app.healthy else one_line(app.message),
+            ),
+        )
+        for app in state.applications
+    ]
+
+
+def deployment_rows(state: ServeStatus) -> list[Row]:
+    return [
+        (
+            f"{app.name}/{d.name}",
+            (
+                f"{app.name} / {d.name}",
+                Text(d.status, style=DEPLOYMENT_STATUS_STYLES.get(d.status, "")),
+                d.replicas_text(),
+                "" if d.healthy else one_line(d.message),
+            ),
+        )
+        for app in state.applications
+        for d in app.deployments
+    ]
+
+
+class ServePolled(Message):
+    def __init__(self, state: ServeStatus, head_ip: str) -> None:
+        super().__init__()
+        self.state = state
+        self.head_ip = head_ip
+
+
+class ServePollFailed(Message):
+    def __init__(self, reason: str, serve_missing: bool = False) -> None:
+        super().__init__()
+        self.reason = reason
+        self.serve_missing = serve_missing
+
+
+class ServeScreen(RaycaiScreen):
+    """`ServeScreen(cluster, project_dir)`; the app's poll interval unless `poll_interval`."""
+
+    BINDINGS = [
+        Binding("escape", "back", "Back", id="serve.back", tooltip="Back to the cluster"),
+        Binding("r", "refresh", "Refresh", id="serve.refresh", tooltip="Poll Serve now"),
+        Binding("q", "app.quit", "Quit", id="serve.quit", tooltip="Quit raycai-tui"),
+    ]
+    DEFAULT_CSS = """
+    ServeScreen #serve-title { height: 1; padding: 0 1; background: $panel; }
+    ServeScreen #serve-note { height: auto; padding: 0 1; }
+    ServeScreen ServeAppsTable { height: 1fr; }
+    ServeScreen DeploymentsTable { height: 1fr; }
+    ServeScreen #serve-status { height: auto; padding: 0 1; }
+    """
+
+    def __init__(
+        self, cluster: str, project_dir: Path, *, poll_interval: float | None = None
+    ) -> None:
+        super().__init__()
+        self.cluster = cluster
+        self.help_title = f"Serve on {cluster}"
+        self.poll_interval = poll_interval
+        self.backoff = Backoff(2.0, maximum=30.0)
+        self.state: ServeStatus | None = None
+        self.note = "waiting for the first answer…"
+        self.polls = 0
+        self.work = open_work(Path(project_dir), cluster)
+        self._timer: Timer | None = None
+        self._polling = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(Text(f"Serve on {self.cluster}", style="bold"), id="serve-title")
+        yield Static(self.note, id="serve-note")
+        yield ServeAppsTable(id="serve-apps")
+        yield DeploymentsTable(id="serve-deployments")
+        yield StatusLine(id="serve-status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.backoff.interval = self.poll_interval or self.raycai.settings.poll_s or 2.0
+        self.query_one(StatusLine).set_source("Serve", self.backoff)
+        self.query_one(ServeAppsTable).focus()
+        self.poll_now()
+
+    async def on_unmount(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+        await self.work.aclose()
+
+    def poll_now(self) -> None:
+        if self._polling:
+            return
+        if self._timer is not None:
+            self._timer.stop()
+        self._polling = True
+        self.poll()
+
+    @work(group="serve.poll", exclusive=True, exit_on_error=False)
+    async def poll(self) -> None:
+        from raycai_core.work.client import ServeNotInstalled
+
+        try:
+            client = await self.work.client()
+            state = await client.serve_status()
+        except ServeNotInstalled as exc:
+            self.post_message(ServePollFailed(describe_error(exc), serve_missing=True))
+            return
+        except Exception as exc:  # access, dashboard, or an answer we cannot read
+            self.post_message(ServePollFailed(describe_error(exc)))
+            return
+        access = self.work.access
+        self.post_message(ServePolled(state, access.head.ip if access else "?"))
+
+    def on_serve_polled(self, message: ServePolled) -> None:
+        self._polling = False
+        self.polls += 1
+        self.state = message.state
+        state = message.state
+        if not state.applications:
+            self.set_note(f"Serve is not running on {self.cluster} (no applications).")
+        else:
+            healthy = sum(app.healthy for app in state.applications)
+            self.set_note(
+                f"{len(state.applications)} application(s), {healthy} RUNNING; routes on the "
+                f"head's proxy, port {state.http_port}"
+            )
+        self.query_one(ServeAppsTable).reconcile(app_rows(state, message.head_ip))
+        self.query_one(DeploymentsTable).reconcile(deployment_rows(state))
+        self._schedule(self.backoff.succeeded(time.time()))
+
+    def on_serve_poll_failed(self, message: ServePollFailed) -> None:
+        self._polling = False
+        if message.serve_missing:
+            self.set_note(message.reason, style="bold red")
+        self._schedule(self.backoff.failed(message.reason, time.time()))
+
+    def set_note(self, text: str, style: str = "") -> None:
+        self.note = text
+        self.query_one("#serve-note", Static).update(Text(text, style=style))
+
+    def _schedule(self, delay: float) -> None:
+        self.query_one(StatusLine).set_source("Serve", self.backoff)
+        self._timer = self.set_timer(delay, self.poll_now)
+
+    def action_back(self) -> None:
+        self.dismiss()
+
+    def action_refresh(self) -> None:
+        self.poll_now()
