@@ -594,10 +594,20 @@ def runtimes(target: Target, as_json: bool) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Project directory (default: RAYCAI_PROJECT_DIR, /home/cdsw in a session, else .).",
 )
+@click.option(
+    "--serve/--no-serve",
+    default=True,
+    show_default=True,
+    help="Include Ray Serve's dependencies (ray[serve]).",
+)
 def setup_env(
-    name: str | None, ray_version: str | None, venv_dir: str | None, project_dir: Path | None
+    name: str | None,
+    ray_version: str | None,
+    venv_dir: str | None,
+    project_dir: Path | None,
+    serve: bool,
 ) -> None:
-    """Create the project virtualenv with ray[default] for the launchers to use.
+    """Create the project virtualenv with ray[default,serve] for the launchers to use.
 
     With NAME, the version and place are those the cluster's launchers look for.
     """
@@ -631,8 +641,9 @@ def setup_env(
     if not python.exists():
         click.echo(f"creating {venv}", err=True)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    click.echo(f"installing ray[default]=={version} into {venv}", err=True)
-    result = subprocess.run([str(python), "-m", "pip", "install", f"ray[default]=={version}"])
+    requirement = f"ray[{'default,serve' if serve else 'default'}]=={version}"
+    click.echo(f"installing {requirement} into {venv}", err=True)
+    result = subprocess.run([str(python), "-m", "pip", "install", requirement])
     if result.returncode != 0:
         fail("pip could not install Ray (see its output above)")
     click.echo(f"ready: launchers find Ray {version} in {venv}")

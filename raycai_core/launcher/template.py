@@ -83,7 +83,7 @@ DEFAULT_TIMING = {
     "drain_command_timeout_s": 30.0,  # `ray drain-node` (it imports Ray)
     "sigterm_drain_s": 10.0,  # on SIGTERM, grace for running tasks (the platform kills later)
 }
-SETUP_HINT = "run `raycai setup-env` (it installs ray[default]=={v} into the project's .venv)"
+SETUP_HINT = "run `raycai setup-env` (it installs ray[default,serve]=={v} into the project's .venv)"
 
 
 class Fatal(Exception):
