@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from raycai_core.cli.autoscaler_render import print_autoscaler
 from raycai_core.cli.output import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -24,6 +25,8 @@ from raycai_core.cli.output import (
     run,
 )
 from raycai_core.cli.render import format_age, print_table, print_view, view_to_json
+from raycai_core.cluster.autoscaler_status import fetch_status as fetch_autoscaler_status
+from raycai_core.cluster.autoscaler_status import status_to_json as autoscaler_json
 from raycai_core.cluster.layout import ClusterPaths
 from raycai_core.cluster.lifecycle import ClusterError, ClusterManager
 from raycai_core.cluster.view import ClusterView
@@ -225,12 +228,15 @@ def status(target: Target, name: str, as_json: bool, watch: bool) -> None:
                 view = await ops.observer.observe(name)
                 if view.desired is None and not view.app_ids:
                     fail(f"no cluster named {name!r} in this project", EXIT_BAD_INPUT)
+                auto = await fetch_autoscaler_status(ops.observer, ops.paths(name), view)
                 if as_json:
-                    click.echo(json.dumps(view_to_json(view), indent=2))
+                    data = {**view_to_json(view), "autoscaler": autoscaler_json(auto)}
+                    click.echo(json.dumps(data, indent=2))
                 else:
                     if watch:
                         click.clear()
                     print_view(view)
+                    print_autoscaler(auto)
                 if not watch:
                     return
                 await asyncio.sleep(2)
