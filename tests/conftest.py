@@ -30,11 +30,9 @@ def in_private_netns(net_dev: Path = PROC_NET_DEV) -> bool:
     return interfaces == {"lo"}
 
 
-@pytest.fixture
-def private_netns() -> None:
-    """For tests that start Ray: run only in a loopback-only network namespace (./dev test
-    makes one). Elsewhere skip, or fail when RAYCAI_REQUIRE_NETNS=1 (CI). Tests marked `ray`
-    get this fixture without asking; app processes of the local workspace do not need it."""
+def require_private_netns() -> None:
+    """Return in a loopback-only network namespace (or with RAYCAI_NETNS=0); otherwise skip,
+    or fail when RAYCAI_REQUIRE_NETNS=1 (CI). For whatever starts Ray, at any fixture scope."""
     if os.environ.get("RAYCAI_NETNS") == "0":
         return  # the user vouches that Ray may bind this machine's addresses
     if in_private_netns():
@@ -48,11 +46,19 @@ def private_netns() -> None:
     pytest.skip(why)
 
 
-@pytest.fixture(autouse=True)
-def _ray_tests_run_in_private_netns(request: pytest.FixtureRequest) -> None:
-    """A test marked `ray` starts real Ray: it gets `private_netns` whether it asks or not."""
-    if request.node.get_closest_marker("ray") is not None:
-        request.getfixturevalue("private_netns")
+@pytest.fixture
+def private_netns() -> None:
+    """For tests that start Ray (./dev test makes the namespace). Tests marked `ray` are
+    checked without asking; app processes of the local workspace do not need it."""
+    require_private_netns()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test marked `ray` starts real Ray: the guard runs before any of its fixtures, even
+    module-scoped ones that start a shared cluster."""
+    if item.get_closest_marker("ray") is not None:
+        require_private_netns()
 
 
 @pytest.fixture(scope="session")

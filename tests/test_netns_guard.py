@@ -31,9 +31,11 @@ INNER_CONFTEST = """\
 import tests.conftest as suite
 
 suite.in_private_netns = lambda net_dev=None: False
-from tests.conftest import _ray_tests_run_in_private_netns, private_netns  # noqa: E402,F401
+from tests.conftest import private_netns, pytest_runtest_setup  # noqa: E402,F401
 """
 INNER_TESTS = """\
+from pathlib import Path
+
 import pytest
 
 def test_asks_for_the_namespace(private_netns):
@@ -41,6 +43,14 @@ def test_asks_for_the_namespace(private_netns):
 
 @pytest.mark.ray
 def test_marked_ray():
+    pass
+
+@pytest.fixture(scope="module")
+def shared_cluster():
+    Path("shared-cluster-started").write_text("")  # where a module would start Ray
+
+@pytest.mark.ray
+def test_marked_ray_on_a_shared_cluster(shared_cluster):
     pass
 
 def test_needs_only_the_workspace():
@@ -76,23 +86,27 @@ def _inner_pytest(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str
 def test_without_a_namespace_the_ray_tests_skip_and_say_why(tmp_path: Path) -> None:
     result = _inner_pytest(tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "1 passed, 2 skipped" in result.stdout
-    assert result.stdout.count("SKIPPED") == 2
-    assert "needs a loopback-only network namespace" in result.stdout
+    assert "1 passed, 3 skipped" in result.stdout
+    skips = [line for line in result.stdout.splitlines() if line.startswith("SKIPPED")]
+    assert skips and all("needs a loopback-only network namespace" in s for s in skips)
+    assert not (tmp_path / "shared-cluster-started").exists()
 
 
 def test_under_the_ci_flag_they_fail_instead(tmp_path: Path) -> None:
     result = _inner_pytest(tmp_path, **{REQUIRE_NETNS: "1"})
     assert result.returncode == 1, result.stdout + result.stderr
     # The guard fails in the set-up, which pytest counts as an error of the test.
-    assert "1 passed, 2 errors" in result.stdout
+    assert "1 passed, 3 errors" in result.stdout
     assert "ERROR test_inner.py::test_asks_for_the_namespace" in result.stdout
-    assert "ERROR test_inner.py::test_marked_ray" in result.stdout
+    assert "ERROR test_inner.py::test_marked_ray " in result.stdout
+    assert "ERROR test_inner.py::test_marked_ray_on_a_shared_cluster" in result.stdout
     assert "RAYCAI_REQUIRE_NETNS=1: this must not be skipped" in result.stdout
+    assert not (tmp_path / "shared-cluster-started").exists()  # the guard came first
 
 
 @pytest.mark.parametrize("flag", ["0", "1"])
 def test_raycai_netns_0_vouches_for_the_host_network(tmp_path: Path, flag: str) -> None:
     result = _inner_pytest(tmp_path, RAYCAI_NETNS="0", **{REQUIRE_NETNS: flag})
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "3 passed" in result.stdout
+    assert "4 passed" in result.stdout
+    assert (tmp_path / "shared-cluster-started").exists()
