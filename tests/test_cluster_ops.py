@@ -247,6 +247,14 @@ def test_plan_heal_restarts_recreates_resumes_and_leaves_alone() -> None:
     plan = plan_heal(shrinking, shrinking.desired, NOW)
     assert ("worker-3", "drained: a scale-down removes it") in plan.left_alone
     assert all(s.node != "worker-3" for s in plan.steps)
+    # A record left by a launcher killed while it drained (its app deleted and recreated,
+    # not started yet) is no drained worker to resume.
+    recreated = group_by_cluster(
+        [app("demo", "head"), app("demo", "worker-1", "APPLICATION_STARTING")]
+    )
+    left = {"head": record("head", "running"), "worker-1": record("worker-1", "draining")}
+    starting = merge_cluster("demo", desired(1), recreated["demo"], left, None, None, now=NOW)
+    assert plan_heal(starting, starting.desired, NOW).steps == []
     deleting = Desired(spec=view.desired.spec, state="deleting")
     assert plan_heal(view, deleting, NOW).steps == []
 

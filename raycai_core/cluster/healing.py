@@ -61,6 +61,12 @@ def _leaving(record: NodeRecord | None) -> bool:
     return record is not None and record.phase in (phases.DRAINING, phases.DRAINED)
 
 
+def _parked(app_status: AppStatus, record: NodeRecord | None) -> bool:
+    """Drained and waiting to be deleted, on a running application (not a record left by a
+    launcher killed while it drained on its way out)."""
+    return app_status is AppStatus.RUNNING and record is not None and record.phase == phases.DRAINED
+
+
 def heal_reason(
     summary: ClusterSummary, now: float, missing_grace_s: float = MISSING_GRACE_S
 ) -> str | None:
@@ -80,7 +86,7 @@ def heal_reason(
     if silent:
         return "launcher gone (no heartbeat): " + ", ".join(silent)
     if len(summary.workers) <= desired.spec.workers.count:
-        drained = [m.node for m in summary.workers if _leaving(records.get(m.node))]
+        drained = [m.node for m in summary.workers if _parked(m.app.status, records.get(m.node))]
         if drained:
             return "drained by an unfinished scale-down: " + ", ".join(drained)
     head = summary.head
@@ -122,13 +128,12 @@ def plan_heal(view: ClusterView, desired: Desired | None, now: float) -> HealPla
             steps.append(HealStep(row.node, "restart", reason))
         elif (gone := launcher_gone(status, record, now)) is not None:
             steps.append(HealStep(row.node, "restart", gone))
+        elif _parked(status, record) and row.role == "worker" and len(workers) <= wanted:
+            why = "drained by a scale-down that did not finish; the cluster still wants it"
+            steps.append(HealStep(row.node, "resume", why))
         elif _leaving(record):
             assert record is not None
-            if row.role == "worker" and len(workers) <= wanted:
-                why = "drained by a scale-down that did not finish; the cluster still wants it"
-                steps.append(HealStep(row.node, "resume", why))
-            else:
-                alone.append((row.node, f"{record.phase}: a scale-down removes it"))
+            alone.append((row.node, f"{record.phase}: a scale-down removes it"))
     existing = {row.node for row in workers}
     for node in missing_workers(existing, wanted):
         steps.append(HealStep(node, "recreate", "application missing"))

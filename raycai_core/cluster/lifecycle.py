@@ -43,6 +43,7 @@ from raycai_core.cluster.view import ClusterView, NodeRow
 from raycai_core.cml.client import CMLClient
 from raycai_core.cml.errors import CMLError
 from raycai_core.cml.models import AppStatus, CreateApplication
+from raycai_core.launcher.autoscaling import autoscaler_files
 from raycai_core.launcher.render import render_cluster
 from raycai_core.naming import (
     HEAD_NODE,
@@ -627,7 +628,8 @@ class ClusterManager:
                     return []
                 view = view or await self.observer.observe(name)
                 plan = plan_heal(view, desired, time.time())
-                actions = [await self._heal_step(desired.spec, view, s) for s in plan.steps]
+                done = [await self._heal_step(desired.spec, view, s) for s in plan.steps]
+                actions = [action for action in done if action is not None]
         except ClusterLocked:
             self.report("heal", f"{name}: another operation is running; not healing now")
             return []
@@ -637,7 +639,9 @@ class ClusterManager:
             )
         return actions
 
-    async def _heal_step(self, spec: ClusterSpec, view: ClusterView, step: HealStep) -> HealAction:
+    async def _heal_step(
+        self, spec: ClusterSpec, view: ClusterView, step: HealStep
+    ) -> HealAction | None:
         if step.kind == "restart":
             row = view.row(step.node)
             assert row is not None and row.app is not None
@@ -646,7 +650,9 @@ class ClusterManager:
         if step.kind == "recreate":
             await self._create(spec, step.node)
             return HealAction(step.node, "recreated", step.reason)
-        await asyncio.to_thread(clear_drain_request, self.paths(spec.name), step.node)
+        # The launcher rejoins when its request goes; without one it rejoins by itself.
+        if not await asyncio.to_thread(clear_drain_request, self.paths(spec.name), step.node):
+            return None
         return HealAction(step.node, "resumed", step.reason)
 
     # -- teardown ------------------------------------------------------------------------
@@ -837,6 +843,7 @@ def _remove_cluster_files(paths: ClusterPaths) -> None:
         paths.script("head"),
         paths.script("worker"),
         paths.cluster_json,
+        *autoscaler_files(paths),
     ):
         file.unlink(missing_ok=True)
     shutil.rmtree(paths.nodes_dir, ignore_errors=True)
