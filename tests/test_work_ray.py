@@ -231,10 +231,11 @@ serve.run(Hello.bind(), name="hello", route_prefix="/hello", blocking=False)
 """
 
 
-def test_serve_application_deployed_by_a_job(cluster: WorkspaceHandle):
-    before = raycai(cluster, "serve", NAME)
-    assert "Serve is not running" in before.stdout
-
+@pytest.fixture(scope="module")
+def hello_app(cluster: WorkspaceHandle) -> tuple[str, dict[str, Any]]:
+    """Serve's answer before any application, then the application `hello` deployed by a job
+    (2 replicas), once `raycai serve --json` shows it RUNNING."""
+    before = raycai(cluster, "serve", NAME).stdout
     (cluster.project_dir / "serve_app.py").write_text(SERVE_APP)
     raycai(cluster, "job", "submit", NAME, "--wait", "--", "python serve_app.py")
     deadline = time.monotonic() + 120
@@ -242,10 +243,16 @@ def test_serve_application_deployed_by_a_job(cluster: WorkspaceHandle):
         state = json.loads(raycai(cluster, "serve", NAME, "--json").stdout)
         apps = {a["name"]: a for a in state["applications"]}
         if apps.get("hello", {}).get("status") == "RUNNING":
-            break
+            return before, apps["hello"]
         assert time.monotonic() < deadline, f"Serve app not running: {state}"
         time.sleep(1)
-    app = apps["hello"]
+
+
+def test_serve_application_deployed_by_a_job(
+    cluster: WorkspaceHandle, hello_app: tuple[str, dict[str, Any]]
+):
+    before, app = hello_app
+    assert "Serve is not running" in before
     assert app["route_prefix"] == "/hello"
     (deployment,) = app["deployments"]
     assert deployment["status"] == "HEALTHY"
@@ -255,3 +262,26 @@ def test_serve_application_deployed_by_a_job(cluster: WorkspaceHandle):
 
     table = raycai(cluster, "serve", NAME).stdout
     assert "2/2 RUNNING" in table and app["url"] in table
+
+
+async def test_serve_view_shows_the_running_application(
+    cluster: WorkspaceHandle, hello_app: tuple[str, dict[str, Any]]
+):
+    """The TUI's Serve view on real Ray."""
+    from raycai_core.target import Target
+    from raycai_tui.app import RaycaiApp, Settings
+    from raycai_tui.screens.serve import DeploymentsTable, ServeAppsTable, ServeScreen
+    from tests.tui.support import until
+
+    app = RaycaiApp(
+        Settings(poll_s=0), target=Target(cluster.credentials(), cluster.project_dir, "local")
+    )
+    async with app.run_test(size=(170, 40)) as pilot:
+        screen = ServeScreen(NAME, cluster.project_dir, poll_interval=0.5)
+        await app.push_screen(screen)
+        apps = screen.query_one(ServeAppsTable)
+        await until(pilot, lambda: apps.keys == ["hello"], "the Serve application", timeout=60)
+        cells = apps.cells_of("hello")
+        assert cells is not None and str(cells[1]) == "RUNNING"
+        replicas = screen.query_one(DeploymentsTable).cells_of("hello/Hello")
+        assert replicas is not None and str(replicas[2]) == "2/2 RUNNING"
