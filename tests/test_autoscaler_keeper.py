@@ -20,6 +20,7 @@ from raycai_core.cluster.layout import ClusterPaths
 from raycai_core.cluster.lifecycle import ClusterSummary
 from raycai_core.cluster.records import AutoscalerRecord, NodeRecord, read_node_record
 from raycai_core.cluster.view import merge_cluster
+from raycai_core.launcher.autoscaling import autoscaler_files
 from raycai_core.launcher.render import render_cluster
 from raycai_core.local import WorkspaceHandle
 from raycai_core.spec import spec_from_flags
@@ -103,6 +104,9 @@ def test_scale_moves_the_bounds_while_the_autoscaler_runs(
     )
     raycai(handle, "scale", "auto", "2")
     assert nodes_of(_apps(handle), "auto") == ["worker-1", "worker-2"]
+    # down removes the autoscaler's files with the launchers'.
+    raycai(handle, "down", "auto", "--yes")
+    assert not [f for f in autoscaler_files(paths) if f.exists()]
 
 
 def _apps(handle: WorkspaceHandle) -> list:
