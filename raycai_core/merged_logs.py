@@ -28,6 +28,7 @@ from raycai_core.logtail import FileFollower, read_tail
 LOG_SUFFIX = ".log"
 SEPARATOR = " | "
 CONTEXT_LINES = 50  # read before a file's tail to time the untimed lines at its top
+MIN_SHARE = 64 * 1024  # the least a file may read per round, however many files there are
 _STAMP = re.compile(r"(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d:\d\d)(?:[.,](\d+))?")
 _DIGITS = re.compile(r"(\d+)")
 
@@ -152,7 +153,8 @@ class MergedLogs:
 
     Call `tail()` once, then `read_batch()` as often as wanted. Memory: each file's tail of
     at most `count` lines while merging, then `count` lines; each round, at most `max_read`
-    bytes per file (with `max_backlog`, older waiting bytes are skipped and noted).
+    bytes of all files together (with `max_backlog`, also a total: older waiting bytes are
+    skipped and noted). Each file gets an equal share, at least MIN_SHARE.
     """
 
     def __init__(
@@ -256,4 +258,12 @@ class MergedLogs:
         if added:
             self._logs = {node: self._logs[node] for node in sorted(self._logs, key=node_sort_key)}
             groups.sort(key=lambda lines: node_sort_key(lines[0].node))
+            self._share_budgets()
         return groups
+
+    def _share_budgets(self) -> None:
+        files = len(self._logs)
+        read = max(MIN_SHARE, self.max_read // files)
+        backlog = None if self.max_backlog is None else max(MIN_SHARE, self.max_backlog // files)
+        for log in self._logs.values():
+            log.follower.max_read, log.follower.max_backlog = read, backlog

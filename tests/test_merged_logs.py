@@ -258,3 +258,28 @@ def test_untimed_lines_at_the_top_of_a_tail_take_the_time_of_the_line_before_the
         ("worker-1", f"{stamp(3)} w3"),
         ("head", f"{stamp(5)} h5"),
     ]
+
+
+def test_the_read_budget_is_shared_by_all_files(tmp_path: Path):
+    logs = tmp_path / "logs"
+    nodes = ["head"] + [f"worker-{k}" for k in range(1, 10)]
+    for node in nodes:
+        write(logs / f"{node}.log", [])
+    follow = merged(logs, max_read=2**20, max_backlog=2**20)
+    follow.tail(10)
+    line = f"{stamp(0)} [ray] " + "y" * 90 + "\n"  # 122 bytes
+    for node in nodes:
+        with (logs / f"{node}.log").open("a") as f:
+            f.write(line * 20_000)  # 2.4 MB each, 24 MB in all
+    tracemalloc.start()
+    try:
+        batch = follow.read_batch()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    share = 2**20 // len(nodes)
+    for node in nodes:
+        read = [item for item in batch.lines if item.node == node]
+        assert 0 < len(read) * len(line) <= share  # each file got its share of 1 MB
+    assert {note.node for note in batch.notes if note.kind == "skipped"} == set(nodes)
+    assert peak < 8 * 2**20  # a round holds about the shared budget, not 10 backlogs

@@ -21,9 +21,9 @@ from raycai_core.merged_logs import MergedLogs, NodeLine, describe, with_prefix
 from raycai_tui.widgets.log_view import (
     NODE_COLORS,
     Marker,
-    Prefixed,
     clean_line,
     clean_lines,
+    prefixed,
     skip_marker,
 )
 
@@ -188,26 +188,26 @@ def follow_all_nodes(
     )
     colors: dict[str, int] = {}
 
-    def prefixed(lines: list[NodeLine]) -> list[str]:
+    def with_nodes(lines: list[NodeLine]) -> list[str]:
         for node in merged.nodes:
             colors.setdefault(node, len(colors) % NODE_COLORS)
         width = merged.width
         return [
-            Prefixed(clean_line(with_prefix(line, width)), len(line.node), colors[line.node])
+            prefixed(clean_line(with_prefix(line, width)), len(line.node), colors[line.node])
             for line in lines
         ]
 
     tail = merged.tail(settings.tail)
     if not merged.nodes:
         put([Marker(f"… no launcher logs in {logs_dir} yet; waiting for them …")])
-    put(prefixed(tail))
+    put(with_nodes(tail))
     delay = settings.poll_interval
     while not cancelled.wait(delay):
         batch = merged.read_batch()
         lines: list[str] = [
             Marker(f"… {describe(note)} …", skipped=note.skipped) for note in batch.notes
         ]
-        lines.extend(prefixed(batch.lines))
+        lines.extend(with_nodes(batch.lines))
         put(lines)
         delay = 0.0 if batch.behind else settings.poll_interval
 

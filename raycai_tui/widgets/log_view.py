@@ -14,6 +14,7 @@ from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Iterable, Sequence
 from itertools import accumulate, islice
+from typing import ClassVar
 
 from rich.cells import cell_len, chop_cells
 from rich.segment import Segment
@@ -72,16 +73,25 @@ class Prefixed(str):
     """A line that starts with the name of the node it comes from (all nodes' logs merged).
 
     The first `prefix` characters (the name) show in node color `color` (0..NODE_COLORS-1).
+    Both are class attributes (see `prefixed`): a line costs what a plain str costs.
     """
 
-    prefix: int
-    color: int
+    __slots__ = ()
+    prefix: ClassVar[int] = 0
+    color: ClassVar[int] = 0
 
-    def __new__(cls, text: str, prefix: int, color: int) -> Prefixed:
-        line = super().__new__(cls, text)
-        line.prefix = prefix
-        line.color = color % NODE_COLORS
-        return line
+
+_PREFIXED: dict[tuple[int, int], type[Prefixed]] = {}
+
+
+def prefixed(text: str, prefix: int, color: int) -> Prefixed:
+    """`text` as a Prefixed line: its first `prefix` characters in node color `color`."""
+    key = (prefix, color % NODE_COLORS)
+    kind = _PREFIXED.get(key)
+    if kind is None:
+        namespace = {"__slots__": (), "prefix": key[0], "color": key[1]}
+        kind = _PREFIXED[key] = type(f"Prefixed{key[0]}c{key[1]}", (Prefixed,), namespace)
+    return kind(text)
 
 
 def skip_marker(count: int, *, estimated: bool = False) -> Marker:
