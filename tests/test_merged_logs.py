@@ -199,7 +199,7 @@ def test_a_large_file_costs_only_its_tail_and_a_flood_is_skipped_not_read(tmp_pa
     logs = tmp_path / "logs"
     big = logs / "head.log"
     big.parent.mkdir()
-    line = f"{stamp(0)} [ray] " + "x" * 90 + "\n"  # 120 bytes
+    line = f"{stamp(0)} [ray] " + "x" * 90 + "\n"  # 122 bytes
     with big.open("w") as f:
         for _ in range(50):
             f.write(line * 10_000)  # 60 MB
