@@ -64,6 +64,9 @@ async def test_create_scale_and_delete_a_real_ray_cluster(local_workspace: Works
 
         await pilot.press("minus")
         await until(pilot, lambda: panel.nodes_alive == 3, "back to 3 alive nodes", 120)
+        # Ray lists the drained node as dead before its application is deleted.
+        await until(pilot, lambda: "e2e" not in app.operations, "the scale-down to finish", 60)
+        assert "workers 3 -> 2" in [event.text for event in app.events.of("e2e")]
         workers = [a.name for a in await cluster_apps(handle) if "-worker-" in a.name]
         assert sorted(workers) == ["raycai-e2e-worker-1", "raycai-e2e-worker-2"]
 
