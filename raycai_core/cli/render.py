@@ -22,6 +22,7 @@ def view_to_json(view: ClusterView) -> dict[str, Any]:
         "ray_dashboard_url": head.dashboard_url if head else None,
         "ray_client_address": head.client_address if head else None,
         "ray_error": view.ray_error,
+        "ray_answered": view.ray_known,
         "nodes_alive": view.nodes_alive,
         "nodes_dead": view.nodes_dead,
         "totals": None
@@ -39,6 +40,7 @@ def view_to_json(view: ClusterView) -> dict[str, Any]:
                 "app_name": row.app.app.name if row.app else None,
                 "app_status": row.app_status.value,
                 "phase": row.phase,
+                "joined": row.joined,
                 "reason": row.not_ready_reason,
                 "ray_node_id": row.ray.node_id if row.ray else None,
                 "ray_state": row.ray.state if row.ray else None,
