@@ -19,6 +19,7 @@ BENCHES = {
     "p4": "p4_startup.py",
     "p5": "p5_table_refresh.py",
     "p6p7": "bench_logs.py",
+    "p9": "p9_autoscale.py",
 }
 
 
