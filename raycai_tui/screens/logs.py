@@ -143,6 +143,7 @@ class LogsScreen(Screen[None]):
         self.save_dir = save_dir or self.launcher_log.parent  # the cluster's logs directory
         self.logs_dir = self.launcher_log.parent  # every node's launcher log is there
         self.source: Source = ALL_NODES if all_nodes else LAUNCHER
+        self.file_source = self.source  # where `t` goes back to from a Ray log
         self.ray_file: str | None = None  # chosen Ray log; None: raylet.out or the first
         self.error = ""
         self.last_saved: Path | None = None
@@ -189,6 +190,8 @@ class LogsScreen(Screen[None]):
             if not (group == "logs.ray" and source.kind == "ray"):
                 self.workers.cancel_group(self, group)
         self.source = source
+        if source.kind != "ray":
+            self.file_source = source
         self.title_bar.update(self._title())
         self._inbox = LineInbox(self.max_lines)
         if self._flush_timer is not None:
@@ -218,6 +221,13 @@ class LogsScreen(Screen[None]):
         self.error = ""
         inbox = self._begin(ALL_NODES)
         self._follow_all_nodes(inbox)
+
+    def _open_file_source(self) -> None:
+        """Back from a Ray log to the launcher log, or to all nodes' when that was shown."""
+        if self.file_source.kind == "all":
+            self._open_all_nodes()
+        else:
+            self._open_launcher()
 
     @work(thread=True, exclusive=True, group="logs.all", exit_on_error=False)
     def _follow_all_nodes(self, inbox: LineInbox) -> None:
@@ -273,8 +283,8 @@ class LogsScreen(Screen[None]):
         except RayDashboardError as exc:
             if inbox is not self._inbox:
                 return
-            if not streaming:  # nothing shown yet: back to the launcher log, and say why
-                self._open_launcher()
+            if not streaming:  # nothing shown yet: back to the launcher log(s), and say why
+                self._open_file_source()
                 self._report(f"Ray log {filename} of {self.node} unavailable: {exc}")
                 return
             inbox.put([Marker(f"… {filename} stopped: {exc} …")])
@@ -369,7 +379,7 @@ class LogsScreen(Screen[None]):
 
     def action_switch_source(self) -> None:
         if self.source.kind == "ray":
-            self._open_launcher()
+            self._open_file_source()
             return
         reason = self.ray_unavailable()
         if reason:

@@ -4,11 +4,15 @@ filter, matches-only, wrap and save across nodes (real files, real workers, Pilo
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
+from aiohttp import web
 from rich.style import Style
 from textual.app import App
 
+from raycai_core.ray_dashboard import RayDashboardClient
 from raycai_tui.screens.log_sources import FollowSettings
 from raycai_tui.screens.logs import LogsScreen
 from raycai_tui.widgets.log_view import LogView, Marker, Prefixed
@@ -57,14 +61,9 @@ MERGED = [
 
 def make_app(logs: Path, node: str = "worker-1", **kwargs) -> LogsApp:
     kwargs.setdefault("settings", SETTINGS)
-    screen = LogsScreen(
-        cluster="c1",
-        node=node,
-        launcher_log=logs / f"{node}.log",
-        ray_client=None,
-        ray_node_id=None,
-        **kwargs,
-    )
+    kwargs.setdefault("ray_client", None)
+    kwargs.setdefault("ray_node_id", None)
+    screen = LogsScreen(cluster="c1", node=node, launcher_log=logs / f"{node}.log", **kwargs)
     return LogsApp(screen)
 
 
@@ -230,3 +229,51 @@ async def test_a_flood_on_one_node_stays_within_the_bound(tmp_path: Path):
         # Each write is 20,000 lines (about 900 KB), far more than the 64 KB backlog allowed.
         assert view.skipped_total > 0
         assert any("lines of worker-1 skipped" in line for line in view.lines())
+
+
+@pytest.fixture
+async def stand_in_dashboard() -> AsyncIterator[str]:
+    """Answers a node's log listing and streams two lines of raylet.out, then stays open."""
+
+    async def listing(request: web.Request) -> web.Response:
+        return web.json_response(
+            {"result": True, "msg": "", "data": {"result": {"raylet": ["raylet.out"]}}}
+        )
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(b"raylet line 1\nraylet line 2\n")
+        await asyncio.Event().wait()  # until the client goes away
+        return response
+
+    app = web.Application()
+    app.router.add_get("/api/v0/logs", listing)
+    app.router.add_get("/api/v0/logs/stream", stream)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_t_goes_from_all_nodes_to_the_ray_log_and_back(tmp_path: Path, stand_in_dashboard):
+    logs = cluster_logs(tmp_path)
+    client = RayDashboardClient(stand_in_dashboard)
+    app = make_app(logs, all_nodes=True, ray_client=client, ray_node_id="ab" * 28)
+    async with client, app.run_test(size=(100, 30)) as pilot:
+        view = app.logs.view
+        await until(pilot, lambda: view.lines() == MERGED, "the merged logs")
+        await pilot.press("t")
+        await until(pilot, lambda: view.lines() == ["raylet line 1", "raylet line 2"], "Ray log")
+        assert app.logs.source.kind == "ray" and title(app) == "Logs · c1 / worker-1"
+        await pilot.press("t")  # back to where it came from: all nodes, not worker-1's log
+        await until(pilot, lambda: view.lines() == MERGED, "the merged logs again")
+        assert app.logs.source.kind == "all" and title(app) == "Logs · c1 / all nodes"
+        await pilot.press("a", "t", "t")  # from worker-1's own log, t comes back to it
+        await until(pilot, lambda: len(view.lines()) == 2 and "w1 ok" in view.lines()[-1], "w1")
+        assert app.logs.source.kind == "launcher"
