@@ -8,13 +8,16 @@ import pytest
 
 from raycai_core import logtail
 from raycai_core.logtail import FileFollower, read_tail, tail_lines
-from raycai_tui.screens.log_sources import LineInbox, default_ray_file
+from raycai_tui.screens.log_sources import ALL_NODES, LAUNCHER, LineInbox, default_ray_file
 from raycai_tui.widgets.log_view import (
+    NODE_COLORS,
     LineRing,
     Marker,
+    Prefixed,
     RowIndex,
     clean_line,
     compile_filter,
+    prefixed,
     skip_marker,
 )
 
@@ -171,3 +174,18 @@ def test_default_ray_file():
     assert default_ray_file({"gcs": ["gcs.out"], "raylet": ["raylet.err"]}) == "raylet.err"
     assert default_ray_file({"gcs": ["gcs.out"]}) == "gcs.out"
     assert default_ray_file({}) is None
+
+
+def test_prefixed_lines_are_plain_strings_that_know_their_node_color():
+    line = prefixed("worker-1 | hello", 8, NODE_COLORS + 2)
+    assert line == "worker-1 | hello" and isinstance(line, Prefixed)
+    assert (line.prefix, line.color) == (8, 2)  # colors go round
+    other = prefixed("worker-2 | bye", 8, 2)
+    assert type(other) is type(line)  # one class per (name length, color): no per-line dict
+    assert not hasattr(line, "__dict__")
+    assert prefixed("head | x", 4, 0).prefix == 4
+
+
+def test_sources_name_themselves():
+    assert ALL_NODES.label == "all nodes' launcher logs" and ALL_NODES.slug == "all-nodes"
+    assert LAUNCHER.label == "launcher log" and LAUNCHER.slug == "launcher"
