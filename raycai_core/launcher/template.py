@@ -1099,7 +1099,7 @@ class Launcher:
         joined = False
         while ray.poll() is None:
             if self.stopping.is_set():
-                if joined and self.drains_on_stop():
+                if joined and self.drains_on_stop() and self.worth_draining(head):
                     grace = float(self.timing["sigterm_drain_s"])
                     self.drain(ray, head, str(self.ray_node_id), grace, "the application stops")
                 self.stop_and_wait(ray)
@@ -1148,6 +1148,14 @@ class Launcher:
 
     # --- drain ------------------------------------------------------------------------
 
+    def worth_draining(self, head: dict) -> bool:
+        """On SIGTERM: not when the whole cluster is being deleted (cluster.json says so
+        before any application goes) nor when the head no longer answers."""
+        desired = read_json(os.path.join(self.dir, "cluster.json")) or {}
+        if desired.get("state") == "deleting":
+            return False
+        return tcp_accepts(str(head["ip"]), int(head["gcs_port"]), 0.5)
+
     def drain_request_path(self) -> str:
         return os.path.join(self.dir, "drain", self.node + ".json")
 
@@ -1190,7 +1198,9 @@ class Launcher:
             detail=f"{why}: Ray schedules nothing new here; running tasks have {grace:g} s",
         )
         started = time.monotonic()
-        refused = self.run_drain_node(head, node_id, grace, why)
+        # The command (it imports Ray) must not eat a short grace, e.g. the platform's on SIGTERM.
+        limit = min(float(self.timing["drain_command_timeout_s"]), max(grace, 10.0))
+        refused = self.run_drain_node(head, node_id, grace, why, limit)
         if refused:
             self.status.update(last_error=refused)
             return f"Ray did not drain it ({refused}); its running tasks are retried elsewhere"
@@ -1209,7 +1219,9 @@ class Launcher:
             time.sleep(poll)
         return "Ray exited while draining"
 
-    def run_drain_node(self, head: dict, node_id: str, grace: float, why: str) -> str | None:
+    def run_drain_node(
+        self, head: dict, node_id: str, grace: float, why: str, timeout: float
+    ) -> str | None:
         """`ray drain-node` against our own GCS for `node_id`; None when Ray accepted it."""
         argv = [
             self.ray_exe,
@@ -1233,7 +1245,7 @@ class Launcher:
                 cwd=self.root,
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
-                timeout=float(self.timing["drain_command_timeout_s"]),
+                timeout=timeout,
                 check=False,
             )
         except (OSError, subprocess.SubprocessError) as exc:
