@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from raycai_core.cluster.layout import ClusterPaths
-from raycai_core.cluster.records import read_token
+from raycai_core.cluster.records import read_node_record, read_token
 from raycai_core.cml.client import CMLClient
 from raycai_core.cml.errors import CMLAuthError
 from raycai_core.credentials import Credentials, Secret
@@ -82,13 +82,8 @@ async def test_no_secret_in_any_artifact_of_a_full_run(local_workspace: Workspac
     outputs: list[str] = []
     with ProcessWatcher() as watcher:
         for args in (
-            (
-                "up",
-                name,
-                "--workers",
-                "1",
-                *SMALL_NODES,
-            ),
+            # Autoscaled: the head's autoscaler acts with the workspace's workload key.
+            ("up", name, "--min-workers", "1", "--max-workers", "2", *SMALL_NODES),
             ("status", name),
             ("status", name, "--json"),
             ("list",),
@@ -100,6 +95,9 @@ async def test_no_secret_in_any_artifact_of_a_full_run(local_workspace: Workspac
             outputs += [result.stdout, result.stderr]
         token = read_token(paths)
         assert token is not None
+        head = read_node_record(paths, "head")
+        assert head is not None and head.autoscaler is not None
+        assert head.autoscaler.state == "running"
         secret_files = {paths.auth_token}
         artifacts = files_under(handle.project_dir, handle.data_dir) + [
             f for d in ray_session_dirs() for f in d.rglob("*") if f.is_file()
@@ -130,6 +128,16 @@ async def test_no_secret_in_any_artifact_of_a_full_run(local_workspace: Workspac
         assert token_value not in data, f"token visible in /proc/{pid}"
         cmdline = data.split(b"\n", 1)[0]
         assert key_value not in cmdline, f"API key in the argv of {pid}"
+        if b"raycai_core.cli" not in cmdline:
+            assert key_value not in data, f"the user's API key in the environment of {pid}"
+    # The workload key is the platform's own (CDSW_APIV2_KEY in every app, as on CML): in
+    # the apps' environment and the workspace's records, never in a file raycai writes.
+    workload = handle.workload_key.encode()
+    assert workload != key_value
+    assert any(workload in data for data in watcher.seen.values())
+    in_files = {f for f, data in contents.items() if workload in data}
+    assert in_files <= {f for f in in_files if f.parent == handle.data_dir}, sorted(in_files)
+    assert not any(workload in data.split(b"\n", 1)[0] for data in watcher.seen.values())
 
 
 async def test_exceptions_and_reprs_never_show_secrets(local_workspace: WorkspaceHandle) -> None:
