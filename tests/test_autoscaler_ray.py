@@ -49,8 +49,8 @@ ray.get(pg.ready(), timeout=300)
 def node_id():
     return ray.get_runtime_context().get_node_id()
 
-spread = PlacementGroupSchedulingStrategy(pg)
-ids = ray.get([node_id.options(scheduling_strategy=spread).remote() for _ in range(3)])
+bundles = [PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=i) for i in range(3)]
+ids = ray.get([node_id.options(scheduling_strategy=b).remote() for b in bundles])
 print("NODES", len(set(ids)))
 """
 
