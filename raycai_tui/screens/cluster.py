@@ -35,7 +35,7 @@ from raycai_tui.widgets.status_line import StatusLine
 
 if TYPE_CHECKING:
     from raycai_core.cluster.apps import ClusterApp
-    from raycai_core.cluster.lifecycle import ClusterSummary
+    from raycai_core.cluster.lifecycle import ClusterSummary, ScaleTarget
     from raycai_core.cluster.view import ClusterView, NodeRow, RayNodeInfo
     from raycai_tui.operations import Operation
 
@@ -357,7 +357,6 @@ class ClusterScreen(RaycaiScreen):
         self.raycai.operations.scale(self.cluster, ScaleTarget(delta=-1))
 
     def action_scale(self) -> None:
-        from raycai_core.cluster.lifecycle import ScaleTarget
         from raycai_tui.screens.scale import ScaleScreen
 
         summary = self.summary
@@ -366,9 +365,9 @@ class ClusterScreen(RaycaiScreen):
             self.notify(f"{self.cluster} has no cluster.json: nothing to scale", severity="error")
             return
 
-        def chosen(count: int | None) -> None:
-            if count is not None:
-                self.raycai.operations.scale(self.cluster, ScaleTarget(count=count))
+        def chosen(target: ScaleTarget | None) -> None:
+            if target is not None:
+                self.raycai.operations.scale(self.cluster, target)
 
         self.app.push_screen(ScaleScreen(self.cluster, current), chosen)
 

@@ -12,6 +12,7 @@ import os
 import signal
 
 from textual.app import App
+from textual.widgets import Input, Static
 
 from raycai_core.cluster.desired import read_desired
 from raycai_core.cluster.layout import ClusterPaths
@@ -21,6 +22,7 @@ from raycai_tui.app import QuitScreen, RaycaiApp
 from raycai_tui.screens.cluster import ClusterScreen
 from raycai_tui.screens.clusters import ClustersScreen
 from raycai_tui.screens.confirm import ConfirmScreen
+from raycai_tui.screens.scale import ScaleScreen
 from raycai_tui.widgets.apps_table import AppsTable
 from raycai_tui.widgets.clusters_table import ClustersTable
 from raycai_tui.widgets.events import EventsLog
@@ -233,3 +235,24 @@ async def test_removing_a_busy_worker_asks_first(tui_workspace: WorkspaceHandle)
         await pilot.press("y")
         await until(pilot, lambda: "workers 1 -> 0" in events_of(app), "the removal", 60)
         assert stored_workers(handle) == 0 and await worker_apps(handle) == []
+
+
+async def test_the_scale_dialog_takes_a_count_or_a_change(tui_workspace: WorkspaceHandle) -> None:
+    handle = tui_workspace
+    await create_cluster(handle, "demo", workers=1)
+    app = make_app(handle, heal=False)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await open_from_list(pilot, app)
+        await pilot.press("s")
+        dialog = app.screen
+        assert isinstance(dialog, ScaleScreen)
+        field = dialog.query_one("#count", Input)
+        assert field.value == "1"
+        field.value = ""
+        await pilot.press(*"2x", "enter")
+        problem = str(dialog.query_one("#count-problem", Static).render())
+        assert "not a worker count" in problem and app.screen is dialog
+        field.value = ""
+        await pilot.press(*"+2", "enter")
+        await until(pilot, lambda: "workers 1 -> 3" in events_of(app), "the scale's result")
+        assert stored_workers(handle) == 3 and len(await worker_apps(handle)) == 3
