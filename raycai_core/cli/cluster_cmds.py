@@ -289,6 +289,8 @@ def scale(
     raycai scale demo -1    one fewer
     Workers go failed first, then not joined, idle, busy; each one in Ray is drained first
     (Ray schedules nothing new there and its running tasks get --drain-timeout seconds).
+    With autoscaling on (min..max workers), this moves the minimum (and the maximum when it
+    must); the cluster's autoscaler adds the workers or removes idle ones.
     """
     if name.startswith("-"):
         fail(f"{name!r} is not a cluster name (options go after NAME N)", EXIT_BAD_INPUT)
