@@ -19,7 +19,6 @@ from textual.widgets import Footer, Header, Static
 from raycai_tui.backoff import Backoff
 from raycai_tui.format import describe_error
 from raycai_tui.screens.base import RaycaiScreen
-from raycai_tui.screens.jobs import open_work
 from raycai_tui.widgets.keyed_table import Column, KeyedTable, Row
 from raycai_tui.widgets.status_line import StatusLine
 
@@ -141,7 +140,9 @@ class ServeScreen(RaycaiScreen):
         self.state: ServeStatus | None = None
         self.note = "waiting for the first answer…"
         self.polls = 0
-        self.work = open_work(Path(project_dir), cluster)
+        from raycai_core.work.session import ClusterWork  # httpx loads after the first frame
+
+        self.work = ClusterWork(Path(project_dir), cluster)
         self._timer: Timer | None = None
         self._polling = False
 
