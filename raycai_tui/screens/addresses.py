@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
+from pathlib import Path
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -19,6 +22,7 @@ class Addresses:
     client_address: str | None  # ray://<head pod ip>:<client port>
     gcs_address: str | None
     note: str | None = None  # why some are missing
+    token_path: Path | None = None  # the cluster's Ray token file (read only to copy it)
 
     @property
     def lines(self) -> list[tuple[str, str | None]]:
@@ -40,6 +44,13 @@ class AddressesScreen(ModalScreen[None]):
             id="addresses.copy",
             tooltip="Copy the ray:// address to the clipboard (OSC 52)",
         ),
+        Binding(
+            "t",
+            "copy_token",
+            "Copy token",
+            id="addresses.copy_token",
+            tooltip="Copy the cluster's Ray token to the clipboard (OSC 52), after asking",
+        ),
     ]
 
     def __init__(self, cluster: str, addresses: Addresses) -> None:
@@ -57,8 +68,11 @@ class AddressesScreen(ModalScreen[None]):
             if self.addresses.note:
                 yield Static(Text(self.addresses.note, style="yellow"), classes="hint")
             yield Static(
-                "Internal addresses work from sessions, jobs and applications of this project.",
+                "Internal addresses work from sessions, jobs and applications of this project. "
+                f"`raycai env {self.cluster}` prints what a driver needs; the dashboard in a "
+                "browser asks for the cluster's token (t copies it).",
                 classes="hint",
+                markup=False,
             )
 
     def action_close(self) -> None:
@@ -68,3 +82,38 @@ class AddressesScreen(ModalScreen[None]):
         if self.addresses.client_address:
             self.app.copy_to_clipboard(self.addresses.client_address)
             self.notify(f"copied {self.addresses.client_address}")
+
+    def action_copy_token(self) -> None:
+        from raycai_tui.screens.confirm import ConfirmScreen
+
+        if self.addresses.token_path is None:
+            self.notify("This cluster has no token file.", severity="warning")
+            return
+        question = (
+            "Copy the Ray token of this cluster to your clipboard? Whoever holds it can run "
+            "code on every node. Paste it only into the Ray dashboard's login."
+        )
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.copy_token()
+
+        self.app.push_screen(
+            ConfirmScreen(f"Copy the token of {self.cluster}", question, yes_label="Copy"),
+            answered,
+        )
+
+    @work(group="copy-token", exclusive=True, exit_on_error=False)
+    async def copy_token(self) -> None:
+        path = self.addresses.token_path
+        assert path is not None
+        try:  # the project may be a network mount: read it off the event loop
+            token = (await asyncio.to_thread(path.read_text, encoding="utf-8")).strip()
+        except OSError as exc:
+            self.notify(f"Cannot read the token file: {exc.strerror}", severity="error")
+            return
+        if not token:
+            self.notify("The token file is empty.", severity="error")
+            return
+        self.app.copy_to_clipboard(token)  # OSC 52; the token is never shown
+        self.notify("Token copied to the clipboard (not shown).")

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from raycai_core.cluster.apps import ClusterApp
     from raycai_core.cluster.lifecycle import ClusterSummary, ScaleTarget
     from raycai_core.cluster.view import ClusterView, NodeRow, RayNodeInfo
+    from raycai_core.work.session import ClusterWork
     from raycai_tui.operations import Operation
 
 # Keys that act on the cluster's stored state (the app's snapshot of it is enough)...
@@ -115,6 +116,10 @@ class ClusterScreen(RaycaiScreen):
             tooltip="Ray dashboard URL and ray:// client address",
         ),
         Binding(
+            "j", "jobs", "Jobs", id="cluster.jobs", tooltip="Ray jobs: list, logs, submit, stop"
+        ),
+        Binding("v", "serve", "Serve", id="cluster.serve", tooltip="Ray Serve applications"),
+        Binding(
             "ctrl+d",
             "delete",
             "Delete",
@@ -126,9 +131,10 @@ class ClusterScreen(RaycaiScreen):
     MUTATING = frozenset({"scale_up", "scale_down", "scale", "restart", "delete"})
 
     class RayPolled(Message):
-        def __init__(self, view: ClusterView) -> None:
+        def __init__(self, view: ClusterView, work_line: str = "") -> None:
             super().__init__()
             self.view = view
+            self.work_line = work_line
 
     class Merged(Message):
         def __init__(self, view: ClusterView) -> None:
@@ -147,11 +153,13 @@ class ClusterScreen(RaycaiScreen):
         self._ray_timer: Timer | None = None
         self._ray_polling = False
         self._dirty = False
+        self._work: ClusterWork | None = None  # the jobs client, kept between polls
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(Text(self.cluster, style="bold"), id="cluster-title")
         yield Static("", id="operations")
+        yield Static("", id="work-line")
         yield AppsTable(id="apps")
         with Horizontal(id="bottom"):
             yield RayPanel(id="ray")
@@ -287,7 +295,35 @@ class ClusterScreen(RaycaiScreen):
             self.query_one(StatusLine).set_source("Ray", self.ray_backoff)
             self._schedule_ray(delay)
             return
-        self.post_message(self.RayPolled(view))
+        self.post_message(self.RayPolled(view, await self._work_line(view)))
+
+    async def _work_line(self, view: ClusterView) -> str:
+        """Jobs (running, pending, failed) and the autoscaler, in one line; a failure of
+        either is said in the line and never fails the poll."""
+        from raycai_core.cluster.autoscaler_status import fetch_status, summary_line
+        from raycai_core.cluster.layout import ClusterPaths
+        from raycai_core.work.jobs import summarise_jobs
+        from raycai_core.work.session import ClusterWork
+
+        services = self.services
+        assert services is not None
+        parts: list[str] = []
+        if view.head is not None and not view.ray_error:
+            if self._work is None:
+                self._work = ClusterWork(services.target.project_dir, self.cluster)
+            try:
+                client = await self._work.client()
+                parts.append(summarise_jobs(await client.list_jobs()).line())
+            except Exception as exc:  # shown in the line, retried next poll
+                parts.append(f"jobs: unknown ({describe_error(exc)})")
+        try:
+            paths = ClusterPaths(services.target.project_dir, self.cluster)
+            autoscaler = summary_line(await fetch_status(services.observer, paths, view))
+        except Exception as exc:
+            autoscaler = f"autoscaler: unknown ({describe_error(exc)})"
+        if autoscaler:
+            parts.append(autoscaler)
+        return "  ·  ".join(parts)
 
     def on_cluster_screen_ray_polled(self, message: ClusterScreen.RayPolled) -> None:
         view = message.view
@@ -300,6 +336,9 @@ class ClusterScreen(RaycaiScreen):
             delay = self.ray_backoff.succeeded(now)
         self.query_one(StatusLine).set_source("Ray", self.ray_backoff)
         self.query_one(RayPanel).record(view)
+        line = self.query_one("#work-line", Static)
+        line.display = bool(message.work_line)
+        line.update(Text(message.work_line, style="dim"))
         self.show_view(view)
         self._schedule_ray(delay)
 
@@ -433,6 +472,7 @@ class ClusterScreen(RaycaiScreen):
         )
 
     def action_addresses(self) -> None:
+        from raycai_core.cluster.layout import ClusterPaths
         from raycai_tui.screens.addresses import Addresses, AddressesScreen
 
         services = self.connected_services()
@@ -451,8 +491,27 @@ class ClusterScreen(RaycaiScreen):
             client_address=head.client_address if head else None,
             gcs_address=head.gcs_address if head else None,
             note=note,
+            token_path=ClusterPaths(services.target.project_dir, self.cluster).auth_token,
         )
         self.app.push_screen(AddressesScreen(self.cluster, addresses))
+
+    async def on_unmount(self) -> None:
+        if self._work is not None:
+            await self._work.aclose()
+
+    def action_jobs(self) -> None:
+        from raycai_tui.screens.jobs import JobsScreen
+
+        services = self.connected_services()
+        if services is not None:
+            self.app.push_screen(JobsScreen(self.cluster, services.target.project_dir))
+
+    def action_serve(self) -> None:
+        from raycai_tui.screens.serve import ServeScreen
+
+        services = self.connected_services()
+        if services is not None:
+            self.app.push_screen(ServeScreen(self.cluster, services.target.project_dir))
 
     def action_delete(self) -> None:
         from raycai_tui.screens.clusters import ClustersScreen

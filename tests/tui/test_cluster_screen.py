@@ -6,7 +6,7 @@ import os
 import signal
 
 import pytest
-from textual.widgets import Input
+from textual.widgets import Input, Static
 
 from raycai_core.cluster.desired import read_desired
 from raycai_core.cluster.layout import ClusterPaths
@@ -83,7 +83,25 @@ async def test_scale_restart_addresses_and_logs_keys(tui_workspace: WorkspaceHan
         assert addresses.addresses.app_url == f"https://{head.subdomain}.{domain}"
         assert addresses.addresses.client_address.startswith("ray://127.0.0.")
         assert addresses.addresses.dashboard_url.startswith("http://127.0.0.")
+        await pilot.press("t")  # copy the token: asks first, Cancel focused
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("enter")
+        await until(pilot, lambda: app.screen is addresses, "the dialog to close")
+        assert app.clipboard == ""
+        await pilot.press("t", "y")
+        token = ClusterPaths(handle.project_dir, "demo").auth_token.read_text().strip()
+        await until(pilot, lambda: app.clipboard == token, "the token in the clipboard")
         await pilot.press("escape")
+
+        work_line = screen.query_one("#work-line", Static)
+        await until(pilot, lambda: "jobs: none" in str(work_line.render()), "the jobs line")
+        await pilot.press("j")
+        await until(pilot, lambda: type(app.screen).__name__ == "JobsScreen", "the jobs view")
+        await pilot.press("escape")
+        await pilot.press("v")
+        await until(pilot, lambda: type(app.screen).__name__ == "ServeScreen", "the Serve view")
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is screen, "back on the cluster screen")
 
         table = screen.query_one(AppsTable)
         table.select_key("worker-1")
