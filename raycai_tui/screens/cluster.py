@@ -75,6 +75,12 @@ def title_text(view: ClusterView, healing: bool) -> Text:
         text.append("READY", style="bold green")
     else:
         text.append("NOT READY", style="bold yellow")
+    if desired.spec.workers.autoscale:
+        from raycai_core.cluster.autoscaler import keeper
+
+        head = view.head_row.record if view.head_row else None
+        text.append(f"  ·  kept by {keeper(desired, head)}", style="dim")
+        return text
     heals = healing and desired.spec.healing
     text.append(f"  ·  healing {'on' if heals else 'off'}", style="dim")
     return text

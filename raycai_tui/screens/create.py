@@ -45,12 +45,17 @@ HEAD_FIELDS = (
     Field("head-gpu", "GPUs", "head.nvidia_gpu", "0"),
 )
 WORKER_FIELDS = (
-    Field("workers-count", "Workers", "workers.count", "2"),
+    Field("workers-count", "Workers (min)", "workers.count", "2"),
+    Field("workers-max", "Max workers", "workers.max", ""),
+    Field("workers-idle", "Idle timeout s", "workers.idle_timeout_s", "300"),
     Field("workers-cpu", "vCPU each", "workers.cpu", "2"),
     Field("workers-memory", "Memory GB each", "workers.memory", "8"),
     Field("workers-gpu", "GPUs each", "workers.nvidia_gpu", "0"),
 )
 FIELDS = (NAME, *HEAD_FIELDS, *WORKER_FIELDS)
+# Empty means "as many as the minimum": a fixed size, kept without an autoscaler.
+OPTIONAL_FIELDS = frozenset({"workers-max"})
+PLACEHOLDERS = {"workers-max": "= min (fixed size); more turns Ray's autoscaler on"}
 RUNTIME_FIELD = "head.runtime_identifier"
 STEP_ORDER = ("scripts", "head-created", "head-wait", "head-ready", "workers-create", "joined")
 
@@ -132,6 +137,7 @@ class CreateScreen(RaycaiScreen):
         yield Footer()
 
     def _field(self, field: Field, placeholder: str = "") -> ComposeResult:
+        placeholder = placeholder or PLACEHOLDERS.get(field.widget_id, "")
         with Horizontal(classes="field", id=f"field-{field.widget_id}"):
             yield Label(field.label, classes="field-label")
             yield Input(field.default, id=field.widget_id, placeholder=placeholder, compact=True)
@@ -181,6 +187,8 @@ class CreateScreen(RaycaiScreen):
     def field_problem(self, field: Field, raw: str) -> str | None:
         from raycai_core.spec import field_problem
 
+        if field.widget_id in OPTIONAL_FIELDS and not raw.strip():
+            return None
         problem = field_problem(field.spec_field, raw)
         if problem is None and field is NAME and raw.strip() in self.existing:
             problem = f"a cluster named {raw.strip()!r} already exists in this project"
@@ -247,11 +255,16 @@ class CreateScreen(RaycaiScreen):
         if not problems:
             v = self.values()
             runtime = self.query_one("#runtime", Select).value
+            count = int(float(v["workers-count"]))
+            bounded = bool(v["workers-max"].strip())  # min..max: Ray's autoscaler keeps it
             try:
                 return spec_from_flags(
                     name=v["name"].strip(),
                     runtime=str(runtime),
-                    workers=int(float(v["workers-count"])),
+                    workers=None if bounded else count,
+                    min_workers=count if bounded else None,
+                    max_workers=int(float(v["workers-max"])) if bounded else None,
+                    idle_timeout=float(v["workers-idle"]),
                     cpu=float(v["workers-cpu"]),
                     memory=float(v["workers-memory"]),
                     gpu=int(float(v["workers-gpu"])),

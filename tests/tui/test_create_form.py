@@ -120,3 +120,35 @@ async def test_refuses_bad_input_then_creates_with_live_steps(
         await until(pilot, lambda: "creation failed" in failed.text, "the failure shown")
         assert "HTTP 403" in failed.text and again.creating is None
         handle.set_faults()
+
+
+async def test_max_workers_turns_the_autoscaler_on_with_the_core_rules(
+    tui_workspace: WorkspaceHandle,
+) -> None:
+    app = make_app(tui_workspace)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await until(pilot, lambda: app.services is not None, "the connection")
+        await pilot.press("n")
+        screen = app.screen
+        assert isinstance(screen, CreateScreen)
+        select = screen.query_one("#runtime", Select)
+        await until(pilot, lambda: select._options and len(select._options) > 1, "runtimes")
+        select.value = RUNTIME
+
+        await fill(pilot, screen, {"name": "auto", "workers-count": "3", "workers-max": "2"})
+        assert screen.build_spec() is None
+        assert "at least min" in problem(screen, "workers-max")
+        await fill(pilot, screen, {"workers-idle": "0"})
+        assert "idle_timeout_s must be at least" in problem(screen, "workers-idle")
+
+        await fill(pilot, screen, {"workers-count": "1", "workers-max": "4", "workers-idle": "60"})
+        spec = screen.build_spec()
+        assert spec is not None and spec.workers.autoscale
+        assert (spec.workers.min, spec.workers.max, spec.workers.idle_timeout_s) == (1, 4, 60.0)
+
+        screen.query_one("#workers-max", Input).value = ""  # empty: a fixed size
+        await pilot.pause()
+        spec = screen.build_spec()
+        assert spec is not None and not spec.workers.autoscale
+        assert (spec.workers.min, spec.workers.max) == (1, 1)
+        assert not list(tui_workspace.project_dir.glob(".raycai/clusters/auto"))
