@@ -86,3 +86,23 @@ def test_status_summary_and_json() -> None:
         None,
     )
     assert build_status(fixed, []) is None and summary_line(None) == ""
+
+
+def test_an_autoscaled_cluster_is_ready_with_at_least_min_workers_joined() -> None:
+    spec = spec_from_flags(name="demo", runtime="rt", min_workers=1, max_workers=4)
+    members = group_by_cluster(
+        [app("demo", "head")] + [app("demo", f"worker-{k}") for k in (1, 2, 3)]
+    )["demo"]
+    joined = {
+        node: NodeRecord(node, "worker" if node != "head" else "head", phase, updated_at=NOW)
+        for node, phase in (
+            ("head", "running"),
+            ("worker-1", "joined"),
+            ("worker-2", "joined"),
+            ("worker-3", "starting-ray"),  # added for demand, still joining
+        )
+    }
+    view = merge_cluster("demo", Desired(spec=spec), members, joined, None, None, now=NOW)
+    assert view.ready  # 2 joined >= min 1; the third is the autoscaler's business
+    fixed = Desired(spec=spec_from_flags(name="demo", runtime="rt", workers=1))
+    assert not merge_cluster("demo", fixed, members, joined, None, None, now=NOW).ready

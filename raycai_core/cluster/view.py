@@ -142,8 +142,11 @@ class ClusterView:
 
     @property
     def ready(self) -> bool:
-        """Every desired node exists, runs and has joined Ray (not just 'app RUNNING')."""
+        """Every desired node exists, runs and has joined Ray (not just 'app RUNNING').
+        Autoscaled: the head and at least min workers joined (more come and go with demand)."""
         head = self.head_row
+        if self.desired is not None and self.desired.spec.workers.autoscale:
+            return head is not None and head.joined and self.workers_joined >= self.desired_workers
         return (
             head is not None
             and head.joined
