@@ -10,6 +10,7 @@ import sys
 import pytest
 from textual.app import App, ComposeResult
 
+from raycai_core.cluster.records import NodeRecord
 from raycai_core.cml.runtimes import session_runtime
 from raycai_tui.backoff import Backoff
 from raycai_tui.healing import MISSING_GRACE_S, HealPlanner, heal_reason
@@ -222,3 +223,37 @@ def test_scale_requests_merge_only_when_the_result_is_the_same() -> None:
     # From 0 workers, -1 then +1 gives 1, while a merged 0 would give 0: kept apart.
     assert merge_scale(req("-1"), req("+1")) is None
     assert merge_scale(req("+1"), req("-1")) is None
+
+
+def test_the_cluster_title_says_who_keeps_an_autoscaled_cluster() -> None:
+    import time
+
+    from raycai_core.cluster.desired import Desired
+    from raycai_core.cluster.records import AutoscalerRecord
+    from raycai_core.cluster.view import merge_cluster
+    from raycai_core.spec import spec_from_flags
+    from raycai_tui.screens.cluster import title_text
+    from tests.tui.fixed_data import RUNTIME, demo_members
+
+    spec = spec_from_flags(
+        name="demo", runtime=RUNTIME, min_workers=0, max_workers=4, cpu=2, memory=8
+    )
+    desired = Desired(spec=spec)
+    now = time.time()
+
+    def title(state: str) -> str:
+        head = NodeRecord(
+            node="head",
+            role="head",
+            phase="running",
+            updated_at=now,
+            autoscaler=AutoscalerRecord(state=state, reason="no CML API key in the head's env"),
+        )
+        view = merge_cluster("demo", desired, demo_members(), {"head": head}, None, None)
+        return title_text(view, healing=True).plain
+
+    assert "kept by the cluster's autoscaler" in title("running")
+    assert "kept by raycai healing" in title("off")
+    fixed_spec = spec_from_flags(name="demo", runtime=RUNTIME, workers=2, cpu=2, memory=8)
+    fixed = merge_cluster("demo", Desired(spec=fixed_spec), [], {}, None, None)
+    assert "healing on" in title_text(fixed, healing=True).plain
