@@ -108,6 +108,14 @@ class ClusterScreen(RaycaiScreen):
         Binding("s", "scale", "Scale", id="cluster.scale", tooltip="Set the number of workers"),
         Binding("l", "logs", "Logs", id="cluster.logs", tooltip="Logs of the selected node"),
         Binding(
+            "L",
+            "logs(True)",
+            "All logs",
+            id="cluster.all_logs",
+            show=False,
+            tooltip="Every node's launcher log, merged by time",
+        ),
+        Binding(
             "r",
             "restart",
             "Restart",
@@ -444,8 +452,9 @@ class ClusterScreen(RaycaiScreen):
             ConfirmScreen(f"Restart {row.node}", question, items, yes_label="Restart"), answered
         )
 
-    async def action_logs(self) -> None:
-        row = self._row_or_tell()
+    async def action_logs(self, all_nodes: bool = False) -> None:
+        row = (self.selected_row or (self.view and self.view.head_row)) if all_nodes else None
+        row = row or self._row_or_tell()
         services = self.connected_services()
         if row is None or services is None or self.view is None:
             return
@@ -474,6 +483,7 @@ class ClusterScreen(RaycaiScreen):
                 launcher_log=launcher_log,
                 ray_client=client,
                 ray_node_id=row.ray.node_id if row.ray else None,
+                all_nodes=all_nodes,
             )
         )
 

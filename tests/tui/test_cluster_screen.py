@@ -14,6 +14,7 @@ from raycai_core.local import WorkspaceConfig, WorkspaceHandle
 from raycai_tui.screens.addresses import AddressesScreen
 from raycai_tui.screens.cluster import ClusterScreen
 from raycai_tui.screens.confirm import ConfirmScreen
+from raycai_tui.screens.log_sources import ALL_NODES
 from raycai_tui.screens.scale import ScaleScreen
 from raycai_tui.widgets.apps_table import AppsTable
 from raycai_tui.widgets.events import EventsLog
@@ -121,6 +122,12 @@ async def test_scale_restart_addresses_and_logs_keys(tui_workspace: WorkspaceHan
         await pilot.press("l")
         await until(pilot, lambda: app.screen is not screen, "the logs screen")
         assert type(app.screen).__name__ == "LogsScreen"
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is screen, "back on the cluster screen")
+        await pilot.press("L")  # every node's launcher log, merged
+        await until(pilot, lambda: app.screen is not screen, "the merged logs")
+        assert type(app.screen).__name__ == "LogsScreen"
+        assert app.screen.source == ALL_NODES
         await pilot.press("escape")
         await until(pilot, lambda: app.screen is screen, "back on the cluster screen")
 
