@@ -20,6 +20,7 @@ BENCHES = {
     "p5": "p5_table_refresh.py",
     "p6p7": "bench_logs.py",
     "p9": "p9_autoscale.py",
+    "p10": "p10_many_clusters.py",
 }
 
 
