@@ -57,7 +57,6 @@ FIELDS = (NAME, *HEAD_FIELDS, *WORKER_FIELDS)
 OPTIONAL_FIELDS = frozenset({"workers-max"})
 PLACEHOLDERS = {"workers-max": "= min (fixed size); more turns Ray's autoscaler on"}
 RUNTIME_FIELD = "head.runtime_identifier"
-STEP_ORDER = ("scripts", "head-created", "head-wait", "head-ready", "workers-create", "joined")
 
 
 class Steps(Vertical):
