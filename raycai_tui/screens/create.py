@@ -55,7 +55,7 @@ WORKER_FIELDS = (
 FIELDS = (NAME, *HEAD_FIELDS, *WORKER_FIELDS)
 # Empty means "as many as the minimum": a fixed size, kept without an autoscaler.
 OPTIONAL_FIELDS = frozenset({"workers-max"})
-PLACEHOLDERS = {"workers-max": "= min (fixed size); more turns Ray's autoscaler on"}
+PLACEHOLDERS = {"workers-max": "= min: fixed size"}  # more than min: autoscaled
 RUNTIME_FIELD = "head.runtime_identifier"
 
 
