@@ -8,8 +8,11 @@ Built on BatchingNodeProvider as KubeRay's provider is: each autoscaler pass sta
 listing of the cluster's applications (`get_node_data`) and ends with at most one batch of
 creations and deletions (`submit_scale_request`). Workers are created with the same names,
 subdomains, environment, script and sizes as raycai's own, so `raycai list/status/logs/down`
-see them as usual. Ray matches a node to its raylet by IP: a node's IP is the one its
-launcher recorded in nodes/<node>.json (the head's in head.json).
+see them as usual. Ray's v1 autoscaler matches a node to its raylet by IP, so a node's IP is
+the one Ray itself lists for the alive Ray node carrying the node's labels
+(`raycai/cluster=<cluster>`, `raycai/node=<node>`; one `GET /api/v0/nodes` on the head's
+dashboard per pass), else the one its launcher recorded in nodes/<node>.json (the head's in
+head.json) while Ray does not list it (yet) or the dashboard does not answer.
 
 Credentials are the head application's own workload credentials (CDSW_APIV2_KEY and
 CDSW_API_URL or CDSW_DOMAIN), as cmlapi.default_client() reads them; nothing else.
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import calendar
 import hashlib
+import http.client
 import json
 import logging
 import os
@@ -28,7 +32,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from ray.autoscaler.batching_node_provider import (
     BatchingNodeProvider,
@@ -56,6 +60,15 @@ REQUEST_TIMEOUT_S = 30.0
 # failing (a broken runtime, a quota never met), creations wait longer each time.
 REPLACE_BACKOFF_S = (5.0, 300.0)
 LOG_PREFIX = "raycai-provider:"
+# Labels every raycai launcher gives `ray start` (template.py: LABEL_PREFIX).
+CLUSTER_LABEL = "raycai/cluster"
+NODE_LABEL = "raycai/node"
+# The head's dashboard answers on the head itself: a pass must not wait on it for long.
+RAY_TIMEOUT_S = 2.0
+RAY_NODES_LIMIT = 1000
+# A record or Ray node that started before its application was created belongs to an
+# earlier application of the same name (clocks of the workspace and the nodes may differ).
+CLOCK_SLACK_S = 5.0
 RFC3339_RE = re.compile(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?$")
 
 
@@ -221,6 +234,130 @@ def _error_message(raw: bytes) -> str:
     return " ".join(raw.decode("utf-8", "replace").split())[:300] or "no details"
 
 
+class RayNode(NamedTuple):
+    """An alive Ray node of this cluster, as the head's dashboard lists it (a NamedTuple: a
+    dataclass needs its module in sys.modules, which a loader by file path may not do)."""
+
+    node_id: str
+    ip: str
+    started_at: float | None  # unix seconds (start_time_ms), None when Ray does not say
+
+
+class RayUnavailable(Exception):
+    """Ray's node list could not be had this pass; the message says why (no secrets)."""
+
+
+class RayNodes:
+    """Which alive Ray node carries each raycai node's labels: one `GET /api/v0/nodes` (Ray's
+    state API) on the head's dashboard, with the cluster's Ray token. Ray's monitor hands its
+    provider no GCS client, and Ray's own clients are private; the dashboard's REST answer is
+    the documented one, and urllib needs nothing beyond the standard library."""
+
+    def __init__(
+        self,
+        cluster_dir: str,
+        cluster: str,
+        environ: Mapping[str, str] | None = None,
+        timeout: float = RAY_TIMEOUT_S,
+    ) -> None:
+        self.cluster_dir = cluster_dir
+        self.cluster = cluster
+        self.environ = os.environ if environ is None else environ
+        self.timeout = timeout
+        # The head is reached directly: a workload's HTTP(S)_PROXY must not carry this call.
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def dashboard_url(self) -> str:
+        head = read_json(os.path.join(self.cluster_dir, "head.json")) or {}
+        ip, port = head.get("ip"), head.get("dashboard_port")
+        if not ip or not isinstance(port, int) or isinstance(port, bool):
+            raise RayUnavailable("head.json has no dashboard address yet")
+        host = f"[{ip}]" if ":" in str(ip) else str(ip)
+        return f"http://{host}:{port}"
+
+    def token(self) -> str | None:
+        """The cluster's Ray token as Ray's own processes find it (RAY_AUTH_TOKEN_PATH, which
+        the head launcher sets), else the cluster's auth_token; None with auth disabled."""
+        if self.environ.get("RAY_AUTH_MODE") == "disabled":
+            return None
+        path = self.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.join(
+            self.cluster_dir, "auth_token"
+        )
+        try:
+            with open(path, encoding="utf-8") as handle:
+                return handle.read().strip() or None
+        except OSError:
+            return None
+
+    def fetch(self) -> dict[str, list[RayNode]]:
+        """raycai node name -> the alive Ray nodes carrying its labels, newest first."""
+        url = self.dashboard_url()
+        query = {
+            "detail": "true",
+            "limit": str(RAY_NODES_LIMIT),
+            # Dead nodes stay listed (up to a thousand): ask for the alive ones only.
+            "filter_keys": "state",
+            "filter_predicates": "=",
+            "filter_values": "ALIVE",
+        }
+        request = urllib.request.Request(url + "/api/v0/nodes?" + urllib.parse.urlencode(query))
+        request.add_header("Accept", "application/json")
+        token = self.token()
+        if token:
+            request.add_header("Authorization", "Bearer " + token)
+        try:
+            with self._opener.open(request, timeout=self.timeout) as response:
+                payload = response.read()
+        except urllib.error.HTTPError as exc:
+            if exc.code in (401, 403):
+                why = "has no token for it" if token is None else "refused the cluster's token"
+                raise RayUnavailable(f"the head's dashboard {why} (HTTP {exc.code})") from None
+            raise RayUnavailable(f"the head's dashboard answered HTTP {exc.code}") from None
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            why = f"the head's dashboard at {url} does not answer: {reason}"
+            raise RayUnavailable(why) from None
+        return self.parse(payload)
+
+    def parse(self, payload: bytes) -> dict[str, list[RayNode]]:
+        """Ray 2.60's envelope: `{"result": true, "msg", "data": {"result": {"result": [..]}}}`."""
+        try:
+            body = json.loads(payload)
+        except ValueError:
+            raise RayUnavailable("the head's dashboard did not answer JSON") from None
+        if not isinstance(body, dict) or body.get("result") is False:
+            message = body.get("msg") if isinstance(body, dict) else None
+            raise RayUnavailable(f"Ray did not list its nodes: {message or 'no reason given'}")
+        data = body.get("data")
+        listing = data.get("result") if isinstance(data, dict) else None
+        items = listing.get("result") if isinstance(listing, dict) else None
+        if not isinstance(items, list):
+            raise RayUnavailable("Ray's node list has no data.result.result")
+        found: dict[str, list[RayNode]] = {}
+        for item in items:
+            if not isinstance(item, dict) or item.get("state") != "ALIVE":
+                continue
+            labels = item.get("labels")
+            if not isinstance(labels, dict) or labels.get(CLUSTER_LABEL) != self.cluster:
+                continue
+            node, ip = labels.get(NODE_LABEL), item.get("node_ip")
+            if not node or not ip:
+                continue
+            started = item.get("start_time_ms")
+            found.setdefault(str(node), []).append(
+                RayNode(
+                    node_id=str(item.get("node_id") or ""),
+                    ip=str(ip),
+                    started_at=started / 1000.0
+                    if isinstance(started, (int, float)) and started > 0
+                    else None,
+                )
+            )
+        for nodes in found.values():
+            nodes.sort(key=lambda n: n.started_at or 0.0, reverse=True)
+        return found
+
+
 def cluster_hash(project_id: str, cluster: str) -> str:
     """The same 6 hex digits as raycai_core.naming.cluster_hash (a test keeps them equal)."""
     return hashlib.sha256(f"{project_id}\x00{cluster}".encode()).hexdigest()[:6]
@@ -258,6 +395,7 @@ class CMLNodeProvider(BatchingNodeProvider):
         cluster_name: str,
         api: CMLApi | None = None,
         cluster_dir: str | None = None,
+        ray_nodes: RayNodes | None = None,
     ) -> None:
         if provider_config.get("worker_liveness_check", True) is not False:
             raise ValueError("the raycai provider needs `worker_liveness_check: false`")
@@ -269,6 +407,11 @@ class CMLNodeProvider(BatchingNodeProvider):
         self.cluster = str(settings["cluster"])
         self.cluster_dir = cluster_dir or os.path.dirname(os.path.abspath(__file__))
         self.api = api or CMLApi.from_environment()
+        self.ray_nodes = ray_nodes or RayNodes(self.cluster_dir, self.cluster)
+        # Ray's alive nodes by raycai node name, from this pass (None: Ray did not answer).
+        self.ray_listing: dict[str, list[RayNode]] | None = None
+        self.ray_problem: str | None = ""  # "" before the first pass; logged when it changes
+        self.ip_disagreements: dict[str, tuple[str, str]] = {}  # app id -> (record, Ray), logged
         # Applications asked to go, kept out of get_node_data until CML no longer lists
         # them: app id -> {"node", "reason", "since", "deleted" (the DELETE succeeded)}.
         self.deleting: dict[str, dict[str, Any]] = {}
@@ -293,6 +436,7 @@ class CMLNodeProvider(BatchingNodeProvider):
 
     def get_node_data(self) -> dict[str, NodeData]:
         apps = self.cluster_apps()
+        self.ray_listing = self._ask_ray()
         self.listed = {str(a["id"]): a for a in apps if a.get("id")}
         self.nodes = {i: app_environment(a).get("RAYCAI_NODE", "") for i, a in self.listed.items()}
         for app_id in [i for i in self.deleting if i not in self.listed]:
@@ -307,7 +451,10 @@ class CMLNodeProvider(BatchingNodeProvider):
             status = normalise_status(app.get("status"))
             if node == HEAD_NODE:
                 data[app_id] = NodeData(
-                    kind=NODE_KIND_HEAD, type=HEAD_TYPE, ip=self.head_ip(), status=_tag(status)
+                    kind=NODE_KIND_HEAD,
+                    type=HEAD_TYPE,
+                    ip=self.node_ip(app_id, node, app),
+                    status=_tag(status),
                 )
             elif WORKER_RE.match(node):
                 if status in ("failed", "stopped"):
@@ -316,12 +463,68 @@ class CMLNodeProvider(BatchingNodeProvider):
                 data[app_id] = NodeData(
                     kind=NODE_KIND_WORKER,
                     type=WORKER_TYPE,
-                    ip=self.worker_ip(node, app),
+                    ip=self.node_ip(app_id, node, app),
                     status=_tag(status),
                 )
                 if status == "running" and self.failures and self._joined(node, app):
                     self.failures, self.create_not_before = 0, 0.0
+        self.ip_disagreements = {
+            i: pair for i, pair in self.ip_disagreements.items() if i in self.listed
+        }
         return data
+
+    def _ask_ray(self) -> dict[str, list[RayNode]] | None:
+        """This pass's one question to Ray; None (records only) when it cannot be answered."""
+        try:
+            seen = self.ray_nodes.fetch()
+        except RayUnavailable as exc:
+            problem = str(exc)
+            if problem != self.ray_problem:
+                logger.warning(
+                    "%s cannot list Ray's nodes (%s): matching nodes by the launchers' records",
+                    LOG_PREFIX,
+                    problem,
+                )
+            self.ray_problem = problem
+            return None
+        if self.ray_problem:
+            logger.info("%s Ray lists its nodes again: matching nodes by label", LOG_PREFIX)
+        self.ray_problem = None
+        return seen
+
+    def ray_node(self, node: str, app: Mapping[str, Any]) -> RayNode | None:
+        """The alive Ray node this application runs: the newest carrying its labels that
+        started after the application was created (an older one is an earlier application's
+        of the same name, which Ray has not yet found dead)."""
+        created = rfc3339_seconds(app.get("created_at"))
+        for candidate in (self.ray_listing or {}).get(node, []):
+            started = candidate.started_at
+            if created is None or started is None or started >= created - CLOCK_SLACK_S:
+                return candidate
+        return None
+
+    def node_ip(self, app_id: str, node: str, app: Mapping[str, Any]) -> str | None:
+        """The IP Ray uses for this application's node: Ray's own when it lists the node,
+        else the launcher's record."""
+        recorded = self.head_ip() if node == HEAD_NODE else self.worker_ip(node, app)
+        listed = self.ray_node(node, app)
+        if listed is None:
+            return recorded
+        if recorded and recorded != listed.ip:
+            pair = (recorded, listed.ip)
+            if self.ip_disagreements.get(app_id) != pair:
+                logger.warning(
+                    "%s %s (app %s): Ray's node %s has IP %s but the launcher recorded %s: "
+                    "using Ray's",
+                    LOG_PREFIX,
+                    node,
+                    app_id,
+                    listed.node_id[:12],
+                    listed.ip,
+                    recorded,
+                )
+                self.ip_disagreements[app_id] = pair
+        return listed.ip
 
     def head_ip(self) -> str | None:
         head = read_json(os.path.join(self.cluster_dir, "head.json")) or {}
@@ -334,7 +537,11 @@ class CMLNodeProvider(BatchingNodeProvider):
         record = read_json(os.path.join(self.cluster_dir, "nodes", node + ".json")) or {}
         created = rfc3339_seconds(app.get("created_at"))
         started = record.get("started_at")
-        if created is not None and isinstance(started, (int, float)) and started < created - 5:
+        if (
+            created is not None
+            and isinstance(started, (int, float))
+            and started < created - CLOCK_SLACK_S
+        ):
             return {}
         return record
 
@@ -342,6 +549,8 @@ class CMLNodeProvider(BatchingNodeProvider):
         return str(self._record(node, app).get("ip") or "") or None
 
     def _joined(self, node: str, app: Mapping[str, Any]) -> bool:
+        if self.ray_node(node, app) is not None:
+            return True
         return self._record(node, app).get("phase") == "joined"
 
     def cluster_active(self) -> bool:
