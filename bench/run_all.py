@@ -19,6 +19,7 @@ BENCHES = {
     "p4": "p4_startup.py",
     "p5": "p5_table_refresh.py",
     "p6p7": "bench_logs.py",
+    "p8": "p8_jobs.py",
     "p9": "p9_autoscale.py",
     "p10": "p10_many_clusters.py",
 }
