@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import click
 
 from raycai_core.cli.autoscaler_render import print_autoscaler
+from raycai_core.cli.options import target_options
 from raycai_core.cli.output import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -33,41 +33,7 @@ from raycai_core.cluster.view import ClusterView
 from raycai_core.cml.client import CMLClient
 from raycai_core.cml.errors import CMLAuthError, CMLError, CMLPermissionDenied
 from raycai_core.spec import SpecError, load_spec_file, spec_from_flags
-from raycai_core.target import Target, resolve_target
-
-
-def target_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Options that choose the workspace, project and project directory."""
-
-    @click.option("--host", envvar=None, help="CML workspace URL (else CML_HOST / CDSW_DOMAIN).")
-    @click.option("--project", help="Project id (else CML_PROJECT_ID / CDSW_PROJECT_ID).")
-    @click.option(
-        "--project-dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        help="The project's files (default: /home/cdsw in a session; RAYCAI_PROJECT_DIR).",
-    )
-    @click.option(
-        "--local/--no-local",
-        default=None,
-        help="Use the embedded local workspace (default: when no credentials are set).",
-    )
-    @functools.wraps(command)
-    def wrapper(
-        host: str | None,
-        project: str | None,
-        project_dir: Path | None,
-        local: bool | None,
-        **kwargs: Any,
-    ) -> Any:
-        try:
-            target = resolve_target(
-                host=host, project=project, project_dir=project_dir, local=local
-            )
-        except Exception as exc:  # TargetError, MissingCredentials, local start failures
-            fail(str(exc), EXIT_BAD_INPUT)
-        return command(target=target, **kwargs)
-
-    return wrapper
+from raycai_core.target import Target
 
 
 @asynccontextmanager

@@ -6,11 +6,12 @@ import asyncio
 import sys
 import time
 from collections.abc import Coroutine
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from raycai_core.cluster.lifecycle import Progress
+if TYPE_CHECKING:  # the lifecycle pulls in pydantic and httpx: not for `raycai env`
+    from raycai_core.cluster.lifecycle import Progress
 
 T = TypeVar("T")
 

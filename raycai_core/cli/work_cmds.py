@@ -8,19 +8,20 @@ client, no cluster lifecycle; the cluster is found from the project files alone,
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import os
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from raycai_core.target import Target, resolve_target
+from raycai_core.cli.options import target_options
+from raycai_core.cli.output import EXIT_AUTH, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, fail
+from raycai_core.target import Target
 from raycai_core.work.access import (
     ClusterAccess,
     ClusterAccessError,
@@ -36,52 +37,6 @@ if TYPE_CHECKING:
     from raycai_core.work.serve import ServeStatus
 
 T = TypeVar("T")
-
-# The same exit codes as every raycai command (raycai_core/cli/output.py, not imported here:
-# it pulls in the cluster lifecycle).
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
-EXIT_AUTH = 3
-EXIT_INTERRUPTED = 130
-
-
-def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
-    click.echo(click.style("error: ", fg="red", bold=True) + message, err=True)
-    sys.exit(code)
-
-
-def target_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """--host/--project/--project-dir/--local, as in `raycai up` (cluster_cmds.py)."""
-
-    @click.option("--host", help="CML workspace URL (else CML_HOST / CDSW_DOMAIN).")
-    @click.option("--project", help="Project id (else CML_PROJECT_ID / CDSW_PROJECT_ID).")
-    @click.option(
-        "--project-dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        help="The project's files (default: /home/cdsw in a session; RAYCAI_PROJECT_DIR).",
-    )
-    @click.option(
-        "--local/--no-local",
-        default=None,
-        help="Use the embedded local workspace (default: when no credentials are set).",
-    )
-    @functools.wraps(command)
-    def wrapper(
-        host: str | None,
-        project: str | None,
-        project_dir: Path | None,
-        local: bool | None,
-        **kwargs: Any,
-    ) -> Any:
-        try:
-            target = resolve_target(
-                host=host, project=project, project_dir=project_dir, local=local
-            )
-        except Exception as exc:  # TargetError, MissingCredentials, local start failures
-            fail(str(exc), EXIT_BAD_INPUT)
-        return command(target=target, **kwargs)
-
-    return wrapper
 
 
 def access_of(target: Target, name: str) -> ClusterAccess:
