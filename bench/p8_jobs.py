@@ -399,7 +399,7 @@ def delays_of(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=7, help=f"submit rounds (>= {MIN_ROUNDS})")
-    parser.add_argument("--jobs", type=int, default=6, help="jobs watched in the view")
+    parser.add_argument("--jobs", type=int, default=8, help="jobs watched in the view")
     parser.add_argument("--tick", type=float, default=1.0, help="the view's poll interval, s")
     parser.add_argument("--job-s", type=float, default=2.5, help="each watched job's sleep, s")
     parser.add_argument("--quick", action="store_true", help="2 rounds, 3 jobs")
