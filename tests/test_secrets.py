@@ -35,10 +35,14 @@ pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
 
 class ProcessWatcher:
-    """Collects the argv and environment of every process alive during the run."""
+    """Collects the argv and environment of every process alive during the run.
+
+    Keyed by pid and argv: a child caught between fork and exec still shows its parent's
+    argv, then its own, and each environment must be judged with the argv it came with.
+    """
 
     def __init__(self) -> None:
-        self.seen: dict[int, bytes] = {}
+        self.seen: dict[tuple[int, bytes], bytes] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -55,14 +59,13 @@ class ProcessWatcher:
             for entry in Path("/proc").iterdir():
                 if entry.name.isdigit():
                     try:
-                        data = (
-                            (entry / "cmdline").read_bytes()
-                            + b"\n"
-                            + (entry / "environ").read_bytes()
-                        )
+                        cmdline = (entry / "cmdline").read_bytes()
+                        environ = (entry / "environ").read_bytes()
+                        if (entry / "cmdline").read_bytes() != cmdline:
+                            continue  # it exec'd between the reads: next round
                     except OSError:
                         continue
-                    self.seen[int(entry.name)] = self.seen.get(int(entry.name), b"") + data
+                    self.seen[(int(entry.name), cmdline)] = cmdline + b"\n" + environ
             self._stop.wait(0.2)
 
 
@@ -124,7 +127,7 @@ async def test_no_secret_in_any_artifact_of_a_full_run(local_workspace: Workspac
     assert all(f in contents and token_value not in contents[f] for f in scripts)
     # Processes: the token never in argv or any environment; the key only in the
     # environment of the CLI processes this test started (CML_API_KEY, as a user would).
-    for pid, data in watcher.seen.items():
+    for (pid, _), data in watcher.seen.items():
         assert token_value not in data, f"token visible in /proc/{pid}"
         cmdline = data.split(b"\n", 1)[0]
         assert key_value not in cmdline, f"API key in the argv of {pid}"
