@@ -104,3 +104,30 @@ async def test_heal_watch_recreates_a_deleted_worker_until_interrupted(
     assert watcher.returncode == 130, output
     assert "worker-1: recreated (application missing)" in output
     assert "demo: stopped watching" in output
+
+
+async def test_up_of_an_existing_cluster_waits_for_the_clusters_lock(
+    fake_ray: WorkspaceHandle, demo: tuple[ClusterManager, list[Progress]]
+) -> None:
+    """`up` rewrites cluster.json: while a scale or a down holds the lock it waits, so it
+    can never write `active` over a down's `deleting` or undo a scale."""
+    from raycai_core.cluster.lock import cluster_lock
+
+    ops, events = demo
+    paths = ClusterPaths(fake_ray.project_dir, "demo")
+    before = read_desired(paths)
+    assert before is not None
+    async with cluster_lock(paths):
+        up = asyncio.create_task(ops.up(small_spec("demo", workers=3), timeout=60))
+        await wait_for(lambda: any(e.step == "lock" for e in events), timeout=10)
+        await asyncio.sleep(0.5)
+        assert read_desired(paths) == before  # nothing written while the lock is held
+        assert not up.done()
+    view = await up
+    assert view.ready and view.desired_workers == 3
+    assert nodes_of(await cluster_apps(fake_ray), "demo") == [
+        "head",
+        "worker-1",
+        "worker-2",
+        "worker-3",
+    ]

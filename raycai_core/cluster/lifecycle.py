@@ -282,6 +282,23 @@ class ClusterManager:
         """Create the cluster, or converge an existing one to `spec`."""
         deadline = None if timeout is None else time.monotonic() + timeout
         paths = self.paths(spec.name)
+        # An existing cluster's state changes under its lock (a scale or down may run); a new
+        # one has no other writer (scale and down need its cluster.json), and the workspace
+        # refuses a second application for the same node.
+        exists = await asyncio.to_thread(paths.cluster_json.is_file)
+        async with self.lock(spec.name) if exists else contextlib.nullcontext():
+            head = await self._up_apps(spec, paths)
+        address = await self._wait_head(spec, head, deadline)
+        self.report(
+            "head-ready",
+            f"head ready: GCS {address.gcs_address}, dashboard {address.dashboard_url}",
+        )
+        if wait:
+            return await self.wait_ready(spec.name, deadline=deadline)
+        return await self.observer.observe(spec.name)
+
+    async def _up_apps(self, spec: ClusterSpec, paths: ClusterPaths) -> ClusterApp:
+        """up's changes: the desired state, the launchers, and every missing application."""
         previous = await asyncio.to_thread(read_desired, paths)
         if previous is not None and previous.state == "deleting":
             raise ClusterError(
@@ -313,14 +330,7 @@ class ClusterManager:
         head = await self._ensure_head(spec, head)
         workers = [m for m in members if m.node != HEAD_NODE]
         await self._converge_workers(spec, workers)
-        address = await self._wait_head(spec, head, deadline)
-        self.report(
-            "head-ready",
-            f"head ready: GCS {address.gcs_address}, dashboard {address.dashboard_url}",
-        )
-        if wait:
-            return await self.wait_ready(spec.name, deadline=deadline)
-        return await self.observer.observe(spec.name)
+        return head
 
     async def _ensure_head(self, spec: ClusterSpec, head: ClusterApp | None) -> ClusterApp:
         paths = self.paths(spec.name)
