@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, ClassVar, cast
 
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 if TYPE_CHECKING:
+    from textual.timer import Timer
+
     from raycai_tui.app import RaycaiApp
     from raycai_tui.services import Services
 
@@ -46,3 +49,61 @@ class RaycaiScreen(Screen[None]):
             self.notify(
                 str(error), title=event.worker.name, severity="error", timeout=15, markup=False
             )
+
+
+class PolledScreen(RaycaiScreen):
+    """A screen fed by one poller of the Ray dashboard: a poll never overlaps the last one,
+    the next is scheduled when an answer (or a failure) came back, with backoff, and the
+    status line shows it. A subclass starts `poll()` as a worker and, on its message, calls
+    `poll_succeeded()` or `poll_failed(reason)`."""
+
+    SOURCE: ClassVar[str] = "Ray"  # the status line's name for what is polled
+    STATUS_ID: ClassVar[str] = "status"  # the StatusLine's id on the screen
+
+    def __init__(self, *, poll_interval: float | None = None) -> None:
+        super().__init__()
+        from raycai_tui.backoff import Backoff
+
+        self.poll_interval = poll_interval
+        self.backoff = Backoff(2.0, maximum=30.0)
+        self.polls = 0
+        self._timer: Timer | None = None
+        self._polling = False
+
+    def start_polling(self) -> None:
+        self.backoff.interval = self.poll_interval or self.raycai.settings.poll_s or 2.0
+        self._show_backoff()
+        self.poll_now()
+
+    def poll(self) -> object:
+        raise NotImplementedError
+
+    def poll_now(self) -> None:
+        if self._polling:
+            return
+        if self._timer is not None:
+            self._timer.stop()
+        self._polling = True
+        self.poll()
+
+    def poll_succeeded(self) -> None:
+        self._polling = False
+        self.polls += 1
+        self._schedule(self.backoff.succeeded(time.time()))
+
+    def poll_failed(self, reason: str) -> None:
+        self._polling = False
+        self._schedule(self.backoff.failed(reason, time.time()))
+
+    def stop_polling(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+
+    def _show_backoff(self) -> None:
+        from raycai_tui.widgets.status_line import StatusLine
+
+        self.query_one(f"#{self.STATUS_ID}", StatusLine).set_source(self.SOURCE, self.backoff)
+
+    def _schedule(self, delay: float) -> None:
+        self._show_backoff()
+        self._timer = self.set_timer(delay, self.poll_now)

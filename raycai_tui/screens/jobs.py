@@ -20,12 +20,10 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.timer import Timer
 from textual.widgets import Button, Footer, Header, Input, Label, Static
 
-from raycai_tui.backoff import Backoff
 from raycai_tui.format import age, describe_error
-from raycai_tui.screens.base import RaycaiScreen
+from raycai_tui.screens.base import PolledScreen, RaycaiScreen
 from raycai_tui.widgets.keyed_table import Column, KeyedTable, Row
 from raycai_tui.widgets.status_line import StatusLine
 
@@ -93,7 +91,7 @@ def open_work(project_dir: Path, cluster: str) -> ClusterWork:
     return ClusterWork(project_dir, cluster)
 
 
-class JobsScreen(RaycaiScreen):
+class JobsScreen(PolledScreen):
     """`JobsScreen(cluster, project_dir)`; the app's poll interval unless `poll_interval`."""
 
     BINDINGS = [
@@ -106,6 +104,8 @@ class JobsScreen(RaycaiScreen):
         Binding("q", "app.quit", "Quit", id="jobs.quit", tooltip="Quit raycai-tui"),
     ]
     MUTATING = frozenset({"submit", "stop"})
+    SOURCE = "Ray jobs"
+    STATUS_ID = "jobs-status"
     DEFAULT_CSS = """
     JobsScreen #jobs-title { height: 1; padding: 0 1; background: $panel; }
     JobsScreen JobsTable { height: 1fr; }
@@ -115,18 +115,13 @@ class JobsScreen(RaycaiScreen):
     def __init__(
         self, cluster: str, project_dir: Path, *, poll_interval: float | None = None
     ) -> None:
-        super().__init__()
+        super().__init__(poll_interval=poll_interval)
         self.cluster = cluster
         self.project_dir = Path(project_dir)
         self.help_title = f"jobs of {cluster}"
-        self.poll_interval = poll_interval
-        self.backoff = Backoff(2.0, maximum=30.0)
         self.jobs: list[JobInfo] = []
         self.show_drivers = False
-        self.polls = 0
         self.work = open_work(self.project_dir, cluster)
-        self._timer: Timer | None = None
-        self._polling = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -136,25 +131,14 @@ class JobsScreen(RaycaiScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.backoff.interval = self.poll_interval or self.raycai.settings.poll_s or 2.0
-        self.query_one(StatusLine).set_source("Ray jobs", self.backoff)
         self.query_one(JobsTable).focus()
-        self.poll_now()
+        self.start_polling()
 
     async def on_unmount(self) -> None:
-        if self._timer is not None:
-            self._timer.stop()
+        self.stop_polling()
         await self.work.aclose()
 
     # -- polling ---------------------------------------------------------------------------
-
-    def poll_now(self) -> None:
-        if self._polling:
-            return
-        if self._timer is not None:
-            self._timer.stop()
-        self._polling = True
-        self.poll()
 
     @work(group="jobs.poll", exclusive=True, exit_on_error=False)
     async def poll(self) -> None:
@@ -167,19 +151,12 @@ class JobsScreen(RaycaiScreen):
         self.post_message(JobsPolled(jobs))
 
     def on_jobs_polled(self, message: JobsPolled) -> None:
-        self._polling = False
-        self.polls += 1
         self.jobs = message.jobs
         self.show_jobs()
-        self._schedule(self.backoff.succeeded(time.time()))
+        self.poll_succeeded()
 
     def on_jobs_poll_failed(self, message: JobsPollFailed) -> None:
-        self._polling = False
-        self._schedule(self.backoff.failed(message.reason, time.time()))
-
-    def _schedule(self, delay: float) -> None:
-        self.query_one(StatusLine).set_source("Ray jobs", self.backoff)
-        self._timer = self.set_timer(delay, self.poll_now)
+        self.poll_failed(message.reason)
 
     def show_jobs(self) -> None:
         shown = [j for j in self.jobs if self.show_drivers or j.is_submission]

@@ -4,7 +4,6 @@ backs off while it fails and the last answer stays on screen."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -13,12 +12,10 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
-from textual.timer import Timer
 from textual.widgets import Footer, Header, Static
 
-from raycai_tui.backoff import Backoff
 from raycai_tui.format import describe_error
-from raycai_tui.screens.base import RaycaiScreen
+from raycai_tui.screens.base import PolledScreen
 from raycai_tui.widgets.keyed_table import Column, KeyedTable, Row
 from raycai_tui.widgets.status_line import StatusLine
 
@@ -113,7 +110,7 @@ class ServePollFailed(Message):
         self.serve_missing = serve_missing
 
 
-class ServeScreen(RaycaiScreen):
+class ServeScreen(PolledScreen):
     """`ServeScreen(cluster, project_dir)`; the app's poll interval unless `poll_interval`."""
 
     BINDINGS = [
@@ -121,6 +118,8 @@ class ServeScreen(RaycaiScreen):
         Binding("r", "refresh", "Refresh", id="serve.refresh", tooltip="Poll Serve now"),
         Binding("q", "app.quit", "Quit", id="serve.quit", tooltip="Quit raycai-tui"),
     ]
+    SOURCE = "Serve"
+    STATUS_ID = "serve-status"
     DEFAULT_CSS = """
     ServeScreen #serve-title { height: 1; padding: 0 1; background: $panel; }
     ServeScreen #serve-note { height: auto; padding: 0 1; }
@@ -132,19 +131,14 @@ class ServeScreen(RaycaiScreen):
     def __init__(
         self, cluster: str, project_dir: Path, *, poll_interval: float | None = None
     ) -> None:
-        super().__init__()
+        super().__init__(poll_interval=poll_interval)
         self.cluster = cluster
         self.help_title = f"Serve on {cluster}"
-        self.poll_interval = poll_interval
-        self.backoff = Backoff(2.0, maximum=30.0)
         self.state: ServeStatus | None = None
         self.note = "waiting for the first answer…"
-        self.polls = 0
         from raycai_core.work.session import ClusterWork  # httpx loads after the first frame
 
         self.work = ClusterWork(Path(project_dir), cluster)
-        self._timer: Timer | None = None
-        self._polling = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -156,23 +150,12 @@ class ServeScreen(RaycaiScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.backoff.interval = self.poll_interval or self.raycai.settings.poll_s or 2.0
-        self.query_one(StatusLine).set_source("Serve", self.backoff)
         self.query_one(ServeAppsTable).focus()
-        self.poll_now()
+        self.start_polling()
 
     async def on_unmount(self) -> None:
-        if self._timer is not None:
-            self._timer.stop()
+        self.stop_polling()
         await self.work.aclose()
-
-    def poll_now(self) -> None:
-        if self._polling:
-            return
-        if self._timer is not None:
-            self._timer.stop()
-        self._polling = True
-        self.poll()
 
     @work(group="serve.poll", exclusive=True, exit_on_error=False)
     async def poll(self) -> None:
@@ -191,8 +174,6 @@ class ServeScreen(RaycaiScreen):
         self.post_message(ServePolled(state, access.head.ip if access else "?"))
 
     def on_serve_polled(self, message: ServePolled) -> None:
-        self._polling = False
-        self.polls += 1
         self.state = message.state
         state = message.state
         if not state.applications:
@@ -205,21 +186,16 @@ class ServeScreen(RaycaiScreen):
             )
         self.query_one(ServeAppsTable).reconcile(app_rows(state, message.head_ip))
         self.query_one(DeploymentsTable).reconcile(deployment_rows(state))
-        self._schedule(self.backoff.succeeded(time.time()))
+        self.poll_succeeded()
 
     def on_serve_poll_failed(self, message: ServePollFailed) -> None:
-        self._polling = False
         if message.serve_missing:
             self.set_note(message.reason, style="bold red")
-        self._schedule(self.backoff.failed(message.reason, time.time()))
+        self.poll_failed(message.reason)
 
     def set_note(self, text: str, style: str = "") -> None:
         self.note = text
         self.query_one("#serve-note", Static).update(Text(text, style=style))
-
-    def _schedule(self, delay: float) -> None:
-        self.query_one(StatusLine).set_source("Serve", self.backoff)
-        self._timer = self.set_timer(delay, self.poll_now)
 
     def action_back(self) -> None:
         self.dismiss()
