@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -91,3 +92,46 @@ def nodes_of(apps: list[Application], cluster: str) -> list[str]:
         for a in apps
         if a.environment.get("RAYCAI_CLUSTER") == cluster
     )
+
+
+class ProcessWatcher:
+    """Collects the argv and environment of every process alive during the run.
+
+    Keyed by pid and argv: a child caught between fork and exec still shows its parent's
+    argv, then its own, and each environment must be judged with the argv it came with.
+    """
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple[int, bytes], bytes] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> ProcessWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for entry in Path("/proc").iterdir():
+                if entry.name.isdigit():
+                    try:
+                        cmdline = (entry / "cmdline").read_bytes()
+                        environ = (entry / "environ").read_bytes()
+                        if (entry / "cmdline").read_bytes() != cmdline:
+                            continue  # it exec'd between the reads: next round
+                    except OSError:
+                        continue
+                    self.seen[(int(entry.name), cmdline)] = cmdline + b"\n" + environ
+            self._stop.wait(0.2)
+
+    def commands(self, marker: bytes) -> list[str]:
+        """The argv (space-joined) of every process seen whose argv holds `marker`."""
+        return [
+            cmdline.replace(b"\0", b" ").decode(errors="replace")
+            for _, cmdline in self.seen
+            if marker in cmdline
+        ]

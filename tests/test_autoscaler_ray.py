@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +28,14 @@ from raycai_core.local import WorkspaceConfig, WorkspaceHandle, run_workspace_in
 from raycai_core.ray_dashboard import RayDashboardClient
 from tests.conftest import in_private_netns
 from tests.fixtures.workspace import wait_for
-from tests.helpers import SMALL_NODES, cluster_apps, nodes_of, raycai, status_json
+from tests.helpers import (
+    SMALL_NODES,
+    ProcessWatcher,
+    cluster_apps,
+    nodes_of,
+    raycai,
+    status_json,
+)
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
 
@@ -67,32 +73,9 @@ def workspace() -> Iterator[WorkspaceHandle]:
         yield handle
 
 
-class RaycaiWatcher:
-    """Records every raycai CLI process seen while it runs (there must be none)."""
-
-    def __init__(self) -> None:
-        self.seen: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> RaycaiWatcher:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for entry in Path("/proc").iterdir():
-                try:
-                    cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-                except (OSError, ValueError):
-                    continue
-                if "raycai_core.cli" in cmdline or "bin/raycai " in cmdline:
-                    self.seen.append(cmdline)
-            self._stop.wait(0.2)
+def raycai_commands(watcher: ProcessWatcher) -> list[str]:
+    """The raycai CLI processes the watcher saw (there must be none)."""
+    return watcher.commands(b"raycai_core.cli") + watcher.commands(b"bin/raycai\0")
 
 
 def paths_of(handle: WorkspaceHandle, name: str = NAME) -> ClusterPaths:
@@ -144,7 +127,7 @@ def test_grows_for_a_job_and_shrinks_after_with_no_raycai_command(
     script = handle.project_dir / "spread.py"
     script.write_text(JOB)
 
-    with RaycaiWatcher() as watcher:
+    with ProcessWatcher() as watcher:
         job, client = submit_job(handle, script)
         most: list[str] = []
         while (status := client.get(f"/api/jobs/{job}").json()["status"]) not in (
@@ -164,7 +147,7 @@ def test_grows_for_a_job_and_shrinks_after_with_no_raycai_command(
         while worker_apps(handle):
             assert time.monotonic() < deadline, f"workers still there: {worker_apps(handle)}"
             time.sleep(0.5)
-    assert watcher.seen == []
+    assert raycai_commands(watcher) == []
     assert asyncio.run(alive_ray_nodes(handle)) == {f"raycai-{NAME}-head"}
     log = (paths_of(handle).logs_dir / "autoscaler.log").read_text()
     assert "Adding 2 node(s) of type worker." in log
@@ -215,9 +198,9 @@ def test_min_one_replaces_a_worker_deleted_through_the_api(workspace: WorkspaceH
         await wait_for(replaced, timeout=60, interval=0.5)
         await wait_for(lambda: alive_count(handle), timeout=120, interval=0.5)
 
-    with RaycaiWatcher() as watcher:
+    with ProcessWatcher() as watcher:
         asyncio.run(delete_and_wait())
-    assert watcher.seen == []
+    assert raycai_commands(watcher) == []
     status = status_json(handle, NAME)
     auto = status["autoscaler"]
     assert (auto["state"], auto["min"], auto["max"]) == ("running", 1, 2)

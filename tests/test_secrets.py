@@ -15,7 +15,6 @@ import signal
 import stat
 import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -29,44 +28,9 @@ from raycai_core.credentials import Credentials, Secret
 from raycai_core.local import WorkspaceHandle
 from raycai_core.ray_dashboard import RayDashboardAuthError, RayDashboardClient
 from tests.fixtures.workspace import wait_for
-from tests.helpers import SMALL_NODES, ray_processes, raycai
+from tests.helpers import SMALL_NODES, ProcessWatcher, ray_processes, raycai
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
-
-
-class ProcessWatcher:
-    """Collects the argv and environment of every process alive during the run.
-
-    Keyed by pid and argv: a child caught between fork and exec still shows its parent's
-    argv, then its own, and each environment must be judged with the argv it came with.
-    """
-
-    def __init__(self) -> None:
-        self.seen: dict[tuple[int, bytes], bytes] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> ProcessWatcher:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for entry in Path("/proc").iterdir():
-                if entry.name.isdigit():
-                    try:
-                        cmdline = (entry / "cmdline").read_bytes()
-                        environ = (entry / "environ").read_bytes()
-                        if (entry / "cmdline").read_bytes() != cmdline:
-                            continue  # it exec'd between the reads: next round
-                    except OSError:
-                        continue
-                    self.seen[(int(entry.name), cmdline)] = cmdline + b"\n" + environ
-            self._stop.wait(0.2)
 
 
 def files_under(*roots: Path) -> list[Path]:
