@@ -46,8 +46,9 @@ NEEDS_SUMMARY = frozenset({"scale_up", "scale_down", "scale", "delete"})
 NEEDS_VIEW = frozenset({"logs", "restart", "addresses"})
 
 
-def with_ray(view: ClusterView, nodes: list[RayNodeInfo], error: str | None) -> ClusterView:
-    """`view` (read without Ray) merged with the last Ray answer."""
+def with_ray(view: ClusterView, nodes: list[RayNodeInfo] | None, error: str | None) -> ClusterView:
+    """`view` (read without Ray) merged with the last Ray answer (None: none yet, so the
+    launchers' records say who joined)."""
     from raycai_core.cluster.view import merge_cluster
 
     records = {row.node: row.record for row in view.rows if row.record is not None}
@@ -162,7 +163,7 @@ class ClusterScreen(RaycaiScreen):
         self.view: ClusterView | None = None
         self.members: list[ClusterApp] = []
         self.ray_backoff = Backoff(2.0, maximum=10.0)
-        self._ray_nodes: list[RayNodeInfo] = []
+        self._ray_nodes: list[RayNodeInfo] | None = None  # no Ray answer yet
         self._ray_error: str | None = None
         self._ray_timer: Timer | None = None
         self._ray_polling = False
@@ -342,7 +343,8 @@ class ClusterScreen(RaycaiScreen):
     def on_cluster_screen_ray_polled(self, message: ClusterScreen.RayPolled) -> None:
         view = message.view
         self._ray_polling = False
-        self._ray_nodes, self._ray_error = view.ray_nodes, view.ray_error
+        self._ray_nodes = view.ray_nodes if view.ray_known else None
+        self._ray_error = view.ray_error
         now = time.time()
         if view.ray_error and view.head is not None:
             delay = self.ray_backoff.failed(view.ray_error, now)

@@ -257,3 +257,24 @@ def test_the_cluster_title_says_who_keeps_an_autoscaled_cluster() -> None:
     fixed_spec = spec_from_flags(name="demo", runtime=RUNTIME, workers=2, cpu=2, memory=8)
     fixed = merge_cluster("demo", Desired(spec=fixed_spec), [], {}, None, None)
     assert "healing on" in title_text(fixed, healing=True).plain
+
+
+def test_before_the_first_ray_answer_the_launchers_records_say_who_joined() -> None:
+    import time
+
+    from raycai_core.cluster.view import merge_cluster
+    from raycai_tui.screens.cluster import with_ray
+    from tests.tui.fixed_data import demo_members, desired
+
+    now = time.time()
+    records = {
+        node: NodeRecord(node=node, role="worker", phase=phase, updated_at=now)
+        for node, phase in (("worker-1", "joined"), ("worker-2", "waiting-for-head"))
+    }
+    members = [m for m in demo_members() if m.app.status.value == "running"]
+    view = merge_cluster("demo", desired("demo", 2, 60), members, records, None, None)
+    unknown = with_ray(view, None, None)
+    assert not unknown.ray_known
+    assert unknown.row("worker-1").joined  # its record says so, and its launcher is alive
+    answered_empty = with_ray(view, [], None)  # Ray answered and lists no node
+    assert answered_empty.ray_known and not answered_empty.row("worker-1").joined
