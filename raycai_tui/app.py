@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from textual import work
+from textual import events, work
 from textual.app import App
 from textual.binding import Binding
 from textual.timer import Timer
@@ -282,6 +282,18 @@ class RaycaiApp(App[None]):
                 self.exit()
 
         self.push_screen(QuitScreen("Quit raycai-tui?", question, items, "Quit"), answered)
+
+    def on_key(self, event: events.Key) -> None:
+        """Keys typed at once (`enter` then `+`) reach the app together. Textual routes the
+        second to the screen that is current then, and runs the first one's action (open a
+        cluster) only afterwards, so the `+` would fall on the list being left. A key that no
+        binding of the current screen takes is tried once more after the pending actions
+        ran, on whatever screen is current then."""
+        if getattr(event, "replayed", False) or event.key in self.screen.active_bindings:
+            return
+        again = events.Key(event.key, event.character)  # a Key, so Textual routes it as one
+        again.replayed = True  # type: ignore[attr-defined]
+        self.call_after_refresh(self.post_message, again)
 
     def action_help(self) -> None:
         from raycai_tui.screens.help import HelpScreen

@@ -87,6 +87,27 @@ async def test_plus_right_after_opening_a_cluster_adds_a_worker(
         assert not any("removing" in text for text in events_of(app)), events_of(app)
 
 
+async def test_enter_and_plus_in_one_read_of_the_terminal_add_a_worker(
+    tui_workspace: WorkspaceHandle,
+) -> None:
+    """A terminal delivers `enter` and `+` typed at once in one read: the two key events are
+    queued before either is handled (Pilot.press would wait between them). The `+` must
+    reach the cluster screen, not fall on the list that is being left."""
+    from textual import events
+
+    handle = tui_workspace
+    await create_cluster(handle, "demo", workers=2)
+    app = make_app(handle, heal=False)
+    async with app.run_test(size=(160, 45)) as pilot:
+        table = app.screen.query_one(ClustersTable)
+        await until(pilot, lambda: "demo" in table.keys, "the row of demo")
+        app.post_message(events.Key("enter", "\r"))
+        app.post_message(events.Key("plus", "+"))
+        await until(pilot, lambda: "workers 2 -> 3" in events_of(app), "the scale's result")
+        assert isinstance(app.screen, ClusterScreen)
+        assert stored_workers(handle) == 3
+
+
 async def test_keys_that_need_data_wait_for_the_first_snapshot(
     tui_workspace: WorkspaceHandle,
 ) -> None:
