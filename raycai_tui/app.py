@@ -18,6 +18,7 @@ import click
 from textual import events, work
 from textual.app import App
 from textual.binding import Binding
+from textual.screen import ModalScreen
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
@@ -288,12 +289,18 @@ class RaycaiApp(App[None]):
         second to the screen that is current then, and runs the first one's action (open a
         cluster) only afterwards, so the `+` would fall on the list being left. A key that no
         binding of the current screen takes is tried once more after the pending actions
-        ran, on whatever screen is current then."""
+        ran, on whatever screen is current then; never on a dialog, whose answer must be a
+        key pressed while it is shown."""
         if getattr(event, "replayed", False) or event.key in self.screen.active_bindings:
             return
-        again = events.Key(event.key, event.character)  # a Key, so Textual routes it as one
+        self.call_after_refresh(self._replay_key, event.key, event.character)
+
+    def _replay_key(self, key: str, character: str | None) -> None:
+        if isinstance(self.screen, ModalScreen):
+            return
+        again = events.Key(key, character)  # a plain Key, so that Textual routes it as one
         again.replayed = True  # type: ignore[attr-defined]
-        self.call_after_refresh(self.post_message, again)
+        self.post_message(again)
 
     def action_help(self) -> None:
         from raycai_tui.screens.help import HelpScreen

@@ -41,6 +41,7 @@ class ConfirmScreen(ModalScreen[bool]):
         self.question = question
         self.items = list(items)
         self.yes_label = yes_label
+        self._answerable = False  # a yes counts once the question has been drawn
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="confirm"):
@@ -56,6 +57,16 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()
+        self.call_after_refresh(self._shown)
+
+    def _shown(self) -> None:
+        self._answerable = True
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """`y` typed together with the key that opened this dialog (ctrl+d y) arrives before
+        the question is on screen: a yes counts only once it has been shown."""
+        return self._answerable or not (action == "answer" and parameters == (True,))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()

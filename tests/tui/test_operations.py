@@ -108,6 +108,30 @@ async def test_enter_and_plus_in_one_read_of_the_terminal_add_a_worker(
         assert stored_workers(handle) == 3
 
 
+async def test_a_key_typed_ahead_never_answers_the_delete_dialog(
+    tui_workspace: WorkspaceHandle,
+) -> None:
+    """`ctrl+d` and `y` in one read: the `y` comes before the dialog is shown, and must not
+    answer it (a dialog's answer is a key pressed while it is shown)."""
+    from textual import events
+
+    handle = tui_workspace
+    await create_cluster(handle, "demo", workers=1)
+    app = make_app(handle, heal=False)
+    async with app.run_test(size=(160, 45)) as pilot:
+        table = app.screen.query_one(ClustersTable)
+        await until(pilot, lambda: "demo" in table.keys, "the row of demo")
+        app.post_message(events.Key("ctrl+d", None))
+        app.post_message(events.Key("y", "y"))
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the delete dialog")
+        await pilot.pause(0.5)
+        assert isinstance(app.screen, ConfirmScreen)  # still asking
+        assert app.operations.running() == []
+        await pilot.press("escape")
+        assert await worker_apps(handle) == ["raycai-demo-worker-1"]
+        assert stored_workers(handle) == 1
+
+
 async def test_keys_that_need_data_wait_for_the_first_snapshot(
     tui_workspace: WorkspaceHandle,
 ) -> None:
