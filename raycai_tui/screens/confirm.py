@@ -63,6 +63,11 @@ class ConfirmScreen(ModalScreen[bool]):
         self._answerable = True
         self.refresh_bindings()
 
+    @property
+    def answerable(self) -> bool:
+        """Whether a yes counts: the question has been drawn once."""
+        return self._answerable
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """`y` typed together with the key that opened this dialog (ctrl+d y) arrives before
         the question is on screen: a yes counts only once it has been shown."""

@@ -116,6 +116,21 @@ async def until(
     return result
 
 
+async def say_yes(pilot: Pilot[object], timeout: float = 20.0) -> None:
+    """Answer the dialog on screen with `y`, once it is shown (a yes typed before the
+    question was drawn does not count: see ConfirmScreen)."""
+    from raycai_tui.screens.confirm import ConfirmScreen
+
+    app = pilot.app
+    await until(
+        pilot,
+        lambda: isinstance(app.screen, ConfirmScreen) and app.screen.answerable,
+        "the question on screen",
+        timeout,
+    )
+    await pilot.press("y")
+
+
 async def until_async(
     pilot: Pilot[object],
     predicate: Callable[[], Awaitable[object]],

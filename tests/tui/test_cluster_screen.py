@@ -25,6 +25,7 @@ from tests.tui.support import (
     cluster_apps,
     create_cluster,
     make_app,
+    say_yes,
     until,
     until_async,
 )
@@ -89,7 +90,8 @@ async def test_scale_restart_addresses_and_logs_keys(tui_workspace: WorkspaceHan
         await pilot.press("enter")
         await until(pilot, lambda: app.screen is addresses, "the dialog to close")
         assert app.clipboard == ""
-        await pilot.press("t", "y")
+        await pilot.press("t")
+        await say_yes(pilot)
         token = ClusterPaths(handle.project_dir, "demo").auth_token.read_text().strip()
         await until(pilot, lambda: app.clipboard == token, "the token in the clipboard")
         await pilot.press("escape")
@@ -110,7 +112,7 @@ async def test_scale_restart_addresses_and_logs_keys(tui_workspace: WorkspaceHan
         confirm = app.screen
         assert isinstance(confirm, ConfirmScreen)
         assert confirm.items[0].startswith("raycai-demo-worker-1")
-        await pilot.press("y")
+        await say_yes(pilot)
         await until(
             pilot,
             lambda: any(

@@ -13,6 +13,7 @@ from tests.tui.support import (
     cluster_apps,
     create_cluster,
     make_app,
+    say_yes,
     until,
     until_async,
 )
@@ -62,7 +63,8 @@ async def test_lists_filters_helps_and_deletes_after_confirmation(
         assert app.screen is screen
         assert len(await cluster_apps(handle)) == 2
 
-        await pilot.press("ctrl+d", "y")
+        await pilot.press("ctrl+d")
+        await say_yes(pilot)
         await until_async(pilot, lambda: _no_apps(handle), "the applications deleted")
         await until(pilot, lambda: not table.keys, "the row to go", timeout=10)
 

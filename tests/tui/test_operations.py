@@ -32,6 +32,7 @@ from tests.tui.support import (
     cluster_apps,
     create_cluster,
     make_app,
+    say_yes,
     until,
 )
 
@@ -236,7 +237,8 @@ async def test_quitting_while_a_scale_runs_asks_and_says_what_stays(
         await pilot.press("n")
         assert app.is_running and isinstance(app.screen, ClusterScreen)
         assert "demo" in app.operations
-        await pilot.press("q", "y")
+        await pilot.press("q")
+        await say_yes(pilot)
     handle.set_faults()
     # What was requested is saved; rerunning converges.
     assert stored_workers(handle) == 2
@@ -277,7 +279,7 @@ async def test_removing_a_busy_worker_asks_first(tui_workspace: WorkspaceHandle)
             await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "asked again", 30)
         finally:
             signal_all(head_processes, signal.SIGCONT)
-        await pilot.press("y")
+        await say_yes(pilot)
         await until(pilot, lambda: "workers 1 -> 0" in events_of(app), "the removal", 60)
         assert stored_workers(handle) == 0 and await worker_apps(handle) == []
 

@@ -22,7 +22,7 @@ from raycai_tui.widgets.apps_table import AppsTable
 from raycai_tui.widgets.ray_panel import RayPanel
 from tests.fixtures.workspace import wait_for
 from tests.helpers import ray_processes
-from tests.tui.support import cluster_apps, make_app, until, until_async
+from tests.tui.support import cluster_apps, make_app, say_yes, until, until_async
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
@@ -96,7 +96,7 @@ async def test_create_scale_and_delete_a_real_ray_cluster(local_workspace: Works
         assert isinstance(app.screen, ClustersScreen)
         await pilot.press("ctrl+d")
         assert isinstance(app.screen, ConfirmScreen)
-        await pilot.press("y")
+        await say_yes(pilot)
         await until_async(pilot, lambda: _no_apps(handle), "every application deleted", 60)
     await wait_for(lambda: not ray_processes(), timeout=60, interval=0.5)
 

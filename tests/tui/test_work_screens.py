@@ -18,7 +18,7 @@ from raycai_tui.screens.jobs import JobLogsScreen, JobsScreen, JobsTable, Submit
 from raycai_tui.screens.serve import DeploymentsTable, ServeAppsTable, ServeScreen
 from raycai_tui.widgets.status_line import StatusLine
 from tests.fake_dashboard import TOKEN, FakeDashboard, job, running_dashboard, serve_running
-from tests.tui.support import until
+from tests.tui.support import say_yes, until
 
 POLL = 0.1
 
@@ -139,7 +139,7 @@ async def test_submit_stop_and_logs_keys(dash: FakeDashboard, tmp_path: Path):
         table.select_key("raysubmit_run")
         await pilot.press("x")
         assert isinstance(app.screen, ConfirmScreen)
-        await pilot.press("y")
+        await say_yes(pilot)
         await until(pilot, lambda: cell(table, "raysubmit_run", 1) == "STOPPED", "stopped")
 
         table.select_key("raysubmit_ok")
