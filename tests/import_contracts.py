@@ -20,6 +20,7 @@ from functools import cache
 
 from grimp import ImportGraph
 from importlinter import ContractCheck, fields
+from importlinter.contracts.forbidden import ForbiddenContract
 from importlinter.contracts.independence import IndependenceContract
 from importlinter.domain.helpers import module_expressions_to_modules
 
@@ -94,4 +95,14 @@ class ModuleLevelIndependenceContract(IndependenceContract):
         self.modules = {  # type: ignore[assignment]
             parse(module.name) for module in members if module.name not in helper_names
         }
+        return super().check(graph, verbose)
+
+
+class ModuleLevelForbiddenContract(ForbiddenContract):
+    """The forbidden contract on module-level imports only (see the module docstring)."""
+
+    type_name = "module_level_forbidden"
+
+    def check(self, graph: ImportGraph, verbose: bool) -> ContractCheck:
+        remove_deferred_imports(graph)
         return super().check(graph, verbose)
