@@ -153,6 +153,16 @@ def read_json(path: str) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
+def desired_state(cluster_dir: str) -> str | None:
+    """cluster.json's `state` as raycai_core.cluster.desired reads it ("active" when absent):
+    None without the file, "corrupt" for a file or state it cannot read (parity-tested)."""
+    desired = read_json(os.path.join(cluster_dir, "cluster.json"))
+    if desired is None:
+        return None
+    state = desired.get("state", "active")
+    return state if state in ("active", "deleting") else "corrupt"
+
+
 class CMLApi:
     """The few API v2 calls the provider makes, over urllib (no third-party client)."""
 
@@ -555,8 +565,7 @@ class CMLNodeProvider(BatchingNodeProvider):
 
     def cluster_active(self) -> bool:
         """False once `raycai down` marked the cluster deleting (or removed its files)."""
-        desired = read_json(os.path.join(self.cluster_dir, "cluster.json"))
-        return desired is not None and desired.get("state", "active") == "active"
+        return desired_state(self.cluster_dir) == "active"
 
     # -- changing ------------------------------------------------------------------------
 

@@ -129,6 +129,16 @@ def read_json(path: str) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
+def desired_state(cluster_dir: str) -> str | None:
+    """cluster.json's `state` as raycai_core.cluster.desired reads it ("active" when absent):
+    None without the file, "corrupt" for a file or state it cannot read (parity-tested)."""
+    desired = read_json(os.path.join(cluster_dir, "cluster.json"))
+    if desired is None:
+        return None
+    state = desired.get("state", "active")
+    return state if state in ("active", "deleting") else "corrupt"
+
+
 # --- where we are -------------------------------------------------------------------------
 
 
@@ -1151,8 +1161,7 @@ class Launcher:
     def worth_draining(self, head: dict) -> bool:
         """On SIGTERM: not when the whole cluster is being deleted (cluster.json says so
         before any application goes) nor when the head no longer answers."""
-        desired = read_json(os.path.join(self.dir, "cluster.json")) or {}
-        if desired.get("state") == "deleting":
+        if desired_state(self.dir) == "deleting":
             return False
         return tcp_accepts(str(head["ip"]), int(head["gcs_port"]), 0.5)
 
