@@ -13,7 +13,7 @@ from raycai_core.cluster.autoscaler_status import (
 from raycai_core.cluster.desired import Desired
 from raycai_core.cluster.records import AutoscalerRecord, NodeRecord
 from raycai_core.cluster.view import merge_cluster
-from raycai_core.ray_dashboard import ClusterUsage, ResourceDemand
+from raycai_core.ray.models import ClusterUsage, ResourceDemand
 from raycai_core.spec import spec_from_flags
 from tests.test_cluster_view import app
 
@@ -103,6 +103,7 @@ def test_an_autoscaled_cluster_is_ready_with_at_least_min_workers_joined() -> No
         )
     }
     view = merge_cluster("demo", Desired(spec=spec), members, joined, None, None, now=NOW)
-    assert view.ready  # 2 joined >= min 1; the third is the autoscaler's business
+    # 2 joined >= min 1; the third is the autoscaler's business (ready once Ray confirms)
+    assert view.all_joined
     fixed = Desired(spec=spec_from_flags(name="demo", runtime="rt", workers=1))
-    assert not merge_cluster("demo", fixed, members, joined, None, None, now=NOW).ready
+    assert not merge_cluster("demo", fixed, members, joined, None, None, now=NOW).all_joined

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from raycai_core.cluster.apps import as_cluster_app, group_by_cluster
 from raycai_core.cluster.desired import Desired
 from raycai_core.cluster.lifecycle import _missing_nodes, removal_order
-from raycai_core.cluster.records import NodeRecord
+from raycai_core.cluster.records import HeadAddress, NodeRecord
 from raycai_core.cluster.view import RayNodeInfo, merge_cluster
 from raycai_core.cml.models import Application
 from raycai_core.naming import app_environment, app_name
@@ -160,3 +160,60 @@ def test_missing_nodes_fill_the_lowest_free_indexes() -> None:
     assert _missing_nodes({}, 3) == ["worker-1", "worker-2", "worker-3"]
     assert _missing_nodes({"worker-2": 1, "worker-5": 1}, 4) == ["worker-1", "worker-3"]
     assert _missing_nodes({"worker-1": 1, "worker-2": 1}, 1) == []
+
+
+def test_ready_needs_every_node_joined_and_ray_answering() -> None:
+    """The one readiness rule: the launchers' word that every node joined is not enough."""
+    from raycai_core.cluster.readiness import progress_line
+
+    members = group_by_cluster([app("demo", "head"), app("demo", "worker-1")])["demo"]
+    records = {"head": record("head", "running"), "worker-1": record("worker-1", "joined")}
+    nodes = [ray("demo", "head"), ray("demo", "worker-1")]
+    head = HeadAddress("127.0.0.1", 1, 2, 3, started_at=0.0, incarnation="a")
+
+    not_asked = merge_cluster("demo", desired(1), members, records, head, None)
+    assert not_asked.all_joined and not not_asked.ready
+    assert "waiting for Ray's own node list" in (not_asked.not_ready_reason or "")
+
+    silent = merge_cluster("demo", desired(1), members, records, head, [], "connection refused")
+    assert silent.all_joined and not silent.ready and silent.ray_not_answering
+    assert "Ray does not answer: connection refused" in (silent.not_ready_reason or "")
+    assert silent.reason(silent.row("worker-1")) == (
+        "launcher says joined; Ray is not answering, so unconfirmed"
+    )
+    assert progress_line(silent) == (
+        "nodes joined Ray: 2/2 by the launchers' word; waiting for Ray's node list "
+        "(Ray does not answer: connection refused)"
+    )
+
+    answered = merge_cluster("demo", desired(1), members, records, head, nodes)
+    assert answered.ready and answered.not_ready_reason is None
+    assert answered.reason(answered.row("worker-1")) is None
+    assert progress_line(answered) == "nodes joined Ray: 2/2"
+
+    # No head address yet: Ray was not asked, so that is not "Ray does not answer".
+    unpublished = merge_cluster("demo", desired(1), members, records, None, [], "no head.json")
+    assert not unpublished.ready and not unpublished.ray_not_answering
+
+
+def test_not_ready_reason_names_the_nodes_and_the_missing_workers() -> None:
+    from raycai_core.cluster.readiness import progress_line
+
+    members = group_by_cluster([app("demo", "head"), app("demo", "worker-1")])["demo"]
+    records = {"worker-1": record("worker-1", "failed", "Ray 2.59.0 found, needs 2.60.0")}
+    view = merge_cluster("demo", desired(3), members, records, None, [ray("demo", "head")])
+    reason = view.not_ready_reason or ""
+    assert "worker-1: Ray 2.59.0 found" in reason
+    assert "2 worker application(s) not created yet" in reason
+    assert view.failed_row is view.row("worker-1")
+    assert progress_line(view) == "nodes joined Ray: 1/4; worker-1: Ray 2.59.0 found, needs 2.60.0"
+
+
+def test_uptime_is_measured_at_the_moment_of_the_view() -> None:
+    members = group_by_cluster(
+        [app("demo", "head"), app("demo", "worker-1", "APPLICATION_STARTING")]
+    )["demo"]
+    at = NOW.timestamp() + 90
+    view = merge_cluster("demo", desired(1), members, {}, None, [], now=at)
+    assert view.uptime_s(view.row("head")) == 90
+    assert view.uptime_s(view.row("worker-1")) is None  # not RUNNING

@@ -32,6 +32,7 @@ from raycai_core.cluster.healing import HealStep, plan_heal
 from raycai_core.cluster.layout import ClusterPaths, cluster_names_on_disk
 from raycai_core.cluster.lock import ClusterLocked, cluster_lock
 from raycai_core.cluster.observe import Observer
+from raycai_core.cluster.readiness import progress_line, watch_until_ready
 from raycai_core.cluster.records import (
     HeadAddress,
     NodeRecord,
@@ -426,28 +427,30 @@ class ClusterManager:
     async def wait_ready(
         self, name: str, *, deadline: float | None = None, timeout: float | None = None
     ) -> ClusterView:
-        """Wait until every desired node has joined Ray (per the Ray dashboard)."""
+        """Wait until the cluster is ready (`ClusterView.ready`: every node joined and Ray
+        answered), by the one watch the TUI's create form uses too."""
         if deadline is None and timeout is not None:
             deadline = time.monotonic() + timeout
-        last: tuple[int, int] | None = None
-        while True:
-            view = await self.observer.observe(name)
-            total = view.desired_workers + 1
-            joined = view.workers_joined + (1 if view.head_row and view.head_row.joined else 0)
-            if (joined, total) != last:
-                self.report("joined", f"nodes joined Ray: {joined}/{total}", joined, total)
-                last = (joined, total)
-            if view.ready and view.ray_known:  # Ray itself lists every node
-                return view
-            failed = [r for r in view.rows if r.record and r.record.phase == phases.FAILED]
-            if failed:
-                row = failed[0]
-                raise NodeFailed(
-                    f"{row.node} failed: {row.record.error if row.record else ''} "
-                    f"(log: {self.paths(name).node_log(row.node)})"
-                )
-            _check_deadline(deadline, _not_ready_summary(view))
-            await asyncio.sleep(max(self.file_poll_s, 0.25))
+        last = ""
+        interval = max(self.file_poll_s, 0.25)
+        async with contextlib.aclosing(
+            watch_until_ready(self.observer, name, interval=interval)
+        ) as views:
+            async for view in views:
+                line = progress_line(view)
+                if line != last:
+                    self.report("joined", line, view.nodes_joined, view.nodes_wanted)
+                    last = line
+                if view.ready:
+                    return view
+                row = view.failed_row
+                if row is not None:
+                    raise NodeFailed(
+                        f"{row.node} failed: {row.record.error if row.record else ''} "
+                        f"(log: {self.paths(name).node_log(row.node)})"
+                    )
+                _check_deadline(deadline, view.not_ready_reason or "not ready")
+        raise ClusterError(f"{name}: the readiness watch ended before the cluster was ready")
 
     # -- scale ---------------------------------------------------------------------------
 

@@ -88,13 +88,6 @@ class NodeRow:
         return self.record.phase if self.record else "-"
 
     @property
-    def uptime_s(self) -> float | None:
-        if self.app is None or self.app_status is not AppStatus.RUNNING:
-            return None
-        since = self.app.app.running_at
-        return max(0.0, time.time() - since.timestamp()) if since else None
-
-    @property
     def not_ready_reason(self) -> str | None:
         """Why this node is not (yet) a live member of the Ray cluster; None when it is."""
         return not_ready_reason(self, self.observed_at)
@@ -141,9 +134,20 @@ class ClusterView:
         return sum(1 for n in self.ray_nodes if not n.alive)
 
     @property
-    def ready(self) -> bool:
-        """Every desired node exists, runs and has joined Ray (not just 'app RUNNING').
-        Autoscaled: the head and at least min workers joined (more come and go with demand)."""
+    def nodes_wanted(self) -> int:
+        """The head and the desired (autoscaled: minimum) workers."""
+        return self.desired_workers + 1
+
+    @property
+    def nodes_joined(self) -> int:
+        head = self.head_row
+        return self.workers_joined + (1 if head is not None and head.joined else 0)
+
+    @property
+    def all_joined(self) -> bool:
+        """Every desired node exists, runs and has joined (not just 'app RUNNING'), by Ray's
+        word when it answered, else the launchers'. Autoscaled: the head and at least min
+        workers joined (more come and go with demand)."""
         head = self.head_row
         if self.desired is not None and self.desired.spec.workers.autoscale:
             return head is not None and head.joined and self.workers_joined >= self.desired_workers
@@ -153,6 +157,51 @@ class ClusterView:
             and len(self.worker_rows) == self.desired_workers
             and self.workers_joined == self.desired_workers
         )
+
+    @property
+    def ready(self) -> bool:
+        """THE readiness rule (`raycai up --wait`, `raycai status`, the create form, the
+        cluster screen): every node joined and Ray answered, so Ray itself lists them."""
+        return self.ray_known and self.all_joined
+
+    @property
+    def ray_not_answering(self) -> bool:
+        """Ray was asked (the head published its address) and did not answer."""
+        return self.ray_error is not None and self.head is not None
+
+    @property
+    def failed_row(self) -> NodeRow | None:
+        """The first node whose launcher gave up (its record's `error` says why)."""
+        return next((r for r in self.rows if r.record and r.record.phase == phases.FAILED), None)
+
+    @property
+    def not_ready_reason(self) -> str | None:
+        """Why the cluster is not ready, in one line; None when it is."""
+        if self.ready:
+            return None
+        if self.all_joined:
+            if self.ray_error is not None:
+                return f"every node joined, but Ray does not answer: {self.ray_error}"
+            return "every node joined; waiting for Ray's own node list"
+        reasons = [f"{r.node}: {why}" for r in self.rows if (why := self.reason(r))]
+        missing = self.desired_workers - len(self.worker_rows)
+        if missing > 0:
+            reasons.append(f"{missing} worker application(s) not created yet")
+        return "not all nodes joined Ray; " + "; ".join(reasons[:5])
+
+    def reason(self, row: NodeRow) -> str | None:
+        """Why `row` is not ready, Ray's silence included: while Ray does not answer, a
+        launcher's 'running' or 'joined' is unconfirmed."""
+        if self.ray_error and row.record is not None and row.record.phase in READY_PHASES:
+            return f"launcher says {row.record.phase}; Ray is not answering, so unconfirmed"
+        return row.not_ready_reason
+
+    def uptime_s(self, row: NodeRow) -> float | None:
+        """How long `row`'s application has been RUNNING, at the moment of this view."""
+        if row.app is None or row.app_status is not AppStatus.RUNNING:
+            return None
+        since = row.app.app.running_at
+        return max(0.0, self.observed_at - since.timestamp()) if since else None
 
     @property
     def app_ids(self) -> list[str]:
