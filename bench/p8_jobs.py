@@ -41,7 +41,7 @@ from _common import Report, ensure_private_netns, load_average, median, short_tm
 
 if TYPE_CHECKING:
     from raycai_core.local import WorkspaceHandle
-    from raycai_core.work.client import RayWorkClient
+    from raycai_core.ray.client import RayClient
 
 NAME = "p8"
 SUBMIT_TARGET = 0.5
@@ -290,7 +290,7 @@ def view_classes():  # type: ignore[no-untyped-def]
             self.requests: list[float] = []
             self._counted: set[int] = set()
 
-        async def client(self) -> RayWorkClient:
+        async def client(self) -> RayClient:
             client = await super().client()
             if id(client) not in self._counted:
                 self._counted.add(id(client))

@@ -25,7 +25,7 @@ from raycai_core.cluster.layout import ClusterPaths
 from raycai_core.cluster.records import read_head_address, read_node_record, read_token
 from raycai_core.cml.client import CMLClient
 from raycai_core.local import WorkspaceConfig, WorkspaceHandle, run_workspace_in_thread
-from raycai_core.ray_dashboard import RayDashboardClient
+from raycai_core.ray.client import RayClient
 from tests.conftest import in_private_netns
 from tests.fixtures.workspace import wait_for
 from tests.helpers import (
@@ -95,7 +95,7 @@ async def alive_ray_nodes(handle: WorkspaceHandle, name: str = NAME) -> set[str]
     paths = paths_of(handle, name)
     head = read_head_address(paths)
     assert head is not None
-    async with RayDashboardClient(head.dashboard_url, token=read_token(paths)) as ray:
+    async with RayClient(head.dashboard_url, token=read_token(paths)) as ray:
         return {n.node_name for n in await ray.nodes() if n.alive}
 
 

@@ -16,7 +16,7 @@ import pytest
 from raycai_core.cluster.layout import ClusterPaths
 from raycai_core.cluster.records import read_head_address, read_token
 from raycai_core.local import WorkspaceHandle
-from raycai_core.ray_dashboard import RayDashboardClient
+from raycai_core.ray.client import RayClient
 from tests.fixtures.workspace import session_pids, wait_for
 from tests.helpers import SMALL_NODES, cluster_apps, ray_processes, raycai, status_json
 
@@ -28,7 +28,7 @@ async def alive_names(handle: WorkspaceHandle, name: str) -> set[str]:
     head = read_head_address(paths)
     if head is None:
         return set()
-    async with RayDashboardClient(head.dashboard_url, token=read_token(paths)) as client:
+    async with RayClient(head.dashboard_url, token=read_token(paths)) as client:
         try:
             nodes = await client.nodes()
         except Exception:

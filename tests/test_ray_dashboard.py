@@ -1,4 +1,4 @@
-"""RayDashboardClient: parsers on real (trimmed) Ray 2.60 answers, then a real token-auth cluster.
+"""RayClient: parsers on real (trimmed) Ray 2.60 answers, then a real token-auth cluster.
 
 The live tests share one head (127.0.0.2) and worker (127.0.0.3) started on first use; the
 dead-node test starts and kills its own extra worker (127.0.0.4).
@@ -23,19 +23,18 @@ import httpx
 import pytest
 
 from raycai_core.credentials import Secret
-from raycai_core.ray_dashboard import (
-    LineSplitter,
-    NodeCounts,
+from raycai_core.ray.client import RayClient, normalise_base_url
+from raycai_core.ray.errors import (
     RayDashboardAuthError,
-    RayDashboardClient,
     RayDashboardError,
     RayDashboardServerError,
     RayDashboardUnreachable,
     RayLogStreamLost,
-    normalise_base_url,
+)
+from raycai_core.ray.parsers import (
+    LineSplitter,
     parse_cluster_usage,
     parse_log_listing,
-    parse_node_counts,
     parse_nodes,
     ray_camel_case,
 )
@@ -100,19 +99,6 @@ NODES_ANSWER = {
             ],
             "partial_failure_warning": "",
             "warnings": None,
-        }
-    },
-}
-
-COUNTS_ANSWER = {
-    "result": True,
-    "msg": "",
-    "data": {
-        "result": {
-            "total": 3,
-            "num_after_truncation": 3,
-            "num_filtered": 2,
-            "result": [{"node_id": HEAD_ID, "state": "ALIVE"}],
         }
     },
 }
@@ -265,11 +251,6 @@ def test_parse_nodes_head_first_with_times_and_resources():
     assert worker.resources_total["GPU"] == 1.0
 
 
-def test_parse_node_counts():
-    assert parse_node_counts(COUNTS_ANSWER) == NodeCounts(alive=2, dead=1)
-    assert parse_node_counts(COUNTS_ANSWER).total == 3
-
-
 def test_parse_cluster_usage_maps_camel_case_back_and_drops_node_markers():
     usage = parse_cluster_usage(STATUS_BUSY)
     assert set(usage.resources) == {"CPU", "GPU", "memory", "object_store_memory", "raycai_slot"}
@@ -367,7 +348,7 @@ async def test_error_mapping_without_a_server():
     ]
     for status, body, cls, words in cases:
         transport = _mock(status, body, {"location": "https://sso.example.com/"})
-        async with RayDashboardClient("http://ray", token=secret, transport=transport) as ray:
+        async with RayClient("http://ray", token=secret, transport=transport) as ray:
             with pytest.raises(cls) as caught:
                 await ray.list_logs(HEAD_ID)
         assert words in str(caught.value), (status, str(caught.value))
@@ -378,7 +359,7 @@ async def test_error_mapping_without_a_server():
 async def test_token_echoed_by_a_server_is_scrubbed():
     secret = Secret("echoed-token-123")
     transport = _mock(500, "bad header Bearer echoed-token-123")
-    async with RayDashboardClient("http://ray", token=secret, transport=transport) as ray:
+    async with RayClient("http://ray", token=secret, transport=transport) as ray:
         with pytest.raises(RayDashboardServerError) as caught:
             await ray.tail_log(HEAD_ID, "raylet.out")
     assert "echoed-token-123" not in str(caught.value)
@@ -398,7 +379,7 @@ async def test_an_empty_200_for_a_missing_file_is_checked_against_the_listing():
         return httpx.Response(200, content=b"")
 
     transport = httpx.MockTransport(handler)
-    async with RayDashboardClient("http://ray", token="t", transport=transport) as ray:
+    async with RayClient("http://ray", token="t", transport=transport) as ray:
         with pytest.raises(RayDashboardServerError) as caught:
             await ray.tail_log(HEAD_ID, "odd[1].log")
         assert "not found" in str(caught.value)
@@ -474,8 +455,8 @@ def live(private_netns: None, _lazy_cluster: _LazyCluster) -> Live:
 
 
 @pytest.fixture
-async def ray(live: Live) -> AsyncIterator[RayDashboardClient]:
-    async with RayDashboardClient(live.cluster.dashboard_url, token=Secret(live.token)) as client:
+async def ray(live: Live) -> AsyncIterator[RayClient]:
+    async with RayClient(live.cluster.dashboard_url, token=Secret(live.token)) as client:
         yield client
 
 
@@ -491,7 +472,7 @@ async def _eventually(probe, timeout: float, what: str, interval: float = 0.5):
 
 
 @pytest.mark.ray
-async def test_nodes_lists_head_and_worker(live: Live, ray: RayDashboardClient):
+async def test_nodes_lists_head_and_worker(live: Live, ray: RayClient):
     nodes = [n for n in await ray.nodes() if n.alive]
     assert [n.node_name for n in nodes] == ["head", "worker-1"]
     head, worker = nodes
@@ -510,13 +491,6 @@ async def test_nodes_lists_head_and_worker(live: Live, ray: RayDashboardClient):
     assert head.resources_total["CPU"] == 2.0 and "GPU" not in head.resources_total
     assert head.resources_total["memory"] == float(2**30)
     assert [n.node_name for n in await ray.nodes(alive_only=True)] == ["head", "worker-1"]
-
-
-@pytest.mark.ray
-async def test_node_counts(live: Live, ray: RayDashboardClient):
-    counts = await ray.node_counts()
-    assert counts.alive == 2
-    assert counts.total == len(await ray.nodes())
 
 
 # Holds one CPU (and one raycai_slot) and asks for what the cluster cannot give.
@@ -540,7 +514,7 @@ time.sleep(120)
 
 
 @pytest.mark.ray
-async def test_cluster_usage_totals_and_a_held_cpu(live: Live, ray: RayDashboardClient):
+async def test_cluster_usage_totals_and_a_held_cpu(live: Live, ray: RayClient):
     async def complete():
         usage = await ray.cluster_usage()
         return usage if set(usage.by_node) >= set(live.ids.values()) else None
@@ -583,7 +557,7 @@ async def test_cluster_usage_totals_and_a_held_cpu(live: Live, ray: RayDashboard
 
 
 @pytest.mark.ray
-async def test_logs_listing_and_tail(live: Live, ray: RayDashboardClient):
+async def test_logs_listing_and_tail(live: Live, ray: RayClient):
     worker_id = live.ids["worker-1"]
     listing = await ray.list_logs(worker_id)
     assert {"raylet.out", "raylet.err"} <= set(listing["raylet"])
@@ -604,7 +578,7 @@ async def test_logs_listing_and_tail(live: Live, ray: RayDashboardClient):
 
 
 @pytest.mark.ray
-async def test_stream_yields_appended_lines(live: Live, ray: RayDashboardClient):
+async def test_stream_yields_appended_lines(live: Live, ray: RayClient):
     path = live.head.logs_dir / "raycai-stream.log"
     path.write_bytes(b"")
     received: asyncio.Queue[str] = asyncio.Queue()
@@ -629,34 +603,23 @@ async def test_stream_yields_appended_lines(live: Live, ray: RayDashboardClient)
 
 
 @pytest.mark.ray
-async def test_health_version_and_auth_mode(live: Live, ray: RayDashboardClient):
-    health = await ray.health()
-    assert health.healthy and health.message == "success"
-    assert (await ray.version()).ray_version == "2.60.0"
-    assert await ray.auth_mode() == "token"
-    async with RayDashboardClient(live.cluster.dashboard_url) as anonymous:  # public routes
-        assert (await anonymous.health()).healthy
-        assert await anonymous.auth_mode() == "token"
-
-
-@pytest.mark.ray
 async def test_token_missing_wrong_and_never_shown(live: Live):
     url = live.cluster.dashboard_url
-    async with RayDashboardClient(url) as anonymous:
+    async with RayClient(url) as anonymous:
         with pytest.raises(RayDashboardAuthError) as missing:
             await anonymous.nodes()
     assert missing.value.status == 401 and "none was given" in str(missing.value)
 
     wrong = "wrong-token-0123456789"
-    async with RayDashboardClient(url, token=wrong) as client:
+    async with RayClient(url, token=wrong) as client:
         with pytest.raises(RayDashboardAuthError) as refused:
-            await client.version()
+            await client.cluster_usage()
         assert refused.value.status == 403 and "not this cluster's token" in str(refused.value)
         assert wrong not in repr(client)
 
     errors: list[BaseException] = [missing.value, refused.value]
-    async with RayDashboardClient(url, token=live.token) as client:
-        assert (await client.node_counts()).alive >= 2
+    async with RayClient(url, token=live.token) as client:
+        assert len(await client.nodes(alive_only=True)) >= 2
         with pytest.raises(RayDashboardServerError) as server:
             await client.tail_log(live.ids["head"], "no-such.log")
         errors.append(server.value)
@@ -669,13 +632,13 @@ async def test_token_missing_wrong_and_never_shown(live: Live):
 
 async def test_unreachable_address_fails_fast():
     port = free_port("127.0.0.9")  # bound then closed: nothing listens there
-    async with RayDashboardClient(f"127.0.0.9:{port}", token="t0ken-value") as client:
+    async with RayClient(f"127.0.0.9:{port}", token="t0ken-value") as client:
         started = time.monotonic()
         with pytest.raises(RayDashboardUnreachable) as caught:
             await client.nodes()
         assert time.monotonic() - started < 5
         with pytest.raises(RayDashboardUnreachable):
-            await client.health()
+            await client.list_jobs()
         with pytest.raises(RayDashboardUnreachable) as streaming:
             async for _ in client.stream_log(HEAD_ID, "raylet.out"):
                 pass
@@ -685,7 +648,7 @@ async def test_unreachable_address_fails_fast():
 
 
 @pytest.mark.ray
-async def test_killed_node_turns_dead_and_its_logs_are_gone(live: Live, ray: RayDashboardClient):
+async def test_killed_node_turns_dead_and_its_logs_are_gone(live: Live, ray: RayClient):
     cluster = live.cluster
     extra = cluster.start_worker("127.0.0.4", "worker-2", num_cpus=1)
     try:
@@ -713,8 +676,8 @@ async def test_killed_node_turns_dead_and_its_logs_are_gone(live: Live, ray: Ray
     gone = nodes["worker-2"]
     assert gone.node_id == node_id and gone.end_time and not gone.alive
     assert "SIGTERM" in (gone.state_message or "")
-    counts = await ray.node_counts()
-    assert counts.alive == 2 and counts.dead >= 1
+    states = [n.state for n in nodes.values()]
+    assert states.count("ALIVE") == 2 and "DEAD" in states
 
     with pytest.raises(RayDashboardServerError) as tail:
         await ray.tail_log(node_id, "raylet.out")

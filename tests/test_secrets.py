@@ -26,7 +26,8 @@ from raycai_core.cml.client import CMLClient
 from raycai_core.cml.errors import CMLAuthError
 from raycai_core.credentials import Credentials, Secret
 from raycai_core.local import WorkspaceHandle
-from raycai_core.ray_dashboard import RayDashboardAuthError, RayDashboardClient
+from raycai_core.ray.client import RayClient
+from raycai_core.ray.errors import RayDashboardAuthError
 from tests.fixtures.workspace import wait_for
 from tests.helpers import SMALL_NODES, ProcessWatcher, ray_processes, raycai
 
@@ -120,7 +121,7 @@ async def test_exceptions_and_reprs_never_show_secrets(local_workspace: Workspac
     assert "API key was refused" in str(caught.value)
 
     token = Secret("t" * 64)
-    client = RayDashboardClient("http://127.0.0.9:9", token=token)
+    client = RayClient("http://127.0.0.9:9", token=token)
     assert token.reveal() not in repr(client)
     await client.aclose()
     assert token.reveal() not in f"{token} {token!r} {[token]}"
@@ -147,12 +148,11 @@ async def test_dashboard_and_workers_are_refused_without_the_token(
     head = read_head_address(paths)
     assert head is not None
     for bad in (None, Secret("not-the-token")):
-        async with RayDashboardClient(head.dashboard_url, token=bad) as client:
+        async with RayClient(head.dashboard_url, token=bad) as client:
             with pytest.raises(RayDashboardAuthError):
                 await client.nodes()
-    async with RayDashboardClient(head.dashboard_url, token=read_token(paths)) as client:
+    async with RayClient(head.dashboard_url, token=read_token(paths)) as client:
         assert len(await client.nodes()) == 1
-        assert await client.auth_mode() == "token"
     # Workers without the token, or with another, are refused by the head...
     tokens = {"none": None, "wrong": "0" * 64}
     intruders = [
@@ -164,7 +164,7 @@ async def test_dashboard_and_workers_are_refused_without_the_token(
         assert "InvalidAuthToken" in output or "missing or incorrect" in output, output[-2000:]
     # ...and a raycai worker, which holds it, joins.
     raycai(handle, "scale", name, "1", "--wait")
-    async with RayDashboardClient(head.dashboard_url, token=read_token(paths)) as client:
+    async with RayClient(head.dashboard_url, token=read_token(paths)) as client:
         names = {n.node_name for n in await client.nodes() if n.alive}
     assert names == {"raycai-guarded-head", "raycai-guarded-worker-1"}
     raycai(handle, "down", name, "--yes")

@@ -14,14 +14,17 @@ from pathlib import Path
 import pytest
 
 from raycai_core.cluster.layout import ClusterPaths
-from raycai_core.ray_dashboard import (
+from raycai_core.ray.client import RayClient
+from raycai_core.ray.errors import (
+    JobNotFound,
+    JobRefused,
     RayDashboardAuthError,
     RayDashboardError,
     RayDashboardServerError,
     RayDashboardUnreachable,
+    ServeNotInstalled,
 )
-from raycai_core.work.client import JobNotFound, JobRefused, RayWorkClient, ServeNotInstalled
-from raycai_core.work.jobs import JobRequest
+from raycai_core.ray.models import JobRequest
 from raycai_core.work.packages import build_package
 from tests.fake_dashboard import TOKEN, FakeDashboard, job, running_dashboard, serve_running
 
@@ -36,7 +39,7 @@ async def dash() -> AsyncIterator[FakeDashboard]:
 
 
 async def test_jobs_round_trip(dash: FakeDashboard) -> None:
-    async with RayWorkClient(dash.url, token=TOKEN) as client:
+    async with RayClient(dash.url, token=TOKEN) as client:
         jobs = await client.list_jobs()
         assert {j.id for j in jobs} == {"raysubmit_1", "raysubmit_2"}
         job_id = await client.submit_job(JobRequest("echo hi", env={"A": "1"}, cpus=1))
@@ -56,13 +59,13 @@ async def test_jobs_round_trip(dash: FakeDashboard) -> None:
 
 
 async def test_job_errors_name_the_problem(dash: FakeDashboard) -> None:
-    async with RayWorkClient(dash.url, token=TOKEN) as client:
+    async with RayClient(dash.url, token=TOKEN) as client:
         with pytest.raises(JobNotFound, match="Job nope does not exist"):
             await client.job("nope")
         with pytest.raises(JobNotFound):
             [c async for c in client.tail_job_logs("nope")]
         with pytest.raises(JobRefused, match="entrypoint must be a string"):
-            await client._call("POST", "/api/jobs/", "submitting the job", json={"entrypoint": 1})
+            await client.submit_job(JobRequest(entrypoint=1))  # type: ignore[arg-type]
         dash.faults["/api/jobs/"] = 503
         with pytest.raises(RayDashboardServerError, match="GCS unavailable") as caught:
             await client.list_jobs()
@@ -74,12 +77,12 @@ async def test_job_errors_name_the_problem(dash: FakeDashboard) -> None:
         partial = await client.list_jobs()
         assert {j.id for j in partial} == {"raysubmit_1", "raysubmit_2"}
         assert {j.status for j in partial} == {"UNKNOWN"}
-    async with RayWorkClient(dash.url) as client:
+    async with RayClient(dash.url) as client:
         with pytest.raises(RayDashboardAuthError, match="requires a Ray token"):
             await client.list_jobs()
         with pytest.raises(RayDashboardAuthError):
             [c async for c in client.tail_job_logs("raysubmit_1")]
-    async with RayWorkClient(dash.url, token="wrong") as client:
+    async with RayClient(dash.url, token="wrong") as client:
         with pytest.raises(RayDashboardAuthError, match="not this cluster's token") as caught:
             await client.serve_status()
         assert "wrong" not in str(caught.value)
@@ -88,7 +91,7 @@ async def test_job_errors_name_the_problem(dash: FakeDashboard) -> None:
 async def test_unreachable_dashboard() -> None:
     async with running_dashboard() as fake:
         url = fake.url
-    async with RayWorkClient(url, token=TOKEN, timeout=2.0) as client:
+    async with RayClient(url, token=TOKEN, timeout=2.0) as client:
         with pytest.raises(RayDashboardUnreachable, match="Cannot reach"):
             await client.list_jobs()
         with pytest.raises(RayDashboardUnreachable, match="Cannot reach"):
@@ -96,7 +99,7 @@ async def test_unreachable_dashboard() -> None:
 
 
 async def test_serve_states(dash: FakeDashboard) -> None:
-    async with RayWorkClient(dash.url, token=TOKEN) as client:
+    async with RayClient(dash.url, token=TOKEN) as client:
         assert not (await client.serve_status()).running
         dash.serve = serve_running()
         state = await client.serve_status()
@@ -112,7 +115,7 @@ async def test_serve_states(dash: FakeDashboard) -> None:
 async def test_working_dir_is_uploaded_once(dash: FakeDashboard, tmp_path: Path) -> None:
     (tmp_path / "main.py").write_text("print(1)\n")
     package = build_package(tmp_path)
-    async with RayWorkClient(dash.url, token=TOKEN) as client:
+    async with RayClient(dash.url, token=TOKEN) as client:
         assert await client.ensure_package(package) is True
         assert await client.ensure_package(package) is False
     assert dash.packages == {package.name: package.data}

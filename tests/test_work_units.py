@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from raycai_core.cluster.layout import ClusterPaths
-from raycai_core.ray_dashboard import UnexpectedAnswer
+from raycai_core.ray.errors import UnexpectedAnswer
+from raycai_core.ray.models import JobRequest
+from raycai_core.ray.parsers import parse_job, parse_jobs, parse_serve
 from raycai_core.work.access import (
     ClusterAccessError,
     head_app_url,
@@ -25,17 +27,13 @@ from raycai_core.work.access import (
 )
 from raycai_core.work.clipboard import osc52_sequence
 from raycai_core.work.jobs import (
-    JobRequest,
     JobRequestError,
     entrypoint_from_argv,
     parse_amount,
     parse_env,
-    parse_job,
-    parse_jobs,
     summarise_jobs,
 )
 from raycai_core.work.packages import PackageError, build_package
-from raycai_core.work.serve import parse_serve
 from tests.fake_dashboard import SERVE_EMPTY, job, serve_running
 
 # -- jobs -------------------------------------------------------------------------------------

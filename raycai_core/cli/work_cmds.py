@@ -32,9 +32,8 @@ from raycai_core.work.access import (
 )
 
 if TYPE_CHECKING:
-    from raycai_core.work.client import RayWorkClient
-    from raycai_core.work.jobs import JobInfo
-    from raycai_core.work.serve import ServeStatus
+    from raycai_core.ray.client import RayClient
+    from raycai_core.ray.models import JobInfo, ServeStatus
 
 T = TypeVar("T")
 
@@ -48,8 +47,12 @@ def access_of(target: Target, name: str) -> ClusterAccess:
 
 def run(coro: Coroutine[Any, Any, T], interrupted: str = "interrupted") -> T:
     """Run a command's coroutine; dashboard failures become messages and exit codes."""
-    from raycai_core.ray_dashboard import RayDashboardAuthError, RayDashboardError
-    from raycai_core.work.client import JobNotFound, JobRefused
+    from raycai_core.ray.errors import (
+        JobNotFound,
+        JobRefused,
+        RayDashboardAuthError,
+        RayDashboardError,
+    )
     from raycai_core.work.jobs import JobRequestError
     from raycai_core.work.packages import PackageError
 
@@ -65,11 +68,11 @@ def run(coro: Coroutine[Any, Any, T], interrupted: str = "interrupted") -> T:
         fail(str(exc))
 
 
-def work_client(access: ClusterAccess) -> RayWorkClient:
+def work_client(access: ClusterAccess) -> RayClient:
     from raycai_core.cluster.records import read_token
-    from raycai_core.work.client import RayWorkClient
+    from raycai_core.ray.client import RayClient
 
-    return RayWorkClient(access.dashboard_url, token=read_token(access.paths))
+    return RayClient(access.dashboard_url, token=read_token(access.paths))
 
 
 # -- env, run, dashboard ----------------------------------------------------------------------
@@ -239,8 +242,8 @@ def submit(
     One argument is run as a shell command line (`-- 'python a.py && python b.py'`);
     several are quoted as words. The entrypoint runs on the head, from the project root.
     """
+    from raycai_core.ray.models import JobRequest
     from raycai_core.work.jobs import (
-        JobRequest,
         JobRequestError,
         entrypoint_from_argv,
         parse_amount,
@@ -284,7 +287,7 @@ def submit(
     sys.exit(run(main(), interrupted=note))
 
 
-async def follow_job(client: RayWorkClient, job_id: str, *, until_end: bool) -> int:
+async def follow_job(client: RayClient, job_id: str, *, until_end: bool) -> int:
     """Print the job's log as it is written; then its outcome. 0 when it succeeded."""
     printed = False
     async for chunk in client.tail_job_logs(job_id):

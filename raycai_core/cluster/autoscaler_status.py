@@ -20,7 +20,8 @@ from raycai_core.cluster import autoscaler as keeping
 from raycai_core.cluster.layout import ClusterPaths
 from raycai_core.cluster.view import ClusterView
 from raycai_core.logtail import read_tail
-from raycai_core.ray_dashboard import ClusterUsage, RayDashboardError, ResourceDemand
+from raycai_core.ray.errors import RayDashboardError
+from raycai_core.ray.models import ClusterUsage, ResourceDemand
 
 LOG_FILE = "autoscaler.log"
 DECISION_LINES = 2000  # of the log's tail searched for decisions

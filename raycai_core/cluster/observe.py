@@ -20,7 +20,8 @@ from raycai_core.cluster.records import (
 from raycai_core.cluster.view import ClusterView, RayNodeInfo, merge_cluster
 from raycai_core.cml.client import CMLClient
 from raycai_core.credentials import Secret
-from raycai_core.ray_dashboard import RayDashboardClient, RayDashboardError
+from raycai_core.ray.client import RayClient
+from raycai_core.ray.errors import RayDashboardError
 
 
 class Observer:
@@ -30,7 +31,7 @@ class Observer:
         self.cml = cml
         self.project_dir = Path(project_dir)
         self.ray_timeout = ray_timeout
-        self._dashboards: dict[str, tuple[tuple[str, Secret | None], RayDashboardClient]] = {}
+        self._dashboards: dict[str, tuple[tuple[str, Secret | None], RayClient]] = {}
 
     async def aclose(self) -> None:
         for _, client in self._dashboards.values():
@@ -41,7 +42,7 @@ class Observer:
         """Every cluster's applications, in one API call."""
         return group_by_cluster(await self.cml.list_applications(APP_FILTER))
 
-    async def dashboard(self, name: str, head: HeadAddress) -> RayDashboardClient:
+    async def dashboard(self, name: str, head: HeadAddress) -> RayClient:
         """The dashboard client for this cluster's current head and token (new when either
         changed: a restarted head moves, a re-created token file replaces the token)."""
         token = read_token(ClusterPaths(self.project_dir, name))
@@ -53,7 +54,7 @@ class Observer:
                 return cached[1]
             with contextlib.suppress(Exception):  # the old head is gone; so be it
                 await cached[1].aclose()
-        client = RayDashboardClient(head.dashboard_url, token=token, timeout=self.ray_timeout)
+        client = RayClient(head.dashboard_url, token=token, timeout=self.ray_timeout)
         self._dashboards[name] = (key, client)
         return client
 

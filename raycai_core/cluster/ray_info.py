@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from raycai_core.cluster.view import RayNodeInfo
-from raycai_core.ray_dashboard import ClusterUsage, RayDashboardClient, RayDashboardError, RayNode
+from raycai_core.ray.client import RayClient
+from raycai_core.ray.errors import RayDashboardError
+from raycai_core.ray.models import ClusterUsage, RayNode
 
 
 def _pair(usage: ClusterUsage | None, node: RayNode, resource: str) -> tuple[float, float]:
@@ -34,7 +36,7 @@ def combine(nodes: list[RayNode], usage: ClusterUsage | None) -> list[RayNodeInf
     ]
 
 
-async def fetch_ray_nodes(client: RayDashboardClient) -> list[RayNodeInfo]:
+async def fetch_ray_nodes(client: RayClient) -> list[RayNodeInfo]:
     """The node list (authoritative, real time) and usage (may lag or be absent at start)."""
     nodes_result, usage_result = await asyncio.gather(
         client.nodes(), client.cluster_usage(), return_exceptions=True

@@ -17,8 +17,6 @@ from raycai_core.atomic import read_json
 from raycai_core.cluster.layout import ClusterPaths
 from raycai_core.cluster.records import HeadAddress
 
-SERVE_HTTP_PORT = 8000  # Serve's default proxy port (serve/_private/constants.py)
-
 
 class ClusterAccessError(Exception):
     """The cluster cannot be reached from its project files; the message says why."""

@@ -1,7 +1,6 @@
-"""Ray Jobs as the dashboard reports them (Ray 2.60 JSON shapes), and job requests.
-
-Parsing never fails on a missing or mistyped field: a job then shows what is known. Only an
-answer that is not a JSON list of objects (or one object) is refused (`UnexpectedAnswer`).
+"""Job requests as a user types them (CLI flags, the TUI's form), checked field by field, and
+a one-line summary of a cluster's jobs. The request and answer shapes themselves are Ray's:
+`raycai_core.ray.models` (JobRequest, JobInfo).
 """
 
 from __future__ import annotations
@@ -9,98 +8,12 @@ from __future__ import annotations
 import math
 import re
 import shlex
-import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
-from raycai_core.ray_dashboard import UnexpectedAnswer
+from raycai_core.ray.models import JobInfo
 
-TERMINAL = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
-STATUSES = ("PENDING", "RUNNING", "STOPPED", "SUCCEEDED", "FAILED")
-GB = 2**30
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-@dataclass(frozen=True)
-class JobInfo:
-    """One job: a submitted one (SUBMISSION) or a driver that connected itself (DRIVER)."""
-
-    id: str  # the submission id, else Ray's job id
-    type: str
-    status: str  # PENDING|RUNNING|STOPPED|SUCCEEDED|FAILED, or "UNKNOWN"
-    entrypoint: str
-    message: str
-    error_type: str | None = None
-    submission_id: str | None = None
-    job_id: str | None = None
-    start_time: float | None = None  # unix seconds
-    end_time: float | None = None
-    driver_exit_code: int | None = None
-    driver_node_ip: str | None = None
-
-    @property
-    def terminal(self) -> bool:
-        return self.status in TERMINAL
-
-    @property
-    def is_submission(self) -> bool:
-        return self.type == "SUBMISSION"
-
-    def duration(self, now: float | None = None) -> float | None:
-        if self.start_time is None:
-            return None
-        end = self.end_time or (time.time() if now is None else now)
-        return max(0.0, end - self.start_time)
-
-
-def _seconds(value: Any) -> float | None:
-    """Ray's job times are Unix milliseconds; 0 or anything else means unknown."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        return None
-    return value / 1000.0
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else ("" if value is None else str(value))
-
-
-def _optional_text(value: Any) -> str | None:
-    return _text(value) or None
-
-
-def parse_job(item: Any) -> JobInfo:
-    if not isinstance(item, Mapping):
-        raise UnexpectedAnswer("a job is not a JSON object")
-    submission_id = _optional_text(item.get("submission_id"))
-    job_id = _optional_text(item.get("job_id"))
-    driver = item.get("driver_info")
-    exit_code = item.get("driver_exit_code")
-    status = _text(item.get("status")).upper()
-    return JobInfo(
-        id=submission_id or job_id or "?",
-        type=_text(item.get("type")) or ("SUBMISSION" if submission_id else "DRIVER"),
-        status=status if status in STATUSES else "UNKNOWN",
-        entrypoint=_text(item.get("entrypoint")),
-        message=_text(item.get("message")),
-        error_type=_optional_text(item.get("error_type")),
-        submission_id=submission_id,
-        job_id=job_id,
-        start_time=_seconds(item.get("start_time")),
-        end_time=_seconds(item.get("end_time")),
-        driver_exit_code=exit_code if isinstance(exit_code, int) else None,
-        driver_node_ip=(
-            _optional_text(driver.get("node_ip_address")) if isinstance(driver, Mapping) else None
-        ),
-    )
-
-
-def parse_jobs(payload: Any) -> list[JobInfo]:
-    """`GET /api/jobs/` -> jobs, newest first (entries that are not objects are left out)."""
-    if not isinstance(payload, list):
-        raise UnexpectedAnswer("the job list is not a JSON array")
-    jobs = [parse_job(item) for item in payload if isinstance(item, Mapping)]
-    return sorted(jobs, key=lambda j: (j.start_time or math.inf, j.id), reverse=True)
 
 
 @dataclass(frozen=True)
@@ -132,37 +45,6 @@ def summarise_jobs(jobs: Iterable[JobInfo]) -> JobsSummary:
 
 class JobRequestError(ValueError):
     """A job request field is not valid; the message names the field."""
-
-
-@dataclass(frozen=True)
-class JobRequest:
-    entrypoint: str
-    env: dict[str, str] = field(default_factory=dict)
-    working_dir_uri: str | None = None  # gcs://_ray_pkg_<hash>.zip after an upload
-    cpus: float | None = None
-    gpus: float | None = None
-    memory_gb: float | None = None
-    submission_id: str | None = None
-
-    def body(self) -> dict[str, Any]:
-        """The `POST /api/jobs/` body (JobSubmitRequest)."""
-        body: dict[str, Any] = {"entrypoint": self.entrypoint}
-        runtime_env: dict[str, Any] = {}
-        if self.env:
-            runtime_env["env_vars"] = dict(self.env)
-        if self.working_dir_uri:
-            runtime_env["working_dir"] = self.working_dir_uri
-        if runtime_env:
-            body["runtime_env"] = runtime_env
-        if self.submission_id:
-            body["submission_id"] = self.submission_id
-        if self.cpus is not None:
-            body["entrypoint_num_cpus"] = self.cpus
-        if self.gpus is not None:
-            body["entrypoint_num_gpus"] = self.gpus
-        if self.memory_gb is not None:
-            body["entrypoint_memory"] = int(self.memory_gb * GB)
-        return body
 
 
 def entrypoint_from_argv(argv: Sequence[str]) -> str:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from raycai_core.cluster.records import read_token
 from raycai_core.credentials import Secret
+from raycai_core.ray.client import RayClient
 from raycai_core.work.access import ClusterAccess, load_access
-from raycai_core.work.client import RayWorkClient
 
 
 class ClusterWork:
@@ -21,20 +21,20 @@ class ClusterWork:
         self.timeout = timeout
         self.access: ClusterAccess | None = None
         self._key: tuple[str, Secret | None] | None = None
-        self._client: RayWorkClient | None = None
+        self._client: RayClient | None = None
 
     def _read(self) -> tuple[ClusterAccess, Secret | None]:
         access = load_access(self.project_dir, self.name)
         return access, read_token(access.paths)
 
-    async def client(self) -> RayWorkClient:
+    async def client(self) -> RayClient:
         """Raises ClusterAccessError when the head has not published itself (yet)."""
         access, token = await asyncio.to_thread(self._read)
         self.access = access
         key = (access.dashboard_url, token)
         if self._client is None or key != self._key:
             await self.aclose()
-            self._client = RayWorkClient(access.dashboard_url, token=token, timeout=self.timeout)
+            self._client = RayClient(access.dashboard_url, token=token, timeout=self.timeout)
             self._key = key
         return self._client
 

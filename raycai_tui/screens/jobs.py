@@ -28,8 +28,8 @@ from raycai_tui.widgets.keyed_table import Column, KeyedTable, Row
 from raycai_tui.widgets.status_line import StatusLine
 
 if TYPE_CHECKING:
-    from raycai_core.work.client import RayWorkClient
-    from raycai_core.work.jobs import JobInfo, JobRequest
+    from raycai_core.ray.client import RayClient
+    from raycai_core.ray.models import JobInfo, JobRequest
     from raycai_core.work.session import ClusterWork
 
 JOB_STATUS_STYLES = {
@@ -295,8 +295,8 @@ FIELDS = (
 
 def check_form(values: dict[str, str], project_dir: Path) -> tuple[FormCheck, JobDraft | None]:
     """Every field's problem, and the draft when there is none. Pure but for a stat."""
+    from raycai_core.ray.models import JobRequest
     from raycai_core.work.jobs import (
-        JobRequest,
         JobRequestError,
         check_entrypoint,
         parse_amount,
@@ -469,12 +469,12 @@ class JobLogsScreen(RaycaiScreen):
 
     @work(group="joblogs.follow", exclusive=True, exit_on_error=False)
     async def follow_job(self) -> None:
-        from raycai_core.ray_dashboard import LineSplitter
+        from raycai_core.ray.parsers import LineSplitter
         from raycai_tui.widgets.log_view import Marker, clean_line
 
         splitter = LineSplitter()
         try:
-            client: RayWorkClient = await self.work.client()
+            client: RayClient = await self.work.client()
             self.state = "live"
             self._refresh_status()
             async for chunk in client.tail_job_logs(self.job_id):

@@ -28,7 +28,7 @@ from raycai_tui.widgets.log_view import (
 )
 
 if TYPE_CHECKING:
-    from raycai_core.ray_dashboard import RayDashboardClient
+    from raycai_core.ray.client import RayClient
 
 DEFAULT_RAY_FILE = "raylet.out"
 
@@ -213,7 +213,7 @@ def follow_all_nodes(
 
 
 async def follow_ray_log(
-    client: RayDashboardClient,
+    client: RayClient,
     node_id: str,
     filename: str,
     inbox: LineInbox,

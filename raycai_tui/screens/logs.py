@@ -38,7 +38,7 @@ from raycai_tui.screens.log_sources import (
 from raycai_tui.widgets.log_view import DEFAULT_MAX_LINES, LogView, Marker
 
 if TYPE_CHECKING:
-    from raycai_core.ray_dashboard import RayDashboardClient
+    from raycai_core.ray.client import RayClient
 
 
 class LinesReady(Message, bubble=False):
@@ -123,7 +123,7 @@ class LogsScreen(Screen[None]):
         cluster: str,
         node: str,
         launcher_log: Path,
-        ray_client: RayDashboardClient | None,
+        ray_client: RayClient | None,
         ray_node_id: str | None,
         max_lines: int = DEFAULT_MAX_LINES,
         settings: FollowSettings | None = None,
@@ -254,7 +254,7 @@ class LogsScreen(Screen[None]):
     @work(exclusive=True, group="logs.ray", exit_on_error=False)
     async def _follow_ray(self, filename: str | None) -> None:
         """Switch to a Ray log file of the node (None: raylet.out), once the node answers."""
-        from raycai_core.ray_dashboard import RayDashboardError
+        from raycai_core.ray.errors import RayDashboardError
 
         client, node_id = self.ray_client, self.ray_node_id
         assert client is not None and node_id is not None
@@ -293,7 +293,7 @@ class LogsScreen(Screen[None]):
 
     @work(exclusive=True, group="logs.ray-files", exit_on_error=False)
     async def _pick_ray_file(self) -> None:
-        from raycai_core.ray_dashboard import RayDashboardError
+        from raycai_core.ray.errors import RayDashboardError
 
         assert self.ray_client is not None and self.ray_node_id is not None
         try:

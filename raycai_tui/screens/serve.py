@@ -20,7 +20,7 @@ from raycai_tui.widgets.keyed_table import Column, KeyedTable, Row
 from raycai_tui.widgets.status_line import StatusLine
 
 if TYPE_CHECKING:
-    from raycai_core.work.serve import ServeStatus
+    from raycai_core.ray.models import ServeStatus
 
 APP_STATUS_STYLES = {
     "RUNNING": "green",
@@ -159,7 +159,7 @@ class ServeScreen(PolledScreen):
 
     @work(group="serve.poll", exclusive=True, exit_on_error=False)
     async def poll(self) -> None:
-        from raycai_core.work.client import ServeNotInstalled
+        from raycai_core.ray.errors import ServeNotInstalled
 
         try:
             client = await self.work.client()

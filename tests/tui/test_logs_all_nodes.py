@@ -12,7 +12,7 @@ from aiohttp import web
 from rich.style import Style
 from textual.app import App
 
-from raycai_core.ray_dashboard import RayDashboardClient
+from raycai_core.ray.client import RayClient
 from raycai_tui.screens.log_sources import FollowSettings
 from raycai_tui.screens.logs import LogsScreen
 from raycai_tui.widgets.log_view import LogView, Marker, Prefixed
@@ -263,7 +263,7 @@ async def stand_in_dashboard() -> AsyncIterator[str]:
 
 async def test_t_goes_from_all_nodes_to_the_ray_log_and_back(tmp_path: Path, stand_in_dashboard):
     logs = cluster_logs(tmp_path)
-    client = RayDashboardClient(stand_in_dashboard)
+    client = RayClient(stand_in_dashboard)
     app = make_app(logs, all_nodes=True, ray_client=client, ray_node_id="ab" * 28)
     async with client, app.run_test(size=(100, 30)) as pilot:
         view = app.logs.view

@@ -17,7 +17,7 @@ from textual.pilot import Pilot
 from textual.widgets import OptionList
 
 from raycai_core.credentials import Secret
-from raycai_core.ray_dashboard import RayDashboardClient
+from raycai_core.ray.client import RayClient
 from raycai_tui.screens.log_sources import FollowSettings
 from raycai_tui.screens.logs import LogsScreen, RayLogPicker
 from raycai_tui.widgets.log_view import Marker
@@ -286,7 +286,7 @@ async def test_ray_logs_without_a_dashboard_say_why_and_keep_the_launcher_log(tm
 
 async def test_ray_logs_of_a_node_that_has_not_joined(tmp_path: Path):
     path = launcher_log(tmp_path, 5)
-    client = RayDashboardClient("http://127.0.0.1:9")
+    client = RayClient("http://127.0.0.1:9")
     app = make_app(path, ray_client=client, ray_node_id=None)
     async with client, app.run_test(size=(100, 30)) as pilot:
         await pilot.press("t")
@@ -295,7 +295,7 @@ async def test_ray_logs_of_a_node_that_has_not_joined(tmp_path: Path):
 
 async def test_ray_logs_with_an_unreachable_head(tmp_path: Path):
     path = launcher_log(tmp_path, 5)
-    client = RayDashboardClient("http://127.0.0.1:9", timeout=2.0)  # nothing listens there
+    client = RayClient("http://127.0.0.1:9", timeout=2.0)  # nothing listens there
     app = make_app(path, ray_client=client, ray_node_id="ab" * 28)
     async with client, app.run_test(size=(100, 30)) as pilot:
         view = app.logs.view
@@ -372,7 +372,7 @@ def ray_head(private_netns: None) -> Iterator[tuple[object, str]]:
 async def test_follows_raylet_out_through_the_real_dashboard(tmp_path: Path, ray_head):
     cluster, node_id = ray_head
     path = launcher_log(tmp_path, 3)
-    client = RayDashboardClient(cluster.dashboard_url, token=Secret(cluster.token))
+    client = RayClient(cluster.dashboard_url, token=Secret(cluster.token))
     settings = FollowSettings(ray_interval=0.2)
     app = make_app(path, ray_client=client, ray_node_id=node_id, settings=settings)
     async with client, app.run_test(size=(120, 30)) as pilot:
