@@ -85,7 +85,7 @@ async def bring_up(
     """Seconds until every node joined, and until the head was ready, for one strategy."""
     from fake_ray import install
 
-    from raycai_core.cluster.lifecycle import Progress
+    from raycai_core.cluster.types import Progress
     from raycai_core.cml.client import CMLClient
     from raycai_core.local import WorkspaceConfig, run_workspace_in_thread
     from raycai_core.local.config import DEFAULT_RUNTIMES

@@ -10,6 +10,7 @@ import time
 from typing import TYPE_CHECKING
 
 from raycai_core.cluster.healing import MISSING_GRACE_S, HealPlanner, heal_reason
+from raycai_core.cluster.types import ActionsFailed, HealAction
 from raycai_tui.messages import Event
 
 if TYPE_CHECKING:
@@ -28,11 +29,19 @@ async def heal_clusters(services: Services, snapshot: Snapshot, names: list[str]
                 name, members=snapshot.members.get(name, []), with_ray=False
             )
             actions = await manager.heal(name, view)
+        except ActionsFailed as exc:  # what was healed before the failing step, then why
+            events.extend(_healed(name, [HealAction.of(d) for d in exc.done]))
+            events.append(Event(time.time(), name, f"healing failed: {exc.failed[0]}", "error"))
+            continue
         except Exception as exc:  # one cluster's failure must not stop healing the others
             events.append(Event(time.time(), name, f"healing failed: {exc}", "error"))
             continue
-        events.extend(
-            Event(time.time(), name, f"healed {a.node}: {a.action} ({a.reason})", "warning")
-            for a in actions
-        )
+        events.extend(_healed(name, actions))
     return events
+
+
+def _healed(name: str, actions: list[HealAction]) -> list[Event]:
+    return [
+        Event(time.time(), name, f"healed {a.node}: {a.action} ({a.reason})", "warning")
+        for a in actions
+    ]

@@ -25,7 +25,7 @@ from raycai_tui.messages import Event, Level, OperationChanged
 if TYPE_CHECKING:
     from textual.worker import Worker
 
-    from raycai_core.cluster.lifecycle import Progress, ProgressCallback, ScaleTarget
+    from raycai_core.cluster.types import Progress, ProgressCallback, ScaleTarget
     from raycai_core.spec import ClusterSpec
     from raycai_tui.app import RaycaiApp
     from raycai_tui.services import Services, Snapshot
@@ -60,7 +60,7 @@ def merge_scale(first: ScaleRequest, then: ScaleRequest) -> ScaleRequest | None:
     Only exact merges: a count followed by anything, or two deltas of the same sign (a delta
     stops at zero workers, so -1 then +1 differs from doing nothing when no worker is left).
     """
-    from raycai_core.cluster.lifecycle import ScaleTarget
+    from raycai_core.cluster.types import ScaleTarget
 
     a, b = first.target, then.target
     if b.count is not None:
@@ -238,6 +238,7 @@ class Operations:
             cancelled = True
             raise
         except Exception as exc:  # any failure is shown; the app keeps running
+            self._partly_done(op, exc)
             op.error = describe_error(exc)
             dropped = f" ({len(op.requests)} queued request(s) dropped)" if op.requests else ""
             self._event(op.cluster, f"{op.label[:-1]} failed: {op.error}{dropped}", "error", True)
@@ -250,8 +251,22 @@ class Operations:
             if not cancelled:
                 self._app.poll_soon()
 
+    def _partly_done(self, op: Operation, error: Exception) -> None:
+        """An operation that failed part-way: one event per action it took and per failure
+        (the notification then says it failed, with the first cause)."""
+        from raycai_core.cluster.types import ActionsFailed
+
+        if not isinstance(error, ActionsFailed):
+            return
+        for done in error.done:
+            self._event(op.cluster, f"{VERBS[op.kind]}: {done}")
+        for failure in error.failed:
+            self._event(op.cluster, f"{VERBS[op.kind]}: {failure}", "error")
+        for action in error.skipped:
+            self._event(op.cluster, f"{VERBS[op.kind]}: not attempted: {action}", "warning")
+
     async def _run_scale(self, op: Operation) -> None:
-        from raycai_core.cluster.lifecycle import WorkersBusy
+        from raycai_core.cluster.types import WorkersBusy
 
         services = self._require_services()
         while op.requests:

@@ -17,8 +17,8 @@ from raycai_core.cluster.autoscaler import (
 from raycai_core.cluster.desired import Desired, read_desired, write_desired
 from raycai_core.cluster.healing import heal_reason, plan_heal
 from raycai_core.cluster.layout import ClusterPaths
-from raycai_core.cluster.lifecycle import ClusterSummary
 from raycai_core.cluster.records import AutoscalerRecord, NodeRecord, read_node_record
+from raycai_core.cluster.types import ClusterSummary
 from raycai_core.cluster.view import merge_cluster
 from raycai_core.launcher.autoscaling import autoscaler_files
 from raycai_core.launcher.render import render_cluster

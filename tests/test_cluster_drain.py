@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from raycai_core.cluster.layout import ClusterPaths
-from raycai_core.cluster.lifecycle import ClusterManager, Progress, ScaleTarget, WorkersBusy
+from raycai_core.cluster.lifecycle import ClusterManager
+from raycai_core.cluster.types import Progress, ScaleTarget, WorkersBusy
 from raycai_core.cml.client import CMLClient
 from raycai_core.local import WorkspaceHandle
 from raycai_core.spec import spec_from_flags

@@ -17,9 +17,10 @@ from raycai_core.cluster.desired import Desired, read_desired, write_desired
 from raycai_core.cluster.drain import drain_end, drain_node_id
 from raycai_core.cluster.healing import HealPlanner, heal_reason, plan_heal
 from raycai_core.cluster.layout import ClusterPaths
-from raycai_core.cluster.lifecycle import ClusterSummary, ScaleTarget, summarise
+from raycai_core.cluster.lifecycle import summarise
 from raycai_core.cluster.lock import ClusterLocked, cluster_lock
 from raycai_core.cluster.records import NodeRecord
+from raycai_core.cluster.types import ClusterSummary, ScaleTarget
 from raycai_core.cluster.view import merge_cluster
 from raycai_core.launcher.render import render_cluster
 from raycai_core.local import WorkspaceHandle

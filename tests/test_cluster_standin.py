@@ -11,8 +11,9 @@ import pytest
 
 from raycai_core.cluster.desired import read_desired
 from raycai_core.cluster.layout import ClusterPaths
-from raycai_core.cluster.lifecycle import ClusterManager, Progress, ScaleTarget, WorkersBusy
+from raycai_core.cluster.lifecycle import ClusterManager
 from raycai_core.cluster.records import read_node_record
+from raycai_core.cluster.types import Progress, ScaleTarget, WorkersBusy
 from raycai_core.local import WorkspaceHandle
 from tests.fixtures.workspace import wait_for
 from tests.helpers import cli_env, cluster_apps, nodes_of, raycai_argv

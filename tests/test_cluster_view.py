@@ -7,7 +7,8 @@ from datetime import datetime, timezone
 
 from raycai_core.cluster.apps import as_cluster_app, group_by_cluster
 from raycai_core.cluster.desired import Desired
-from raycai_core.cluster.lifecycle import _missing_nodes, removal_order
+from raycai_core.cluster.healing import missing_workers as _missing_nodes
+from raycai_core.cluster.plan import removal_order
 from raycai_core.cluster.records import HeadAddress, NodeRecord
 from raycai_core.cluster.view import RayNodeInfo, merge_cluster
 from raycai_core.cml.models import Application

@@ -10,8 +10,9 @@ import time
 import pytest
 
 from raycai_core.cluster.layout import ClusterPaths
-from raycai_core.cluster.lifecycle import ClusterManager, Progress
+from raycai_core.cluster.lifecycle import ClusterManager
 from raycai_core.cluster.records import read_head_address
+from raycai_core.cluster.types import Progress
 from raycai_core.cml.client import CMLClient
 from raycai_core.cml.models import AppStatus
 from raycai_core.local import WorkspaceHandle

@@ -13,7 +13,8 @@ import json
 import pytest
 
 from raycai_core.cluster.layout import ClusterPaths
-from raycai_core.cluster.lifecycle import ClusterManager, ClusterTimeout, Progress
+from raycai_core.cluster.lifecycle import ClusterManager
+from raycai_core.cluster.types import ClusterTimeout, Progress
 from raycai_core.cml.client import CMLClient
 from raycai_core.local import WorkspaceHandle
 from raycai_core.spec import spec_from_flags

@@ -28,7 +28,8 @@ from raycai_core.cli.render import format_age, print_table, print_view, view_to_
 from raycai_core.cluster.autoscaler_status import fetch_status as fetch_autoscaler_status
 from raycai_core.cluster.autoscaler_status import status_to_json as autoscaler_json
 from raycai_core.cluster.layout import ClusterPaths
-from raycai_core.cluster.lifecycle import ClusterError, ClusterManager
+from raycai_core.cluster.lifecycle import ClusterManager
+from raycai_core.cluster.types import ActionsFailed, ClusterError
 from raycai_core.cluster.view import ClusterView
 from raycai_core.cml.client import CMLClient
 from raycai_core.cml.errors import CMLAuthError, CMLError, CMLPermissionDenied
@@ -216,7 +217,7 @@ class WorkerCountType(click.ParamType):
     name = "N|+K|-K"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        from raycai_core.cluster.lifecycle import ScaleTarget
+        from raycai_core.cluster.types import ScaleTarget
 
         if not isinstance(value, str):
             return value
@@ -263,13 +264,17 @@ def scale(
 
     async def main() -> None:
         async with manager(target) as ops:
-            result = await ops.scale(
-                name,
-                count,
-                wait=wait,
-                drain_timeout=drain_timeout,
-                allow_busy=not refuse_busy,
-            )
+            try:
+                result = await ops.scale(
+                    name,
+                    count,
+                    wait=wait,
+                    drain_timeout=drain_timeout,
+                    allow_busy=not refuse_busy,
+                )
+            except ActionsFailed as partly:
+                _print_done(partly, {"created": "added", "removed": "removed"})
+                raise
         if result.added:
             click.echo(f"added: {', '.join(result.added)}")
         if result.removed:
@@ -277,6 +282,15 @@ def scale(
         click.echo(f"{name}: {result.before} -> {result.after} worker(s)")
 
     run(main())
+
+
+def _print_done(partly: ActionsFailed, words: dict[str, str]) -> None:
+    """What an operation did before it failed, as its success would say it (the error,
+    printed next, lists each failure and its cause)."""
+    for result, word in words.items():
+        nodes = [d.node for d in partly.done if d.result == result]
+        if nodes:
+            click.echo(f"{word}: {', '.join(nodes)}")
 
 
 @click.command()
@@ -418,7 +432,11 @@ def down(target: Target, name: str, yes: bool) -> None:
                 click.echo(f"This deletes cluster {name}:\n{listing}")
                 if not click.confirm("Delete?", default=False):
                     fail("nothing deleted", EXIT_FAILED)
-            deleted = await ops.down(name)
+            try:
+                deleted = await ops.down(name)
+            except ActionsFailed as partly:
+                _print_done(partly, {"deleted": "deleted"})
+                raise
         click.echo(
             f"{name}: deleted {len(deleted)} application(s)"
             if deleted
@@ -519,6 +537,12 @@ async def _heal_watch(target: Target, name: str, interval: float, missing_grace:
                     failures = 0
                 except (CMLAuthError, CMLPermissionDenied):
                     raise  # no point retrying with credentials that are refused
+                except ActionsFailed as exc:  # the actions done were printed as they happened
+                    if isinstance(exc.cause, (CMLAuthError, CMLPermissionDenied)):
+                        raise
+                    failures += 1
+                    delay = min(interval * 2**failures, 300.0)
+                    click.echo(f"warning: {exc}\nnext check in {delay:g} s", err=True)
                 except (CMLError, ClusterError, OSError) as exc:  # transient: back off
                     failures += 1
                     delay = min(interval * 2**failures, 300.0)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 if TYPE_CHECKING:  # the lifecycle pulls in pydantic and httpx: not for `raycai env`
-    from raycai_core.cluster.lifecycle import Progress
+    from raycai_core.cluster.types import Progress
 
 T = TypeVar("T")
 
@@ -57,7 +57,12 @@ def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a command's coroutine, turning known failures into messages and exit codes."""
     from raycai_core.cluster.desired import CorruptClusterFile
-    from raycai_core.cluster.lifecycle import ClusterError, ClusterNotFound, ClusterTimeout
+    from raycai_core.cluster.types import (
+        ActionsFailed,
+        ClusterError,
+        ClusterNotFound,
+        ClusterTimeout,
+    )
     from raycai_core.cml.errors import CMLAuthError, CMLError, CMLPermissionDenied
     from raycai_core.credentials import MissingCredentials
     from raycai_core.spec import SpecError
@@ -76,6 +81,9 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         fail(str(exc), EXIT_BAD_INPUT)
     except (CMLAuthError, CMLPermissionDenied) as exc:
         fail(str(exc), EXIT_AUTH)
+    except ActionsFailed as exc:  # the refused key stays an authentication failure
+        auth = all(isinstance(f.error, (CMLAuthError, CMLPermissionDenied)) for f in exc.failed)
+        fail(str(exc), EXIT_AUTH if auth else EXIT_FAILED)
     except ClusterTimeout as exc:
         fail(str(exc), EXIT_TIMEOUT)
     except ClusterNotFound as exc:

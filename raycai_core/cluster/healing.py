@@ -21,7 +21,7 @@ from raycai_core.cml.models import AppStatus
 from raycai_core.naming import HEAD_NODE, worker_node
 
 if TYPE_CHECKING:
-    from raycai_core.cluster.lifecycle import ClusterSummary
+    from raycai_core.cluster.types import ClusterSummary
 
 # A worker missing for less than this after the desired state changed is left to the `up`
 # or `scale` that is creating it.

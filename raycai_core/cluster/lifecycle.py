@@ -1,9 +1,12 @@
-"""Create, scale, heal and tear down clusters; every operation is idempotent.
+"""ClusterManager: create, scale, heal and tear down clusters; every operation is idempotent.
 
 Each operation first records the desired state (cluster.json), then reconciles it with the
-applications that exist (one list call), so that rerunning after an interruption converges
-without duplicates: a node's subdomain is derived from the project, cluster and node, so
-the workspace itself refuses a second application for the same node.
+applications that exist (one list call): `plan.py` decides the actions from that state alone,
+and the manager carries them out under one error policy (`_execute`: every action done is
+reported, even when another fails; ActionsFailed then says what was done and what failed).
+Rerunning after an interruption converges without duplicates: a node's subdomain is derived
+from the project, cluster and node, so the workspace itself refuses a second application for
+the same node. The value types live in `types.py`.
 """
 
 from __future__ import annotations
@@ -12,26 +15,31 @@ import asyncio
 import contextlib
 import shutil
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Literal
 
 from raycai_core.cluster import phases
 from raycai_core.cluster.apps import APP_FILTER, ClusterApp, group_by_cluster
 from raycai_core.cluster.autoscaler import autoscaler_keeps, bounds_note
-from raycai_core.cluster.desired import Desired, DesiredState, read_desired, write_desired
+from raycai_core.cluster.desired import DesiredState, read_desired, write_desired
 from raycai_core.cluster.drain import (
     DRAIN_SLACK_S,
     clear_drain_request,
     drain_end,
-    drain_node_id,
     request_drain,
 )
-from raycai_core.cluster.healing import HealStep, plan_heal
 from raycai_core.cluster.layout import ClusterPaths, cluster_names_on_disk
 from raycai_core.cluster.lock import ClusterLocked, cluster_lock
 from raycai_core.cluster.observe import Observer
+from raycai_core.cluster.plan import (
+    check_sizes_unchanged,
+    heal_actions,
+    plan_down,
+    plan_scale,
+    plan_token_restart,
+    plan_up,
+)
 from raycai_core.cluster.readiness import progress_line, watch_until_ready
 from raycai_core.cluster.records import (
     HeadAddress,
@@ -40,9 +48,27 @@ from raycai_core.cluster.records import (
     read_node_record,
     read_node_records,
 )
-from raycai_core.cluster.view import ClusterView, NodeRow
+from raycai_core.cluster.types import (
+    PAST,
+    Action,
+    ActionDone,
+    ActionFailure,
+    ActionsFailed,
+    ClusterError,
+    ClusterNotFound,
+    ClusterSummary,
+    ClusterTimeout,
+    HealAction,
+    Level,
+    NodeFailed,
+    Progress,
+    ProgressCallback,
+    ScaleResult,
+    ScaleTarget,
+    WorkersBusy,
+)
+from raycai_core.cluster.view import ClusterView
 from raycai_core.cml.client import CMLClient
-from raycai_core.cml.errors import CMLError
 from raycai_core.cml.models import AppStatus, CreateApplication
 from raycai_core.launcher.autoscaling import autoscaler_files
 from raycai_core.launcher.render import render_cluster
@@ -52,146 +78,28 @@ from raycai_core.naming import (
     app_name,
     description,
     subdomain,
-    worker_node,
 )
 from raycai_core.spec import ClusterSpec, NodeSpec
 
-Level = Literal["info", "warning", "error"]
+# The value types callers use with the manager (defined in types.py).
+__all__ = [
+    "ActionsFailed",
+    "ClusterError",
+    "ClusterManager",
+    "ClusterNotFound",
+    "ClusterSummary",
+    "ClusterTimeout",
+    "HealAction",
+    "NodeFailed",
+    "Progress",
+    "ProgressCallback",
+    "ScaleResult",
+    "ScaleTarget",
+    "WorkersBusy",
+    "summarise",
+]
 
-
-@dataclass(frozen=True)
-class Progress:
-    """One step of a long operation, for the CLI and the TUI to render."""
-
-    step: str
-    message: str
-    done: int | None = None
-    total: int | None = None
-    level: Level = "info"
-
-
-ProgressCallback = Callable[[Progress], None]
-
-
-class ClusterError(Exception):
-    """An operation could not complete; the message says why and how to resume."""
-
-
-class ClusterNotFound(ClusterError):
-    pass
-
-
-class ClusterTimeout(ClusterError):
-    pass
-
-
-class NodeFailed(ClusterError):
-    pass
-
-
-class WorkersBusy(ClusterError):
-    """A scale-down would remove workers that run Ray work (raised before anything changed)."""
-
-    def __init__(self, nodes: list[str]) -> None:
-        self.nodes = list(nodes)
-        super().__init__(
-            f"removing {', '.join(self.nodes)} would stop Ray work running there; "
-            "confirm to drain them (running tasks get the drain timeout to finish)"
-        )
-
-
-@dataclass(frozen=True)
-class ScaleTarget:
-    """A requested worker count: absolute (`3`) or relative to the stored one (`+2`, `-1`)."""
-
-    count: int | None = None
-    delta: int | None = None
-
-    def __post_init__(self) -> None:
-        if (self.count is None) == (self.delta is None):
-            raise ValueError("a scale target is either a count or a delta")
-        if self.count is not None and self.count < 0:
-            raise ValueError(f"the worker count must be at least 0, not {self.count}")
-
-    @classmethod
-    def parse(cls, text: str) -> ScaleTarget:
-        """`3` -> count 3; `+2` / `-1` -> delta. ValueError with a clear message otherwise."""
-        value = text.strip()
-        sign, digits = (value[0], value[1:]) if value[:1] in ("+", "-") else ("", value)
-        if not digits.isascii() or not digits.isdigit() or len(digits) > 6:
-            raise ValueError(
-                f"{text!r} is not a worker count: use N (e.g. 3) to set it, "
-                "+K or -K (e.g. +2, -1) to change it"
-            )
-        number = int(digits)
-        if sign == "+":
-            return cls(delta=number)
-        if sign == "-":
-            return cls(delta=-number)
-        return cls(count=number)
-
-    def apply(self, current: int) -> int:
-        """The new count for a cluster that has `current` (never below 0)."""
-        if self.count is not None:
-            return self.count
-        return max(0, current + (self.delta or 0))
-
-    def __str__(self) -> str:
-        if self.count is not None:
-            return str(self.count)
-        return f"{self.delta:+d}"
-
-
-@dataclass(frozen=True)
-class ScaleResult:
-    before: int
-    after: int
-    added: list[str]
-    removed: list[str]
-
-
-@dataclass(frozen=True)
-class HealAction:
-    node: str
-    action: Literal["restarted", "recreated", "resumed"]
-    reason: str
-
-
-@dataclass(frozen=True)
-class ClusterSummary:
-    name: str
-    desired: Desired | None
-    members: list[ClusterApp]
-    joined_workers: int  # by phases.node_joined, from the launchers' records
-    records: Mapping[str, NodeRecord] = field(default_factory=dict)
-
-    @property
-    def head(self) -> ClusterApp | None:
-        return next((m for m in self.members if m.node == HEAD_NODE), None)
-
-    @property
-    def workers(self) -> list[ClusterApp]:
-        return [m for m in self.members if m.node != HEAD_NODE]
-
-    @property
-    def workers_running(self) -> int:
-        return sum(1 for m in self.workers if m.app.status is AppStatus.RUNNING)
-
-    @property
-    def desired_workers(self) -> int | None:
-        return self.desired.spec.workers.count if self.desired else None
-
-    def total(self, resource: Literal["cpu", "memory", "nvidia_gpu"]) -> float:
-        return float(sum(getattr(m.app, resource) for m in self.members))
-
-    @property
-    def created_at(self) -> float | None:
-        if self.desired and self.desired.created_at:
-            return self.desired.created_at
-        head = self.head
-        if head and head.app.created_at:
-            return head.app.created_at.timestamp()
-        return None
+Act = Callable[[Action], Awaitable[ActionDone | None]]
 
 
 class ClusterManager:
@@ -275,6 +183,84 @@ class ClusterManager:
             app = await self.cml.create_application(request)
         return ClusterApp(app=app, cluster=spec.name, node=node)
 
+    # -- carrying out a plan: the one error policy ---------------------------------------
+
+    async def _execute(
+        self,
+        operation: str,
+        name: str,
+        actions: Sequence[Action],
+        act: Act,
+        *,
+        step: str,
+        level: Level = "info",
+        sequential: bool = False,
+        counted: bool = False,
+        say: Callable[[ActionDone], str] = str,
+        resume: str = "",
+    ) -> list[ActionDone]:
+        """Carry out `actions`, all at once or (`sequential`) in order until one fails.
+
+        Each action done is reported as it completes, each failure too (level error); once
+        every action started has ended, ActionsFailed carries what was done, what failed (with
+        its cause) and what was not attempted. A cancellation is never turned into an error.
+        `act` returns None for an action that found nothing to do."""
+        done: list[ActionDone] = []
+        failed: list[ActionFailure] = []
+        skipped: list[Action] = []
+        total = len(actions) if counted else None
+
+        async def one(action: Action) -> bool:
+            try:
+                result = await act(action)
+            except Exception as exc:
+                failed.append(ActionFailure(action, exc))
+                self.report(step, f"{action.node}: {action.kind} failed: {exc}", level="error")
+                return False
+            if result is not None:
+                done.append(result)
+                self.report(step, say(result), len(done) if counted else None, total, level)
+            return True
+
+        if sequential:
+            for index, action in enumerate(actions):
+                if not await one(action):
+                    skipped = list(actions[index + 1 :])
+                    break
+        else:
+            await asyncio.gather(*(one(action) for action in actions))
+        if failed:
+            raise ActionsFailed(operation, name, done, failed, skipped, resume)
+        return done
+
+    async def _act(
+        self,
+        name: str,
+        action: Action,
+        spec: ClusterSpec | None = None,
+        drain_timeout: float = 0.0,
+    ) -> ActionDone | None:
+        """One action against the API (and the project's files)."""
+        if action.kind == "create":
+            assert spec is not None
+            member = await self._create(spec, action.node)
+            return ActionDone(action, "created", f"application {member.app.name}", member)
+        if action.kind == "resume":
+            # The launcher rejoins when its request goes; without one it rejoins by itself.
+            if not await asyncio.to_thread(clear_drain_request, self.paths(name), action.node):
+                return None
+            return ActionDone(action, "resumed")
+        member = action.app
+        assert member is not None
+        if action.kind == "restart":
+            app = await self.cml.restart_application(member.app.id)
+            restarted = ClusterApp(app=app, cluster=member.cluster, node=member.node)
+            return ActionDone(action, "restarted", f"was {member.app.status.value}", restarted)
+        if action.kind == "remove":
+            await self._drain(name, action, drain_timeout)
+        await self.cml.delete_application(member.app.id)
+        return ActionDone(action, PAST[action.kind], f"application {member.app.name}")
+
     # -- create --------------------------------------------------------------------------
 
     async def up(
@@ -307,10 +293,11 @@ class ClusterManager:
                 "before creating it again"
             )
         members = await self.members(spec.name)
-        _check_sizes_unchanged(previous, spec, members)
+        check_sizes_unchanged(previous, spec, members)
         token_lost = bool(members) and not await asyncio.to_thread(paths.auth_token.exists)
         await asyncio.to_thread(self._write_spec, spec)
         self.report("scripts", f"launcher scripts written to {paths.relative}/")
+        act = partial(self._act, spec.name, spec=spec)
         if token_lost:
             # Running nodes hold a token nobody has any more: restart them with the new one.
             self.report(
@@ -319,35 +306,41 @@ class ClusterManager:
                 level="warning",
             )
             await asyncio.to_thread(paths.head_json.unlink, missing_ok=True)
-            await asyncio.gather(*(self._restart(m) for m in members if m.node == HEAD_NODE))
-            await asyncio.gather(*(self._restart(m) for m in members if m.node != HEAD_NODE))
+            for restarts in plan_token_restart(members):
+                await self._execute("up", spec.name, restarts, act, step="restart")
             members = await self.members(spec.name)
 
         # Every missing application at once, the head's request first: the pods are then
         # scheduled together instead of one start delay after the other, and the worker
-        # launchers wait for the head's published address by themselves. _ensure_head
-        # removes a stale head.json before any worker exists, so none joins a dead head.
+        # launchers wait for the head's published address by themselves. A stale head.json
+        # goes before any worker exists, so none joins a dead head.
+        plan = plan_up(spec, members)
         head = next((m for m in members if m.node == HEAD_NODE), None)
-        head = await self._ensure_head(spec, head)
-        workers = [m for m in members if m.node != HEAD_NODE]
-        await self._converge_workers(spec, workers)
-        return head
-
-    async def _ensure_head(self, spec: ClusterSpec, head: ClusterApp | None) -> ClusterApp:
-        paths = self.paths(spec.name)
-        if head is None:
-            # A head.json left by an earlier head would point workers at a dead address.
-            await asyncio.to_thread(paths.head_json.unlink, missing_ok=True)
-            head = await self._create(spec, HEAD_NODE)
-            self.report("head-created", f"head application {head.app.name} created ({head.app.id})")
-        elif head.app.status in (AppStatus.STOPPED, AppStatus.FAILED):
-            await asyncio.to_thread(paths.head_json.unlink, missing_ok=True)
-            app = await self.cml.restart_application(head.app.id)
-            head = ClusterApp(app=app, cluster=spec.name, node=HEAD_NODE)
-            self.report("head-created", f"head application {head.app.name} restarted")
-        else:
+        if plan.head is None:
+            assert head is not None
             self.report(
                 "head-created", f"head application {head.app.name} exists ({head.app.status.value})"
+            )
+        else:
+            # A head.json left by an earlier head would point workers at a dead address.
+            await asyncio.to_thread(paths.head_json.unlink, missing_ok=True)
+            (done,) = await self._execute(
+                "up", spec.name, [plan.head], act, step="head-created", say=_said_of_head
+            )
+            head = done.app
+        assert head is not None
+        if plan.workers:
+            kinds = [
+                f"{verb} {n}"
+                for kind, verb in (("create", "creating"), ("restart", "restarting"))
+                if (n := sum(1 for a in plan.workers if a.kind == kind))
+            ]
+            deletes = sum(1 for a in plan.workers if a.kind == "delete")
+            kinds += [f"deleting {deletes} extra"] if deletes else []
+            total = len(plan.workers)
+            self.report("workers-create", f"{', '.join(kinds)} worker application(s)", 0, total)
+            await self._execute(
+                "up", spec.name, plan.workers, act, step="workers-create", counted=True
             )
         return head
 
@@ -377,52 +370,6 @@ class ClusterManager:
                     last_reason = reason
             _check_deadline(deadline, f"the head did not publish its address ({last_reason})")
             await asyncio.sleep(self.file_poll_s)
-
-    async def _converge_workers(self, spec: ClusterSpec, workers: list[ClusterApp]) -> None:
-        wanted = spec.workers.count
-        existing = {m.node: m for m in workers}
-        restart = [m for m in workers if m.app.status in (AppStatus.STOPPED, AppStatus.FAILED)]
-        missing = _missing_nodes(existing, wanted)
-        # Workers the cluster's autoscaler added (up to its max) are its business.
-        extra = _pick_extra_by_index(
-            workers, spec.workers.max if spec.workers.autoscale else wanted
-        )
-        total = len(missing)
-        if missing:
-            self.report("workers-create", f"creating {total} worker application(s)", 0, total)
-        done = 0
-        errors: list[str] = []
-
-        async def create(node: str) -> None:
-            nonlocal done
-            try:
-                await self._create(spec, node)
-            except CMLError as exc:
-                errors.append(f"{node}: {exc}")
-                return
-            done += 1
-            self.report("workers-create", f"worker {node} created", done, total)
-
-        await asyncio.gather(
-            *(create(node) for node in missing),
-            *(self._restart(m) for m in restart if m not in extra),
-            *(self._delete(m) for m in extra),
-        )
-        if errors:
-            raise ClusterError(
-                f"{len(errors)} of {total} worker(s) could not be created (rerun the command "
-                "to resume; nothing is duplicated):\n  " + "\n  ".join(errors)
-            )
-
-    async def _restart(self, member: ClusterApp) -> None:
-        await self.cml.restart_application(member.app.id)
-        self.report(
-            "restart", f"{member.node}: application restarted (was {member.app.status.value})"
-        )
-
-    async def _delete(self, member: ClusterApp) -> None:
-        await self.cml.delete_application(member.app.id)
-        self.report("delete", f"{member.node}: application {member.app.name} deleted")
 
     async def wait_ready(
         self, name: str, *, deadline: float | None = None, timeout: float | None = None
@@ -481,7 +428,9 @@ class ClusterManager:
         joined, idle, busy (highest index first); each one that is part of Ray is drained
         first (Ray schedules nothing new there; running tasks get `drain_timeout` seconds),
         then its application is deleted. With `allow_busy=False`, WorkersBusy is raised
-        before anything changes when a busy worker would go.
+        before anything changes when a busy worker would go. When some workers could not
+        be added or removed, ActionsFailed says which were and which were not (the new
+        count stays stored: rerunning with that count finishes).
         """
         if isinstance(target, bool) or not isinstance(target, (int, ScaleTarget)):
             raise TypeError(f"scale target must be a ScaleTarget or an int, not {target!r}")
@@ -504,30 +453,39 @@ class ClusterManager:
                 raise ClusterNotFound(f"cluster {name!r} was deleted meanwhile")
             if desired.state == "deleting":
                 raise ClusterError(f"cluster {name!r} is being deleted")
-            before = desired.spec.workers.count
-            count = target.apply(before)
             view = await self.observer.observe(name)
-            workers = view.worker_rows
-            chosen = removal_order(workers)[: max(0, len(workers) - count)]
-            busy = [row.node for row in chosen if _removal_tier(row) == BUSY]
-            if busy and not allow_busy:
-                raise WorkersBusy(busy)
-            spec = desired.spec.with_workers(count)
-            await asyncio.to_thread(self._write_spec, spec)
-            self.report("scale", f"{name}: workers {before} -> {count} (requested {target})")
+            plan = plan_scale(desired, target, view.worker_rows)
+            if plan.busy and not allow_busy:
+                raise WorkersBusy(plan.busy)
+            await asyncio.to_thread(self._write_spec, plan.spec)
+            self.report(
+                "scale", f"{name}: workers {plan.before} -> {plan.after} (requested {target})"
+            )
+            act = partial(self._act, name, spec=plan.spec, drain_timeout=drain_timeout)
+            resume = (
+                f"{plan.after} worker(s) are stored; `raycai scale {name} {plan.after}` "
+                "finishes, nothing is duplicated"
+            )
             added: list[str] = []
             removed: list[str] = []
-            if len(workers) < count:
-                added = await self._add_workers(spec, workers, count)
-            elif chosen:
-                removed = await self._remove_workers(name, chosen, drain_timeout)
+            if plan.create:
+                nodes = [a.node for a in plan.create]
+                self.report("scale", f"adding {len(nodes)} worker(s): {', '.join(nodes)}")
+                done = await self._execute(
+                    "scale", name, plan.create, act, step="scale", resume=resume
+                )
+                added = [d.node for d in done]
+            elif plan.remove:
+                chosen = ", ".join(f"{a.node} ({a.reason})" for a in plan.remove)
+                self.report("scale", f"removing {chosen}")
+                await self._execute("scale", name, plan.remove, act, step="scale", resume=resume)
+                removed = [a.node for a in plan.remove]  # all of them, in removal order
             else:
-                self.report("scale", f"{name} already has {count} worker(s)")
-            kept = [row.node for row in workers if row.node not in removed]
-            await asyncio.to_thread(_cancel_drains, paths, kept)
+                self.report("scale", f"{name} already has {plan.after} worker(s)")
+            await asyncio.to_thread(_cancel_drains, paths, plan.keep)
         if wait:
             await self.wait_ready(name, timeout=timeout)
-        return ScaleResult(before=before, after=count, added=added, removed=removed)
+        return ScaleResult(before=plan.before, after=plan.after, added=added, removed=removed)
 
     async def _move_autoscaler_bounds(self, name: str, target: ScaleTarget) -> ScaleResult | None:
         """With the cluster's autoscaler running, a scale moves its min (and its max when it
@@ -545,79 +503,43 @@ class ClusterManager:
             self.report("scale", bounds_note(old.min, old.max, new.workers.min, new.workers.max))
             return ScaleResult(before=old.count, after=count, added=[], removed=[])
 
-    async def _add_workers(
-        self, spec: ClusterSpec, workers: list[NodeRow], count: int
-    ) -> list[str]:
-        existing = {row.node: row.app for row in workers}
-        nodes = _missing_nodes(existing, count)
-        self.report("scale", f"adding {len(nodes)} worker(s): {', '.join(nodes)}")
-        created = await asyncio.gather(
-            *(self._create(spec, node) for node in nodes), return_exceptions=True
-        )
-        outcomes = list(zip(nodes, created, strict=True))
-        errors = [f"{n}: {r}" for n, r in outcomes if isinstance(r, Exception)]
-        if errors:
-            raise ClusterError(
-                "some workers could not be created (rerun to resume):\n  " + "\n  ".join(errors)
-            )
-        return nodes
-
-    async def _remove_workers(
-        self, name: str, chosen: list[NodeRow], drain_timeout: float
-    ) -> list[str]:
-        self.report(
-            "scale", "removing " + ", ".join(f"{r.node} ({_removal_reason(r)})" for r in chosen)
-        )
-
-        async def remove(row: NodeRow) -> None:
-            if row.joined:
-                await self._drain(name, row, drain_timeout)
-            if row.app is not None:
-                await self._delete(row.app)
-
-        results = await asyncio.gather(*(remove(row) for row in chosen), return_exceptions=True)
-        errors = [f"{r.node}: {e}" for r, e in zip(chosen, results, strict=True) if e is not None]
-        for result in results:
-            if isinstance(result, BaseException) and not isinstance(result, Exception):
-                raise result  # cancelled: do not hide it behind a ClusterError
-        if errors:
-            raise ClusterError(
-                "some workers could not be removed (rerun to resume):\n  " + "\n  ".join(errors)
-            )
-        return [row.node for row in chosen]
-
-    async def _drain(self, name: str, row: NodeRow, drain_timeout: float) -> None:
+    async def _drain(self, name: str, action: Action, drain_timeout: float) -> None:
         """Ask the worker's launcher to drain its Ray node; wait until it did (bounded)."""
         paths = self.paths(name)
-        ray_id = drain_node_id(row.record, row.ray.node_id if row.ray else None)
-        if ray_id is None:
-            why = "its launcher cannot drain" if row.record else "it has no launcher record"
-            self.report("drain", f"{row.node}: not drained ({why}); removing it", level="warning")
+        node = action.node
+        if action.note:
+            self.report("drain", f"{node}: {action.note}", level="warning")
+        if action.drain_id is None:
             return
         await asyncio.to_thread(
-            request_drain, paths, row.node, ray_id, drain_timeout, f"raycai: scale-down of {name}"
+            request_drain,
+            paths,
+            node,
+            action.drain_id,
+            drain_timeout,
+            f"raycai: scale-down of {name}",
         )
         self.report(
             "drain",
-            f"{row.node}: draining (Ray schedules nothing new there; running tasks have "
+            f"{node}: draining (Ray schedules nothing new there; running tasks have "
             f"{drain_timeout:g} s to finish)",
         )
         deadline = time.monotonic() + drain_timeout + DRAIN_SLACK_S
         while True:
-            record = await asyncio.to_thread(read_node_record, paths, row.node)
+            record = await asyncio.to_thread(read_node_record, paths, node)
             end = drain_end(record, time.time())
             if end == "drained":
                 detail = record.detail if record and record.detail else "Ray stopped"
-                self.report("drain", f"{row.node}: drained ({detail})")
+                self.report("drain", f"{node}: drained ({detail})")
                 return
             if end == "gone":
                 phase = record.phase if record else "no record"
-                self.report("drain", f"{row.node}: not part of Ray any more ({phase})")
+                self.report("drain", f"{node}: not part of Ray any more ({phase})")
                 return
             if time.monotonic() >= deadline:
                 self.report(
                     "drain",
-                    f"{row.node}: no drain within {drain_timeout + DRAIN_SLACK_S:g} s "
+                    f"{node}: no drain within {drain_timeout + DRAIN_SLACK_S:g} s "
                     f"(launcher phase {record.phase if record else '-'}); removing it anyway",
                     level="warning",
                 )
@@ -630,6 +552,8 @@ class ClusterManager:
         """Restart failed, stopped or silent nodes, recreate missing workers and resume
         workers drained by an unfinished scale-down (raycai_core.cluster.healing decides).
 
+        One action after the other, each reported as it is done; at the first failure,
+        ActionsFailed lists the actions taken before it, the failure and what was left.
         Does nothing while another operation holds the cluster's lock (it will converge)."""
         paths = self.paths(name)
         if not await asyncio.to_thread(paths.cluster_json.is_file):
@@ -640,33 +564,22 @@ class ClusterManager:
                 if desired is None or desired.state != "active":
                     return []
                 view = view or await self.observer.observe(name)
-                plan = plan_heal(view, desired, time.time())
-                done = [await self._heal_step(desired.spec, view, s) for s in plan.steps]
-                actions = [action for action in done if action is not None]
+                actions = heal_actions(view, desired, time.time())
+                done = await self._execute(
+                    "heal",
+                    name,
+                    actions,
+                    partial(self._act, name, spec=desired.spec),
+                    step="heal",
+                    level="warning",
+                    sequential=True,
+                    say=lambda d: _said_of_heal(HealAction.of(d)),
+                    resume="the next heal goes on from there",
+                )
         except ClusterLocked:
             self.report("heal", f"{name}: another operation is running; not healing now")
             return []
-        for action in actions:
-            self.report(
-                "heal", f"{action.node}: {action.action} ({action.reason})", level="warning"
-            )
-        return actions
-
-    async def _heal_step(
-        self, spec: ClusterSpec, view: ClusterView, step: HealStep
-    ) -> HealAction | None:
-        if step.kind == "restart":
-            row = view.row(step.node)
-            assert row is not None and row.app is not None
-            await self.cml.restart_application(row.app.app.id)
-            return HealAction(step.node, "restarted", step.reason)
-        if step.kind == "recreate":
-            await self._create(spec, step.node)
-            return HealAction(step.node, "recreated", step.reason)
-        # The launcher rejoins when its request goes; without one it rejoins by itself.
-        if not await asyncio.to_thread(clear_drain_request, self.paths(spec.name), step.node):
-            return None
-        return HealAction(step.node, "resumed", step.reason)
+        return [HealAction.of(d) for d in done]
 
     # -- teardown ------------------------------------------------------------------------
 
@@ -674,7 +587,8 @@ class ClusterManager:
         """Delete every application of the cluster and its files (logs are kept).
 
         Safe to rerun: it first marks the cluster `deleting` so nothing recreates it.
-        Returns the names of the applications deleted by this call.
+        Returns the names of the applications deleted by this call; when some could not be
+        deleted, ActionsFailed says which were and which were not (the files stay).
         """
         paths = self.paths(name)
         if await asyncio.to_thread(read_desired, paths) is not None:
@@ -685,15 +599,16 @@ class ClusterManager:
         members = await self.members(name)
         if members:
             self.report("delete", f"deleting {len(members)} application(s)", 0, len(members))
-        done = 0
-
-        async def delete(member: ClusterApp) -> None:
-            nonlocal done
-            await self.cml.delete_application(member.app.id)
-            done += 1
-            self.report("delete", f"{member.app.name} deleted", done, len(members))
-
-        await asyncio.gather(*(delete(m) for m in members))
+        await self._execute(
+            "down",
+            name,
+            plan_down(members),
+            partial(self._act, name),
+            step="delete",
+            counted=True,
+            say=_said_of_delete,
+            resume=f"{name} stays marked for deletion; `raycai down {name}` finishes",
+        )
         deadline = time.monotonic() + timeout
         while await self.members(name):
             _check_deadline(deadline, "applications are still listed after delete; rerun down")
@@ -738,77 +653,26 @@ def summarise(
     return summaries
 
 
-def removal_order(rows: Iterable[NodeRow]) -> list[NodeRow]:
-    """Workers in the order they should go: not running, not joined, idle, busy; then
-    the highest index first within each group."""
-    return sorted(rows, key=lambda r: (_removal_tier(r), -r.index))
+def _said_of_head(done: ActionDone) -> str:
+    assert done.app is not None
+    if done.action.kind == "create":
+        return f"head application {done.app.app.name} created ({done.app.app.id})"
+    return f"head application {done.app.app.name} restarted"
 
 
-NOT_RUNNING, NOT_JOINED, IDLE, BUSY = range(4)
+def _said_of_delete(done: ActionDone) -> str:
+    assert done.action.app is not None
+    return f"{done.action.app.app.name} deleted"
 
 
-def _removal_tier(row: NodeRow) -> int:
-    if row.app_status not in (AppStatus.RUNNING, AppStatus.STARTING):
-        return NOT_RUNNING
-    if not row.joined:
-        return NOT_JOINED
-    if row.ray is not None and row.ray.idle:
-        return IDLE
-    return BUSY  # busy, or Ray did not say: assume work runs there
-
-
-def _removal_reason(row: NodeRow) -> str:
-    return ("application " + row.app_status.value, "not joined", "idle", "busy")[_removal_tier(row)]
+def _said_of_heal(action: HealAction) -> str:
+    return f"{action.node}: {action.action} ({action.reason})"
 
 
 def _cancel_drains(paths: ClusterPaths, nodes: Iterable[str]) -> None:
     """Drain requests of workers the cluster keeps (left by an interrupted scale-down)."""
     for node in nodes:
         clear_drain_request(paths, node)
-
-
-def _missing_nodes(existing: dict[str, object], wanted: int) -> list[str]:
-    """Nodes to create so that `wanted` workers exist, lowest free indexes first."""
-    missing = []
-    index = 1
-    have = len(existing)
-    while have + len(missing) < wanted:
-        node = worker_node(index)
-        if node not in existing:
-            missing.append(node)
-        index += 1
-    return missing
-
-
-def _pick_extra_by_index(workers: list[ClusterApp], wanted: int) -> list[ClusterApp]:
-    """Workers beyond the wanted count (from an interrupted scale-down), highest index first."""
-    ordered = sorted(workers, key=lambda m: m.index, reverse=True)
-    return ordered[: max(0, len(workers) - wanted)]
-
-
-def _check_sizes_unchanged(
-    previous: Desired | None, spec: ClusterSpec, members: list[ClusterApp]
-) -> None:
-    if previous is None or not members:
-        return
-    old, new = previous.spec, spec
-    changed = [
-        part
-        for part, a, b in (
-            ("head", old.head, new.head),
-            ("workers", old.workers.node_settings(), new.workers.node_settings()),
-            ("autoscaling", old.workers.autoscale, new.workers.autoscale),
-            ("ray", old.ray, new.ray),
-            ("env", old.env, new.env),
-        )
-        if a != b
-    ]
-    if changed:
-        raise ClusterError(
-            f"cluster {spec.name!r} already runs with other {' and '.join(changed)} settings; "
-            f"only the worker count can change in place (`raycai scale`). To resize nodes, "
-            f"`raycai down {spec.name}` then `raycai up` again"
-        )
 
 
 def _head_wait_reason(status: AppStatus, phase: str | None) -> str:
@@ -819,11 +683,6 @@ def _head_wait_reason(status: AppStatus, phase: str | None) -> str:
     if phase:
         return f"head launcher: {phase}"
     return f"head application {status.value}"
-
-
-def _not_ready_summary(view: ClusterView) -> str:
-    reasons = [f"{r.node}: {r.not_ready_reason}" for r in view.rows if r.not_ready_reason]
-    return "not all nodes joined Ray; " + "; ".join(reasons[:5])
 
 
 def _head_files(paths: ClusterPaths) -> tuple[HeadAddress | None, NodeRecord | None]:

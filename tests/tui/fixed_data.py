@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 
 from raycai_core.cluster.apps import ClusterApp
 from raycai_core.cluster.desired import Desired
-from raycai_core.cluster.lifecycle import ClusterSummary
 from raycai_core.cluster.records import HeadAddress, NodeRecord
+from raycai_core.cluster.types import ClusterSummary
 from raycai_core.cluster.view import ClusterView, RayNodeInfo, merge_cluster
 from raycai_core.cml.models import Application, Runtime
 from raycai_core.naming import app_environment, app_name

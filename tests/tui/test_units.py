@@ -208,7 +208,7 @@ def test_the_application_column_keeps_the_end_of_long_names() -> None:
 
 
 def test_scale_requests_merge_only_when_the_result_is_the_same() -> None:
-    from raycai_core.cluster.lifecycle import ScaleTarget
+    from raycai_core.cluster.types import ScaleTarget
     from raycai_tui.operations import ScaleRequest, merge_scale
 
     def req(text: str, allow_busy: bool = False) -> ScaleRequest:
