@@ -41,7 +41,8 @@ async def test_application_calls(local_workspace, cml_client):
         "raycai-c1-head",
         "other",
     ]
-    assert (await cml_client.find_application_by_subdomain("raycai-c1-head")).id == created.id
+    by_subdomain = await cml_client.list_applications({"subdomain": "raycai-c1-head"})
+    assert [a.id for a in by_subdomain] == [created.id]
 
     updated = await cml_client.update_application(
         created.id, environment={"RAYCAI_ROLE": "head", "EXTRA": "1"}, description="d"
@@ -102,7 +103,7 @@ async def test_error_family(idle_workspace, cml_client):
     ws = idle_workspace
     key = ws.api_key
     wrong = Credentials(host=ws.url, api_key=Secret("not-" + key), project_id=ws.project_id)
-    async with CMLClient(wrong, retry=RetryPolicy.none()) as bad_client:
+    async with CMLClient(wrong, retry=RetryPolicy(attempts=1)) as bad_client:
         with pytest.raises(CMLAuthError) as auth:
             await bad_client.validate_key()
     assert (auth.value.status, auth.value.grpc_code) == (401, 16)
@@ -119,7 +120,7 @@ async def test_error_family(idle_workspace, cml_client):
     assert (conflict.value.status, conflict.value.grpc_code) == (409, 6)
     assert "taken" in conflict.value.server_message
 
-    async with CMLClient(idle_workspace.credentials(), retry=RetryPolicy.none()) as once:
+    async with CMLClient(idle_workspace.credentials(), retry=RetryPolicy(attempts=1)) as once:
         for status, cls, code in [
             (403, CMLPermissionDenied, 7),
             (429, CMLRateLimited, 8),
@@ -170,7 +171,7 @@ async def test_dropped_connections(idle_workspace, cml_client):
 
     for _ in range(10):
         assert (await cml_client.validate_key()).valid
-    async with CMLClient(idle_workspace.credentials(), retry=RetryPolicy.none()) as once:
+    async with CMLClient(idle_workspace.credentials(), retry=RetryPolicy(attempts=1)) as once:
         idle_workspace.set_faults(drop_rate=1.0)
         with pytest.raises(CMLConnectionError) as dropped:
             await once.get_project()
@@ -180,13 +181,82 @@ async def test_dropped_connections(idle_workspace, cml_client):
 async def test_create_under_faults_makes_no_duplicates(idle_workspace, cml_client):
     # Lost responses: the app is created but the client never hears it; then it retries.
     idle_workspace.set_faults(lost_response_rate=0.4, error_rates={503: 0.15}, seed=11)
+    returned = {}
     for n in range(8):
         app = await cml_client.create_application(new_app(f"dup-{n}", f"dup-{n}", "x.py"))
         assert app.subdomain == f"dup-{n}"
+        returned[app.subdomain] = app.id
     assert idle_workspace.stats()["injected"].get("lost", 0) > 0
     idle_workspace.set_faults()
     apps = await cml_client.list_applications()
     assert sorted(a.subdomain for a in apps) == sorted(f"dup-{n}" for n in range(8))
+    assert {a.subdomain: a.id for a in apps} == returned  # each create returned the one app
+
+
+async def test_create_under_every_fault_at_once_makes_no_duplicates(idle_workspace):
+    """Lost responses, dropped connections, 429 (with Retry-After 0), 500 and 503 together:
+    the create's tries, its look-ups and the retries of both still make one app per node."""
+    idle_workspace.set_faults(
+        lost_response_rate=0.3,
+        drop_rate=0.1,
+        error_rates={429: 0.1, 500: 0.1, 503: 0.1},
+        retry_after_s=0,
+        seed=5,
+    )
+    retry = RetryPolicy(attempts=50, initial_wait=0.01, max_wait=0.05, deadline=30.0)
+    async with CMLClient(idle_workspace.credentials(), retry=retry) as client:
+        for n in range(10):
+            app = await client.create_application(new_app(f"all-{n}", f"all-{n}", "x.py"))
+            assert (app.subdomain, app.name) == (f"all-{n}", f"all-{n}")
+        injected = idle_workspace.stats()["injected"]
+        assert injected.get("lost", 0) > 0 and injected.get("dropped", 0) > 0, injected
+        idle_workspace.set_faults()
+        apps = await client.list_applications()
+    assert sorted(a.subdomain for a in apps) == sorted(f"all-{n}" for n in range(10))
+
+
+CREATE_ROUTE = "POST /api/v2/projects/{project_id}/applications"
+
+
+def test_the_wait_grows_with_jitter_and_never_undercuts_retry_after():
+    policy = RetryPolicy(attempts=6, initial_wait=0.5, max_wait=4.0, deadline=60.0)
+    assert policy.wait(1, None, 0.0) == 0.0  # full jitter: anywhere from nothing...
+    assert policy.wait(1, None, 0.999) < 0.5  # ...to the current ceiling
+    assert policy.wait(3, None, 0.999) == pytest.approx(2.0, rel=0.01)
+    assert policy.wait(10, None, 0.999) == pytest.approx(4.0, rel=0.01)  # capped
+    assert policy.wait(1, 7.0, 0.2) == 7.0  # the server said 7 s: beyond max_wait too
+    assert policy.wait(6, 1.0, 0.999) == pytest.approx(4.0, rel=0.01)
+
+
+async def test_a_retry_after_past_the_deadline_gives_up_at_once(idle_workspace):
+    """The server's Retry-After is honoured: when it points past the deadline, the create
+    (like any call) stops after one try and says why, instead of hammering the server."""
+    idle_workspace.set_faults(error_rates={429: 1.0}, retry_after_s=30)
+    retry = RetryPolicy(attempts=6, initial_wait=0.01, max_wait=0.05, deadline=5.0)
+    async with CMLClient(idle_workspace.credentials(), retry=retry) as client:
+        idle_workspace.reset_stats()
+        with pytest.raises(CMLRateLimited) as refused:
+            await client.create_application(new_app("late", "late", "x.py"))
+        assert idle_workspace.stats()["by_route"][CREATE_ROUTE] == 1
+        assert refused.value.retry_after == 30
+        assert "the server asked to retry in 30 s, past the 5 s deadline" in str(refused.value)
+        with pytest.raises(CMLRateLimited, match="gave up after 1 try"):
+            await client.get_project()
+
+
+async def test_a_create_that_keeps_failing_gives_up_at_its_deadline(idle_workspace):
+    idle_workspace.set_faults(error_rates={503: 1.0})
+    retry = RetryPolicy(attempts=100_000, initial_wait=0.01, max_wait=0.05, deadline=1.0)
+    async with CMLClient(idle_workspace.credentials(), retry=retry) as client:
+        idle_workspace.reset_stats()
+        with pytest.raises(CMLServerError) as failed:
+            await client.create_application(new_app("never", "never", "x.py"))
+    tries = idle_workspace.stats()["by_route"][CREATE_ROUTE]
+    assert 1 < tries < 100_000
+    message = str(failed.value)
+    assert f"gave up after {tries} tries in " in message
+    assert "the next try would start past the 1 s deadline" in message
+    idle_workspace.set_faults()
 
 
 async def test_request_counter(idle_workspace, cml_client):

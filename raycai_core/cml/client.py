@@ -1,7 +1,8 @@
 """Async client for the CML API v2 (the same REST API that cmlapi wraps), on httpx.
 
-Safe calls (reads, delete, stop, restart) are retried with backoff on 429, 5xx and
-connection errors. A create is never retried blindly: after a failure that may have
+Every call is retried by one policy (RetryPolicy) on 429, 5xx and connection errors:
+exponential backoff with jitter, never sooner than the server's Retry-After, and no attempt
+past an overall deadline. A create is never retried blindly: after a failure that may have
 reached the server, the client first looks the subdomain up and returns the application
 if it was in fact created.
 """
@@ -11,9 +12,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from email.utils import parsedate_to_datetime
+from typing import Any, NoReturn, TypeVar
 
 import httpx
 from tenacity import (
@@ -21,8 +25,7 @@ from tenacity import (
     RetryCallState,
     retry_if_exception,
     stop_after_attempt,
-    stop_after_delay,
-    wait_random_exponential,
+    stop_before_delay,
 )
 
 from raycai_core.cml.errors import (
@@ -44,14 +47,21 @@ LIST_PAGE_SIZE = 1000
 
 @dataclass(frozen=True)
 class RetryPolicy:
+    """At most `attempts` tries; between two, a random wait of up to `initial_wait` doubled
+    after each try (at most `max_wait`), but never less than the server's Retry-After; no
+    try starts later than `deadline` seconds after the first (the call then gives up)."""
+
     attempts: int = 6
     initial_wait: float = 0.2
     max_wait: float = 5.0
     deadline: float = 60.0
 
-    @classmethod
-    def none(cls) -> RetryPolicy:
-        return cls(attempts=1)
+    def wait(self, attempt: int, retry_after: float | None, draw: float) -> float:
+        """Seconds to wait after try number `attempt` failed; `draw` is uniform in [0, 1)."""
+        backoff = draw * min(self.max_wait, self.initial_wait * 2 ** (attempt - 1))
+        if retry_after is not None and retry_after > 0:
+            return max(backoff, retry_after)  # the server's word: never sooner
+        return backoff
 
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0, pool=10.0)
@@ -71,11 +81,9 @@ class CMLClient:
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
-        on_retry: Callable[[CMLError, int], None] | None = None,
     ) -> None:
         self.credentials = credentials
         self.retry = retry or RetryPolicy()
-        self._on_retry = on_retry
         self._http = httpx.AsyncClient(
             base_url=credentials.api_base,
             headers={
@@ -141,34 +149,41 @@ class CMLClient:
         fallback = response.text.strip()[:200] if body is None else response.reason_phrase
         message, grpc_code = message_from_body(body, fallback or response.reason_phrase)
         error = error_for_status(response.status_code, message, grpc_code, operation)
-        error.retry_after = _retry_after(response)  # type: ignore[attr-defined]
+        error.retry_after = _retry_after(response)
         raise error
 
     async def _with_retries(self, call: Callable[[], Awaitable[T]]) -> T:
+        """`call()` under the client's RetryPolicy; the error that ends the retries says
+        how many tries were made and why they stopped."""
         policy = self.retry
-        base_wait = wait_random_exponential(multiplier=policy.initial_wait, max=policy.max_wait)
 
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
-            hinted = getattr(exc, "retry_after", None)
-            seconds = base_wait(state)
-            if isinstance(hinted, (int, float)) and hinted > 0:
-                seconds = min(max(seconds, hinted), policy.max_wait)
-            return seconds
+            hinted = exc.retry_after if isinstance(exc, CMLError) else None
+            return policy.wait(state.attempt_number, hinted, random.random())
 
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
-            if isinstance(exc, CMLError):
-                log.info("retrying after %s (attempt %d)", exc, state.attempt_number)
-                if self._on_retry is not None:
-                    self._on_retry(exc, state.attempt_number)
+            log.info(
+                "retrying in %.2f s after %s (try %d)",
+                state.upcoming_sleep,
+                exc,
+                state.attempt_number,
+            )
+
+        def give_up(state: RetryCallState) -> NoReturn:
+            exc = state.outcome.exception() if state.outcome else None
+            assert exc is not None
+            if isinstance(exc, CMLError) and policy.attempts > 1:
+                exc.gave_up(_why_given_up(policy, state, exc))
+            raise exc
 
         retrying = AsyncRetrying(
             retry=retry_if_exception(_retryable),
-            stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.deadline),
+            stop=stop_after_attempt(policy.attempts) | stop_before_delay(policy.deadline),
             wait=wait,
             before_sleep=before_sleep,
-            reraise=True,
+            retry_error_callback=give_up,
         )
         async for attempt in retrying:
             with attempt:
@@ -225,50 +240,45 @@ class CMLClient:
     async def get_application(self, app_id: str) -> Application:
         return Application.model_validate(await self._safe("GET", self._apps_path(app_id)))
 
-    async def find_application_by_subdomain(self, subdomain: str) -> Application | None:
-        """The project's application with exactly this subdomain, if any."""
-        for app in await self.list_applications({"subdomain": subdomain}):
-            if app.subdomain == subdomain:
-                return app
-        return None
-
     async def create_application(self, request: CreateApplication) -> Application:
         """Create (and start) an application; never creates a duplicate on retry.
 
-        A failure that may have reached the server (no response, 5xx) is followed by a
-        look-up of the subdomain; a 409 whose subdomain belongs to an application of this
-        project with the same name and script is treated as success.
+        Retried by the client's policy like every call. A try that failed in a way that may
+        have reached the server (no response, 429, 5xx) first looks the subdomain up and
+        returns the application if that try did create it; a 409 whose subdomain belongs to
+        an application of this project with the same name and script is success too.
         """
         body = request.to_body(self.project_id)
         path = self._apps_path()
-        policy = self.retry
-        last: CMLError | None = None
-        for attempt in range(1, max(policy.attempts, 1) + 1):
+
+        async def attempt() -> Application:
             try:
                 return Application.model_validate(await self._request("POST", path, json_body=body))
-            except CMLConflict as exc:
-                existing = await self._existing(request)
-                if existing is not None:
-                    return existing
-                raise exc
             except CMLError as exc:
-                if not exc.retryable:
+                if not (exc.retryable or isinstance(exc, CMLConflict)):
                     raise
-                last = exc
                 existing = await self._existing(request)
                 if existing is not None:
                     return existing
-                if attempt < policy.attempts:
-                    if self._on_retry is not None:
-                        self._on_retry(exc, attempt)
-                    await _sleep(min(policy.max_wait, policy.initial_wait * 2 ** (attempt - 1)))
-        assert last is not None
-        raise last
+                raise
+
+        return await self._with_retries(attempt)
 
     async def _existing(self, request: CreateApplication) -> Application | None:
-        found = await self.find_application_by_subdomain(request.subdomain)
-        if found is not None and found.name == request.name and found.script == request.script:
-            return found
+        """The application an earlier try of this request created, if any. One look-up, not
+        retried on its own: its failure fails the try, and the create's retries cover it."""
+        search = json.dumps({"subdomain": request.subdomain}, separators=(",", ":"))
+        params = {"page_size": LIST_PAGE_SIZE, "search_filter": search}
+        body = await self._request("GET", self._apps_path(), params=params)
+        # The filter matches substrings; a subdomain is unique in the workspace.
+        for item in body.get("applications") or []:
+            app = Application.model_validate(item)
+            if (app.subdomain, app.name, app.script) == (
+                request.subdomain,
+                request.name,
+                request.script,
+            ):
+                return app
         return None
 
     async def update_application(self, app_id: str, **fields: Any) -> Application:
@@ -316,19 +326,33 @@ class CMLClient:
 
 
 def _retry_after(response: httpx.Response) -> float | None:
+    """Retry-After in seconds (delta-seconds or an HTTP date), or None."""
     value = response.headers.get("Retry-After")
     if value is None:
         return None
     try:
-        return float(value)
+        return max(0.0, float(value))
     except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
         return None
+    return max(0.0, when.timestamp() - time.time())
 
 
-async def _sleep(seconds: float) -> None:
-    import asyncio
-
-    await asyncio.sleep(seconds)
+def _why_given_up(policy: RetryPolicy, state: RetryCallState, error: CMLError) -> str:
+    tries = state.attempt_number
+    elapsed = state.seconds_since_start or 0.0
+    said = f"gave up after {tries} tr{'y' if tries == 1 else 'ies'} in {elapsed:.1f} s"
+    if tries >= policy.attempts:
+        return f"{said} (at most {policy.attempts})"
+    if error.retry_after and elapsed + error.retry_after >= policy.deadline:
+        return (
+            f"{said}: the server asked to retry in {error.retry_after:g} s, past the "
+            f"{policy.deadline:g} s deadline"
+        )
+    return f"{said}: the next try would start past the {policy.deadline:g} s deadline"
 
 
 def _applications(items: list[Any]) -> list[Application]:

@@ -7,26 +7,7 @@ client builds messages from the server's body and the request's method and path 
 
 from __future__ import annotations
 
-# grpc-gateway's mapping between gRPC codes and HTTP statuses.
-GRPC_TO_HTTP: dict[int, int] = {
-    0: 200,
-    1: 499,
-    2: 500,
-    3: 400,
-    4: 504,
-    5: 404,
-    6: 409,
-    7: 403,
-    8: 429,
-    9: 400,
-    10: 409,
-    11: 400,
-    12: 501,
-    13: 500,
-    14: 503,
-    15: 500,
-    16: 401,
-}
+# grpc-gateway's mapping from HTTP statuses to gRPC codes.
 HTTP_TO_GRPC: dict[int, int] = {
     400: 3,
     401: 16,
@@ -56,7 +37,8 @@ class CMLError(Exception):
     """A CML API call failed.
 
     Attributes: `status` (HTTP status, or None when no response arrived), `grpc_code`,
-    `server_message` (what the server said), `operation` (e.g. "POST /projects/x/applications").
+    `server_message` (what the server said), `operation` (e.g. "POST /projects/x/applications"),
+    `retry_after` (the server's Retry-After, seconds), `retries` (how the retries ended).
     """
 
     def __init__(
@@ -71,7 +53,14 @@ class CMLError(Exception):
         self.grpc_code = grpc_code if grpc_code is not None else HTTP_TO_GRPC.get(status or 0)
         self.server_message = server_message
         self.operation = operation
+        self.retry_after: float | None = None
+        self.retries = ""
         super().__init__(self._describe())
+
+    def gave_up(self, why: str) -> None:
+        """The client's retries ended on this error: say how in the message."""
+        self.retries = why
+        self.args = (self._describe(),)
 
     @property
     def hint(self) -> str | None:
@@ -85,6 +74,8 @@ class CMLError(Exception):
             parts.append(self.hint)
         if self.server_message:
             parts.append(f"server said: {self.server_message}")
+        if self.retries:
+            parts.append(self.retries)
         return " - ".join(parts)
 
     @property

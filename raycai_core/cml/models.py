@@ -28,11 +28,6 @@ class AppStatus(str, Enum):
         """The value a `search_filter` takes for this status (lower-case)."""
         return self.value
 
-    @property
-    def is_active(self) -> bool:
-        """Starting or running: the app holds (or waits for) resources."""
-        return self in (AppStatus.STARTING, AppStatus.RUNNING)
-
 
 def normalise_status(value: object) -> AppStatus:
     """The one place that turns any spelling of an application status into AppStatus.
