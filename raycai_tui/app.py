@@ -1,4 +1,4 @@
-"""`raycai-tui`: the App (services, the one cluster-list poller, healing) and `main()`.
+"""`raycai-tui`: the App (services, the cluster-list poll, healing) and `main()`.
 
 The first frame comes before anything slow: the target is resolved and raycai_core (httpx,
 pydantic) imported in a worker after the first refresh. Screens own their own work; the App
@@ -19,10 +19,8 @@ from textual import events, work
 from textual.app import App
 from textual.binding import Binding
 from textual.screen import ModalScreen
-from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
-from raycai_tui.backoff import Backoff
 from raycai_tui.format import describe_error
 from raycai_tui.messages import (
     ClusterEvent,
@@ -32,10 +30,10 @@ from raycai_tui.messages import (
     Event,
     EventStore,
     HealingToggled,
-    PollFailed,
     PollStatus,
 )
 from raycai_tui.operations import Operations
+from raycai_tui.poller import Poller
 from raycai_tui.screens.base import RaycaiScreen
 from raycai_tui.screens.clusters import ClustersScreen
 from raycai_tui.screens.confirm import ConfirmScreen
@@ -46,6 +44,7 @@ if TYPE_CHECKING:
     from textual.message import Message
 
     from raycai_core.target import Target
+    from raycai_tui.backoff import Backoff
     from raycai_tui.healing import HealPlanner
     from raycai_tui.services import Services, Snapshot
 
@@ -91,12 +90,17 @@ class RaycaiApp(App[None]):
         self.snapshot: Snapshot | None = None
         self.operations = Operations(self)  # create, scale, restart, delete, heal
         self.events = EventStore()
-        self.poll_backoff = Backoff(self.settings.poll_s or 2.0)
+        # The cluster list: one CML call per poll, whatever the number of clusters and apps.
+        self.poller: Poller[Snapshot] = Poller(
+            self,
+            self._fetch_snapshot,
+            self._snapshot_arrived,
+            name="poll clusters",
+            group="poll",
+            interval=self.settings.poll_s or 2.0,
+            on_status=lambda backoff: self.broadcast(PollStatus, backoff),
+        )
         self._target = target
-        self._poll_timer: Timer | None = None
-        self._polling = False
-        self._poll_again = False
-        self.polls = 0  # successful cluster-list polls (each is one CML API call)
         self._heal_planner: HealPlanner | None = None
         self.sub_title = "connecting…"
         if self.settings.keymap:
@@ -105,6 +109,15 @@ class RaycaiApp(App[None]):
     @property
     def polling_enabled(self) -> bool:
         return self.settings.poll_s > 0
+
+    @property
+    def polls(self) -> int:
+        """Successful cluster-list polls (each is one CML API call)."""
+        return self.poller.polls
+
+    @property
+    def poll_backoff(self) -> Backoff:
+        return self.poller.backoff
 
     def on_mount(self) -> None:
         self.push_screen(ClustersScreen())
@@ -164,7 +177,8 @@ class RaycaiApp(App[None]):
         self._heal_planner = healing_module.HealPlanner()
         self.show_connected(services.workspace_label, services.project_label)
         self.refresh_bindings()
-        self._poll_now()
+        if self.polling_enabled:
+            self.poller.start()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """Errors of the app's own workers (screens show theirs); the app keeps running."""
@@ -181,61 +195,26 @@ class RaycaiApp(App[None]):
         if self.services is not None:
             await self.services.aclose()
 
-    # -- the one poller of the cluster list -------------------------------------------------
-
-    def _schedule_poll(self, delay: float) -> None:
-        if self._poll_timer is not None:
-            self._poll_timer.stop()
-        self._poll_timer = self.set_timer(delay, self._poll_now)
-
-    def _poll_now(self) -> None:
-        if self.services is None or not self.polling_enabled:
-            return
-        if self._polling:
-            self._poll_again = True
-            return
-        self._polling = True
-        self.poll_clusters()
+    # -- the cluster-list poll (raycai_tui.poller) ------------------------------------------
 
     def poll_soon(self) -> None:
         """Poll again shortly (after an operation), without overlapping a running poll."""
-        if self.polling_enabled and self.services is not None:
-            self._schedule_poll(0.1)
+        self.poller.poll_soon()
 
-    @work(group="poll", exclusive=True, exit_on_error=False)
-    async def poll_clusters(self) -> None:
-        assert self.services is not None
-        try:
-            snapshot = await self.services.snapshot()
-        except Exception as exc:  # any failure is shown and retried, never fatal
-            self.post_message(PollFailed(describe_error(exc)))
-        else:
-            self.post_message(ClustersPolled(snapshot))
+    async def _fetch_snapshot(self) -> Snapshot:
+        if self.services is None:
+            raise RuntimeError("not connected to a workspace")
+        return await self.services.snapshot()
 
-    def on_clusters_polled(self, message: ClustersPolled) -> None:
-        self.polls += 1
-        delay = self.poll_backoff.succeeded(time.time())
-        self.apply_snapshot(message.snapshot)
-        self._poll_finished(delay)
-
-    def on_poll_failed(self, message: PollFailed) -> None:
-        delay = self.poll_backoff.failed(message.reason, time.time())
-        self.broadcast(PollStatus, self.poll_backoff)
-        self._poll_finished(delay)
-
-    def _poll_finished(self, delay: float) -> None:
-        self._polling = False
-        if self._poll_again:
-            self._poll_again = False
-            delay = min(delay, 0.1)
-        self._schedule_poll(delay)
-
-    def apply_snapshot(self, snapshot: Snapshot) -> None:
-        """Hand a snapshot to the screens (tests call this with fixed data)."""
+    def _snapshot_arrived(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
         self.broadcast(ClustersPolled, snapshot)
-        self.broadcast(PollStatus, self.poll_backoff)
         self._heal_if_needed(snapshot)
+
+    def apply_snapshot(self, snapshot: Snapshot) -> None:
+        """Hand a snapshot to the screens, as a poll does (tests call this with fixed data)."""
+        self._snapshot_arrived(snapshot)
+        self.broadcast(PollStatus, self.poll_backoff)
 
     # -- healing ------------------------------------------------------------------------------
 

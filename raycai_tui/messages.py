@@ -66,12 +66,6 @@ class ClustersPolled(Message, bubble=False):
         self.snapshot = snapshot
 
 
-class PollFailed(Message, bubble=False):
-    def __init__(self, reason: str) -> None:
-        super().__init__()
-        self.reason = reason
-
-
 class PollStatus(Message, bubble=False):
     """The app poller's state changed (success, failure, backoff)."""
 

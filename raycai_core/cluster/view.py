@@ -196,6 +196,15 @@ class ClusterView:
             return f"launcher says {row.record.phase}; Ray is not answering, so unconfirmed"
         return row.not_ready_reason
 
+    def with_ray(self, nodes: list[RayNodeInfo] | None, error: str | None) -> ClusterView:
+        """This view's applications and records merged with a Ray answer obtained earlier
+        (`nodes` None: none yet, so the launchers' records say who joined)."""
+        records = {row.node: row.record for row in self.rows if row.record is not None}
+        apps = [row.app for row in self.rows if row.app is not None]
+        return merge_cluster(
+            self.name, self.desired, apps, records, self.head, nodes, error, now=self.observed_at
+        )
+
     def uptime_s(self, row: NodeRow) -> float | None:
         """How long `row`'s application has been RUNNING, at the moment of this view."""
         if row.app is None or row.app_status is not AppStatus.RUNNING:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import time
-from typing import TYPE_CHECKING, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
-if TYPE_CHECKING:
-    from textual.timer import Timer
+from raycai_tui.poller import Poller
 
+if TYPE_CHECKING:
     from raycai_tui.app import RaycaiApp
+    from raycai_tui.backoff import Backoff
     from raycai_tui.services import Services
 
 
@@ -52,58 +52,56 @@ class RaycaiScreen(Screen[None]):
 
 
 class PolledScreen(RaycaiScreen):
-    """A screen fed by one poller of the Ray dashboard: a poll never overlaps the last one,
-    the next is scheduled when an answer (or a failure) came back, with backoff, and the
-    status line shows it. A subclass starts `poll()` as a worker and, on its message, calls
-    `poll_succeeded()` or `poll_failed(reason)`."""
+    """A screen fed by one Poller of the Ray dashboard (raycai_tui.poller): a subclass says
+    what to `fetch()` and how to `show()` the answer; the poller runs one poll at a time,
+    backs off while it fails (the status line says since when), and pauses while another
+    screen covers this one."""
 
     SOURCE: ClassVar[str] = "Ray"  # the status line's name for what is polled
     STATUS_ID: ClassVar[str] = "status"  # the StatusLine's id on the screen
+    POLL_GROUP: ClassVar[str] = "poll"  # the poller's worker group
 
     def __init__(self, *, poll_interval: float | None = None) -> None:
         super().__init__()
-        from raycai_tui.backoff import Backoff
-
         self.poll_interval = poll_interval
-        self.backoff = Backoff(2.0, maximum=30.0)
-        self.polls = 0
-        self._timer: Timer | None = None
-        self._polling = False
+        self.poller: Poller[Any] | None = None
+
+    @property
+    def polls(self) -> int:
+        return self.poller.polls if self.poller is not None else 0
 
     def start_polling(self) -> None:
-        self.backoff.interval = self.poll_interval or self.raycai.settings.poll_s or 2.0
-        self._show_backoff()
-        self.poll_now()
+        self.poller = Poller(
+            self,
+            self.fetch,
+            self.show,
+            name=f"poll {self.SOURCE}",
+            group=self.POLL_GROUP,
+            interval=self.poll_interval or self.raycai.settings.poll_s or 2.0,
+            on_status=self._show_status,
+            paused=lambda: not self.is_current,
+        )
+        self.poller.start()
 
-    def poll(self) -> object:
+    async def fetch(self) -> Any:
+        raise NotImplementedError
+
+    def show(self, answer: Any) -> None:
         raise NotImplementedError
 
     def poll_now(self) -> None:
-        if self._polling:
-            return
-        if self._timer is not None:
-            self._timer.stop()
-        self._polling = True
-        self.poll()
-
-    def poll_succeeded(self) -> None:
-        self._polling = False
-        self.polls += 1
-        self._schedule(self.backoff.succeeded(time.time()))
-
-    def poll_failed(self, reason: str) -> None:
-        self._polling = False
-        self._schedule(self.backoff.failed(reason, time.time()))
+        if self.poller is not None:
+            self.poller.poll_now()
 
     def stop_polling(self) -> None:
-        if self._timer is not None:
-            self._timer.stop()
+        if self.poller is not None:
+            self.poller.stop()
 
-    def _show_backoff(self) -> None:
+    def on_screen_resume(self) -> None:
+        if self.poller is not None:
+            self.poller.resume()
+
+    def _show_status(self, backoff: Backoff) -> None:
         from raycai_tui.widgets.status_line import StatusLine
 
-        self.query_one(f"#{self.STATUS_ID}", StatusLine).set_source(self.SOURCE, self.backoff)
-
-    def _schedule(self, delay: float) -> None:
-        self._show_backoff()
-        self._timer = self.set_timer(delay, self.poll_now)
+        self.query_one(f"#{self.STATUS_ID}", StatusLine).set_source(self.SOURCE, backoff)

@@ -1,9 +1,10 @@
 """One cluster: its applications, what Ray says, its events; scale, restart, logs, delete.
 
-Data comes from two pollers that never overlap themselves:
+Data comes from two Pollers (raycai_tui.poller), each never overlapping itself:
 - the app's cluster-list poll (one CML call for every cluster): on each snapshot the table is
   re-merged with the project files at once, reusing the last Ray answer;
-- this screen's Ray poll (dashboard calls only, no CML call), with its own backoff.
+- this screen's Ray poll (dashboard calls only, no CML call), with its own backoff; it pauses
+  while another screen (the logs, Jobs, a dialog) covers this one and catches up when shown.
 
 Changes (scale, restart, delete) are requests to the app's operations service: they outlive
 this screen, and `+`/`-` send deltas that the core applies to the stored count. A key that
@@ -12,7 +13,6 @@ needs the cluster's data is dimmed, and says why when pressed, until that data a
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -21,12 +21,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
-from textual.timer import Timer
 from textual.widgets import Footer, Header, Static
 
-from raycai_tui.backoff import Backoff
 from raycai_tui.format import describe_error
 from raycai_tui.messages import ClusterEvent, ClustersPolled, OperationChanged, PollStatus
+from raycai_tui.poller import Poller
 from raycai_tui.screens.base import RaycaiScreen
 from raycai_tui.widgets.apps_table import AppsTable
 from raycai_tui.widgets.events import EventsLog
@@ -38,22 +37,13 @@ if TYPE_CHECKING:
     from raycai_core.cluster.lifecycle import ClusterSummary, ScaleTarget
     from raycai_core.cluster.view import ClusterView, NodeRow, RayNodeInfo
     from raycai_core.work.session import ClusterWork
+    from raycai_tui.backoff import Backoff
     from raycai_tui.operations import Operation
 
 # Keys that act on the cluster's stored state (the app's snapshot of it is enough)...
 NEEDS_SUMMARY = frozenset({"scale_up", "scale_down", "scale", "delete"})
 # ...and keys that act on a node row (this screen's merged view).
 NEEDS_VIEW = frozenset({"logs", "restart", "addresses"})
-
-
-def with_ray(view: ClusterView, nodes: list[RayNodeInfo] | None, error: str | None) -> ClusterView:
-    """`view` (read without Ray) merged with the last Ray answer (None: none yet, so the
-    launchers' records say who joined)."""
-    from raycai_core.cluster.view import merge_cluster
-
-    records = {row.node: row.record for row in view.rows if row.record is not None}
-    apps = [row.app for row in view.rows if row.app is not None]
-    return merge_cluster(view.name, view.desired, apps, records, view.head, nodes, error)
 
 
 def operations_text(operations: list[Operation]) -> Text:
@@ -145,12 +135,6 @@ class ClusterScreen(RaycaiScreen):
     ]
     MUTATING = frozenset({"scale_up", "scale_down", "scale", "restart", "delete"})
 
-    class RayPolled(Message):
-        def __init__(self, view: ClusterView, work_line: str = "") -> None:
-            super().__init__()
-            self.view = view
-            self.work_line = work_line
-
     class Merged(Message):
         def __init__(self, view: ClusterView) -> None:
             super().__init__()
@@ -162,11 +146,21 @@ class ClusterScreen(RaycaiScreen):
         self.help_title = f"cluster {name}"
         self.view: ClusterView | None = None
         self.members: list[ClusterApp] = []
-        self.ray_backoff = Backoff(2.0, maximum=10.0)
+        # Ray's node list, jobs and autoscaler: dashboard calls only (no CML call).
+        self.ray_poller: Poller[tuple[ClusterView, str]] = Poller(
+            self,
+            self._fetch_ray,
+            self._ray_arrived,
+            name=f"poll Ray of {name}",
+            group="ray-poll",
+            interval=2.0,
+            maximum=10.0,
+            check=lambda answer: answer[0].ray_error if answer[0].ray_not_answering else None,
+            on_status=self._show_ray_status,
+            paused=lambda: not self.is_current,
+        )
         self._ray_nodes: list[RayNodeInfo] | None = None  # no Ray answer yet
         self._ray_error: str | None = None
-        self._ray_timer: Timer | None = None
-        self._ray_polling = False
         self._dirty = False
         self._work: ClusterWork | None = None  # the jobs client, kept between polls
 
@@ -181,6 +175,10 @@ class ClusterScreen(RaycaiScreen):
             yield EventsLog(id="events")
         yield StatusLine(id="status")
         yield Footer()
+
+    @property
+    def ray_backoff(self) -> Backoff:
+        return self.ray_poller.backoff
 
     def on_mount(self) -> None:
         app = self.raycai
@@ -198,7 +196,7 @@ class ClusterScreen(RaycaiScreen):
             self.members = app.snapshot.members.get(self.cluster, [])
             self.remerge()
         if app.polling_enabled:
-            self._poll_ray_now()
+            self.ray_poller.start()
 
     def _show_notes(self) -> None:
         app = self.raycai
@@ -273,7 +271,7 @@ class ClusterScreen(RaycaiScreen):
             return
         self._show_operations()
         if operation.ended:
-            self.poll_ray_soon()
+            self.ray_poller.poll_soon(0.2)
 
     @work(group="merge", exclusive=True, exit_on_error=False)
     async def remerge(self) -> None:
@@ -282,35 +280,17 @@ class ClusterScreen(RaycaiScreen):
         if services is None:
             return
         view = await services.observer.observe(self.cluster, members=self.members, with_ray=False)
-        self.post_message(self.Merged(with_ray(view, self._ray_nodes, self._ray_error)))
+        self.post_message(self.Merged(view.with_ray(self._ray_nodes, self._ray_error)))
 
     def on_cluster_screen_merged(self, message: ClusterScreen.Merged) -> None:
         self.show_view(message.view)
 
-    def _schedule_ray(self, delay: float) -> None:
-        if self._ray_timer is not None:
-            self._ray_timer.stop()
-        self._ray_timer = self.set_timer(delay, self._poll_ray_now)
-
-    def _poll_ray_now(self) -> None:
-        if self.services is None or self._ray_polling:
-            return
-        self._ray_polling = True
-        self.poll_ray()
-
-    @work(group="ray-poll", exclusive=True, exit_on_error=False)
-    async def poll_ray(self) -> None:
+    async def _fetch_ray(self) -> tuple[ClusterView, str]:
         services = self.services
-        assert services is not None
-        try:
-            view = await services.observer.observe(self.cluster, members=self.members)
-        except Exception as exc:  # e.g. an unreadable project file: shown, retried
-            self._ray_polling = False
-            delay = self.ray_backoff.failed(describe_error(exc), time.time())
-            self.query_one(StatusLine).set_source("Ray", self.ray_backoff)
-            self._schedule_ray(delay)
-            return
-        self.post_message(self.RayPolled(view, await self._work_line(view)))
+        if services is None:
+            raise RuntimeError("not connected to a workspace")
+        view = await services.observer.observe(self.cluster, members=self.members)
+        return view, await self._work_line(view)
 
     async def _work_line(self, view: ClusterView) -> str:
         """Jobs (running, pending, failed) and the autoscaler, in one line; a failure of
@@ -340,27 +320,19 @@ class ClusterScreen(RaycaiScreen):
             parts.append(autoscaler)
         return "  ·  ".join(parts)
 
-    def on_cluster_screen_ray_polled(self, message: ClusterScreen.RayPolled) -> None:
-        view = message.view
-        self._ray_polling = False
+    def _ray_arrived(self, answer: tuple[ClusterView, str]) -> None:
+        """A Ray poll's view; the poller judged it (Ray not answering is a failure)."""
+        view, work_line = answer
         self._ray_nodes = view.ray_nodes if view.ray_known else None
         self._ray_error = view.ray_error
-        now = time.time()
-        if view.ray_error and view.head is not None:
-            delay = self.ray_backoff.failed(view.ray_error, now)
-        else:  # no head address yet is not a failure of the dashboard: poll at the interval
-            delay = self.ray_backoff.succeeded(now)
-        self.query_one(StatusLine).set_source("Ray", self.ray_backoff)
         self.query_one(RayPanel).record(view)
         line = self.query_one("#work-line", Static)
-        line.display = bool(message.work_line)
-        line.update(Text(message.work_line, style="dim"))
+        line.display = bool(work_line)
+        line.update(Text(work_line, style="dim"))
         self.show_view(view)
-        self._schedule_ray(delay)
 
-    def poll_ray_soon(self) -> None:
-        if self.raycai.polling_enabled:
-            self._schedule_ray(0.2)
+    def _show_ray_status(self, backoff: Backoff) -> None:
+        self.query_one(StatusLine).set_source("Ray", backoff)
 
     def show_view(self, view: ClusterView) -> None:
         """Render a view (tests call this with fixed data); deferred while covered."""
@@ -377,6 +349,7 @@ class ClusterScreen(RaycaiScreen):
 
     def on_screen_resume(self) -> None:
         self._show_notes()
+        self.ray_poller.resume()
         if self._dirty:
             self._dirty = False
             if self.services is None and self.view is not None:

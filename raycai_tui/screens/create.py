@@ -2,14 +2,16 @@
 
 Submitting asks the app's operations service to run `ClusterManager.up(spec, wait=False)`
 (scripts, head created, head ready, workers created); the form shows its progress, then
-watches the nodes join Ray from the app's polls and the Ray dashboard, and opens the cluster
-screen once every node joined. Leaving the form stops only the showing and the watching: the
-creation belongs to the app and goes on (the clusters list shows it).
+watches the nodes join by the core's one watch (`raycai_core.cluster.readiness`, as `raycai up
+--wait` does, with the app's polls for the applications) and opens the cluster screen once
+the cluster is ready: every node joined and Ray answered. Leaving the form stops only the
+showing and the watching: the creation belongs to the app and goes on (the clusters list
+shows it).
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -26,6 +28,7 @@ from raycai_tui.messages import OperationChanged
 from raycai_tui.screens.base import RaycaiScreen
 
 if TYPE_CHECKING:
+    from raycai_core.cluster.apps import ClusterApp
     from raycai_core.cml.models import Runtime
     from raycai_core.spec import ClusterSpec
 
@@ -331,30 +334,27 @@ class CreateScreen(RaycaiScreen):
 
     @work(group="watch-joined", exclusive=True, exit_on_error=False)
     async def watch_joined(self, spec: ClusterSpec) -> None:
-        """Count the nodes that joined Ray, from the app's polls (no extra CML call)."""
+        """The core's readiness watch, fed the applications of the app's polls (no extra CML
+        call): each tick's progress in the steps, the cluster screen once it is ready."""
+        from raycai_core.cluster.readiness import progress_line, watch_until_ready
+
         services = self.services
         assert services is not None
         app = self.raycai
         steps = self.query_one(Steps)
-        total = spec.workers.count + 1
+
+        async def members() -> list[ClusterApp]:
+            return app.snapshot.members.get(spec.name, []) if app.snapshot else []
+
         interval = max(0.5, app.settings.poll_s or 2.0)
-        while True:
-            members = app.snapshot.members.get(spec.name, []) if app.snapshot else []
-            view = await services.observer.observe(spec.name, members=members)
-            joined = view.workers_joined + (1 if view.head_row and view.head_row.joined else 0)
-            failed = [r for r in view.rows if r.record and r.record.phase == "failed"]
-            if failed:
-                row = failed[0]
-                reason = row.record.error if row.record else "failed"
-                message = f"nodes joined Ray: {joined}/{total}; {row.node}: {reason}"
-                steps.step("joined", message, "error")
-            else:
-                steps.step("joined", f"nodes joined Ray: {joined}/{total}")
-            if view.ready:
-                steps.done()
-                self.post_message(self.Ready(spec.name))
-                return
-            await asyncio.sleep(interval)
+        views = watch_until_ready(services.observer, spec.name, interval=interval, members=members)
+        async with contextlib.aclosing(views):
+            async for view in views:
+                level = "error" if view.failed_row is not None else "info"
+                steps.step("joined", progress_line(view), level)
+                if view.ready:
+                    steps.done()
+                    self.post_message(self.Ready(spec.name))
 
     def on_create_screen_ready(self, message: CreateScreen.Ready) -> None:
         from raycai_tui.screens.cluster import ClusterScreen

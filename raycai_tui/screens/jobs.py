@@ -1,8 +1,9 @@
 """Ray Jobs of one cluster: the list (one dashboard request per poll), a job's logs, submit, stop.
 
-The list comes from a poller that reschedules itself after each run (never overlapping) and
-backs off while the dashboard fails; a failure is shown in the status line and the last list
-stays. Submitting and stopping are named workers; their failures are notified, never fatal.
+The list comes from the screen's Poller (raycai_tui.poller): one poll at a time, backing off
+while the dashboard fails, paused while another screen covers this one; a failure is shown in
+the status line and the last list stays.
+Submitting and stopping are named workers; their failures are notified, never fatal.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Header, Input, Label, Static
 
@@ -73,18 +73,6 @@ class JobsTable(KeyedTable):
     )
 
 
-class JobsPolled(Message):
-    def __init__(self, jobs: list[JobInfo]) -> None:
-        super().__init__()
-        self.jobs = jobs
-
-
-class JobsPollFailed(Message):
-    def __init__(self, reason: str) -> None:
-        super().__init__()
-        self.reason = reason
-
-
 def open_work(project_dir: Path, cluster: str) -> ClusterWork:
     from raycai_core.work.session import ClusterWork
 
@@ -106,6 +94,7 @@ class JobsScreen(PolledScreen):
     MUTATING = frozenset({"submit", "stop"})
     SOURCE = "Ray jobs"
     STATUS_ID = "jobs-status"
+    POLL_GROUP = "jobs.poll"
     DEFAULT_CSS = """
     JobsScreen #jobs-title { height: 1; padding: 0 1; background: $panel; }
     JobsScreen JobsTable { height: 1fr; }
@@ -140,23 +129,14 @@ class JobsScreen(PolledScreen):
 
     # -- polling ---------------------------------------------------------------------------
 
-    @work(group="jobs.poll", exclusive=True, exit_on_error=False)
-    async def poll(self) -> None:
-        try:
-            client = await self.work.client()
-            jobs = await client.list_jobs()
-        except Exception as exc:  # access, dashboard, or an answer we cannot read
-            self.post_message(JobsPollFailed(describe_error(exc)))
-            return
-        self.post_message(JobsPolled(jobs))
+    async def fetch(self) -> list[JobInfo]:
+        """One dashboard request (a failure: access, dashboard, an answer we cannot read)."""
+        client = await self.work.client()
+        return await client.list_jobs()
 
-    def on_jobs_polled(self, message: JobsPolled) -> None:
-        self.jobs = message.jobs
+    def show(self, answer: list[JobInfo]) -> None:
+        self.jobs = answer
         self.show_jobs()
-        self.poll_succeeded()
-
-    def on_jobs_poll_failed(self, message: JobsPollFailed) -> None:
-        self.poll_failed(message.reason)
 
     def show_jobs(self) -> None:
         shown = [j for j in self.jobs if self.show_drivers or j.is_submission]

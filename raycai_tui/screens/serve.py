@@ -1,6 +1,6 @@
 """Ray Serve on one cluster: applications (status, route, URL) and their deployments (status,
-replicas by state, the message when unhealthy). One dashboard request per poll; the poller
-backs off while it fails and the last answer stays on screen."""
+replicas by state, the message when unhealthy). One dashboard request per poll, by the
+screen's Poller (raycai_tui.poller), which backs off while it fails; the last answer stays."""
 
 from __future__ import annotations
 
@@ -8,10 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.message import Message
 from textual.widgets import Footer, Header, Static
 
 from raycai_tui.format import describe_error
@@ -96,20 +94,6 @@ def deployment_rows(state: ServeStatus) -> list[Row]:
     ]
 
 
-class ServePolled(Message):
-    def __init__(self, state: ServeStatus, head_ip: str) -> None:
-        super().__init__()
-        self.state = state
-        self.head_ip = head_ip
-
-
-class ServePollFailed(Message):
-    def __init__(self, reason: str, serve_missing: bool = False) -> None:
-        super().__init__()
-        self.reason = reason
-        self.serve_missing = serve_missing
-
-
 class ServeScreen(PolledScreen):
     """`ServeScreen(cluster, project_dir)`; the app's poll interval unless `poll_interval`."""
 
@@ -120,6 +104,7 @@ class ServeScreen(PolledScreen):
     ]
     SOURCE = "Serve"
     STATUS_ID = "serve-status"
+    POLL_GROUP = "serve.poll"
     DEFAULT_CSS = """
     ServeScreen #serve-title { height: 1; padding: 0 1; background: $panel; }
     ServeScreen #serve-note { height: auto; padding: 0 1; }
@@ -157,25 +142,23 @@ class ServeScreen(PolledScreen):
         self.stop_polling()
         await self.work.aclose()
 
-    @work(group="serve.poll", exclusive=True, exit_on_error=False)
-    async def poll(self) -> None:
+    async def fetch(self) -> tuple[ServeStatus, str]:
+        """One dashboard request; a failure (access, dashboard, an answer we cannot read) is
+        the poller's, and a cluster without Serve installed also says so in the note."""
         from raycai_core.ray.errors import ServeNotInstalled
 
         try:
             client = await self.work.client()
             state = await client.serve_status()
         except ServeNotInstalled as exc:
-            self.post_message(ServePollFailed(describe_error(exc), serve_missing=True))
-            return
-        except Exception as exc:  # access, dashboard, or an answer we cannot read
-            self.post_message(ServePollFailed(describe_error(exc)))
-            return
+            self.set_note(describe_error(exc), style="bold red")
+            raise
         access = self.work.access
-        self.post_message(ServePolled(state, access.head.ip if access else "?"))
+        return state, access.head.ip if access else "?"
 
-    def on_serve_polled(self, message: ServePolled) -> None:
-        self.state = message.state
-        state = message.state
+    def show(self, answer: tuple[ServeStatus, str]) -> None:
+        state, head_ip = answer
+        self.state = state
         if not state.applications:
             self.set_note(f"Serve is not running on {self.cluster} (no applications).")
         else:
@@ -184,14 +167,8 @@ class ServeScreen(PolledScreen):
                 f"{len(state.applications)} application(s), {healthy} RUNNING; routes on the "
                 f"head's proxy, port {state.http_port}"
             )
-        self.query_one(ServeAppsTable).reconcile(app_rows(state, message.head_ip))
+        self.query_one(ServeAppsTable).reconcile(app_rows(state, head_ip))
         self.query_one(DeploymentsTable).reconcile(deployment_rows(state))
-        self.poll_succeeded()
-
-    def on_serve_poll_failed(self, message: ServePollFailed) -> None:
-        if message.serve_missing:
-            self.set_note(message.reason, style="bold red")
-        self.poll_failed(message.reason)
 
     def set_note(self, text: str, style: str = "") -> None:
         self.note = text

@@ -20,7 +20,8 @@ def tail(text: str, width: int) -> str:
     return text if len(text) <= width else "…" + text[len(text) - width + 1 :]
 
 
-def node_cells(row: NodeRow, now: float, ray_error: str | None = None) -> tuple[str | Text, ...]:
+def node_cells(row: NodeRow, view: ClusterView) -> tuple[str | Text, ...]:
+    """One row's cells; what they mean (uptime, why not ready) is the view's decision."""
     app = row.app.app if row.app else None
     ray = row.ray
     if ray is not None:
@@ -36,12 +37,7 @@ def node_cells(row: NodeRow, now: float, ray_error: str | None = None) -> tuple[
         memory = f"-/{number(app.memory)}" if app else "-"
         gpu = f"-/{app.nvidia_gpu}" if app else "-"
     status = row.app_status.value
-    uptime = None
-    if app is not None and status == "running" and app.running_at is not None:
-        uptime = now - app.running_at.timestamp()
-    reason = row.not_ready_reason or ""
-    if ray_error and row.record is not None and row.record.phase in ("running", "joined"):
-        reason = f"launcher says {row.record.phase}; Ray is not answering, so unconfirmed"
+    reason = view.reason(row)
     return (
         row.node,
         row.role,
@@ -52,14 +48,13 @@ def node_cells(row: NodeRow, now: float, ray_error: str | None = None) -> tuple[
         cpu,
         memory,
         gpu,
-        age(uptime),
+        age(view.uptime_s(row)),
         styled(reason, "yellow") if reason else "",
     )
 
 
 def view_rows(view: ClusterView) -> list[Row]:
-    now = view.observed_at
-    return [(row.node, node_cells(row, now, view.ray_error)) for row in view.rows]
+    return [(row.node, node_cells(row, view)) for row in view.rows]
 
 
 class AppsTable(KeyedTable):

@@ -56,7 +56,7 @@ class RayPanel(Vertical):
     def show(self, view: ClusterView, failing_since: float | None = None) -> None:
         expected = view.desired_workers + 1
         text = Text()
-        if view.ray_error and view.head is not None:
+        if view.ray_not_answering:
             text.append("nodes unknown while Ray does not answer", style="yellow")
             text.append(f" (last seen: {self.nodes_alive} alive; {expected} wanted)", style="dim")
         else:

@@ -263,7 +263,6 @@ def test_before_the_first_ray_answer_the_launchers_records_say_who_joined() -> N
     import time
 
     from raycai_core.cluster.view import merge_cluster
-    from raycai_tui.screens.cluster import with_ray
     from tests.tui.fixed_data import demo_members, desired
 
     now = time.time()
@@ -273,8 +272,8 @@ def test_before_the_first_ray_answer_the_launchers_records_say_who_joined() -> N
     }
     members = [m for m in demo_members() if m.app.status.value == "running"]
     view = merge_cluster("demo", desired("demo", 2, 60), members, records, None, None)
-    unknown = with_ray(view, None, None)
+    unknown = view.with_ray(None, None)
     assert not unknown.ray_known
     assert unknown.row("worker-1").joined  # its record says so, and its launcher is alive
-    answered_empty = with_ray(view, [], None)  # Ray answered and lists no node
+    answered_empty = view.with_ray([], None)  # Ray answered and lists no node
     assert answered_empty.ray_known and not answered_empty.row("worker-1").joined
