@@ -303,3 +303,32 @@ async def test_the_scale_dialog_takes_a_count_or_a_change(tui_workspace: Workspa
         await pilot.press(*"+2", "enter")
         await until(pilot, lambda: "workers 1 -> 3" in events_of(app), "the scale's result")
         assert stored_workers(handle) == 3 and len(await worker_apps(handle)) == 3
+
+
+async def test_a_scale_that_fails_part_way_shows_what_was_done_and_what_failed(
+    tui_workspace: WorkspaceHandle,
+) -> None:
+    """+2 where worker-3's subdomain belongs to someone else's application: worker-2 is
+    added and said so, worker-3's refusal is said with its cause, and the app goes on."""
+    from raycai_core.naming import subdomain
+    from tests.fixtures.workspace import new_app
+
+    handle = tui_workspace
+    await create_cluster(handle, "demo", workers=1)
+    taken = subdomain(handle.project_id, "demo", "worker-3")
+    async with client_for(handle) as cml:
+        await cml.create_application(new_app("someone-else", taken, "theirs.py"))
+    app = make_app(handle, heal=False)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await open_from_list(pilot, app)
+        await pilot.press("s")
+        field = app.screen.query_one("#count", Input)
+        field.value = ""
+        await pilot.press(*"+2", "enter")
+        await until(pilot, lambda: notified(app, "failed: scale of demo"), "the failure")
+        texts = events_of(app)
+        assert "scaling: worker-2: created (application raycai-demo-worker-2)" in texts, texts
+        assert any(t.startswith("scaling: create worker-3: ") and "HTTP 409" in t for t in texts)
+        assert "demo" not in app.operations
+        assert stored_workers(handle) == 3
+        assert await worker_apps(handle) == ["raycai-demo-worker-1", "raycai-demo-worker-2"]
