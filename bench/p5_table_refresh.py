@@ -32,6 +32,7 @@ def views(rounds: int):  # type: ignore[no-untyped-def]
     from raycai_core.cluster.view import RayNodeInfo, merge_cluster
     from raycai_core.cml.models import Application
     from raycai_core.naming import app_environment, app_name
+    from raycai_core.ray.matching import node_labels
     from raycai_core.spec import spec_from_flags
 
     spec = spec_from_flags(name="big", runtime="rt", workers=WORKERS, cpu=2, memory=8)
@@ -57,7 +58,8 @@ def views(rounds: int):  # type: ignore[no-untyped-def]
             state="ALIVE",
             cpu=(used, 2.0),
             memory=(0.0, 6e9),
-            start_time=1.0,
+            start_time=NOW.timestamp(),
+            labels=node_labels("big", node),
         )
 
     status = dict.fromkeys(nodes, "running")

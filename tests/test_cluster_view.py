@@ -13,6 +13,7 @@ from raycai_core.cluster.records import HeadAddress, NodeRecord
 from raycai_core.cluster.view import RayNodeInfo, merge_cluster
 from raycai_core.cml.models import Application
 from raycai_core.naming import app_environment, app_name
+from raycai_core.ray.matching import node_labels
 from raycai_core.spec import spec_from_flags
 
 NOW = datetime.now(tz=timezone.utc)
@@ -38,13 +39,15 @@ def app(cluster: str, node: str, status: str = "APPLICATION_RUNNING") -> Applica
 def ray(
     cluster: str, node: str, state: str = "ALIVE", used_cpu: float = 0.0, start: float = 1.0
 ) -> RayNodeInfo:
+    """A Ray node of `node`'s launcher, started `start` s after its application's creation."""
     return RayNodeInfo(
         node_id=f"ray-{node}-{start}",
         node_name=app_name(cluster, node),
         state=state,
         cpu=(used_cpu, 2.0),
         memory=(0.0, 4e9),
-        start_time=start,
+        start_time=NOW.timestamp() + start,
+        labels=node_labels(cluster, node),
     )
 
 
@@ -92,7 +95,7 @@ def test_view_joins_each_app_to_its_live_ray_node_and_counts() -> None:
         None,
         nodes,
     )
-    assert view.row("worker-1").ray.start_time == 2.0
+    assert view.row("worker-1").ray.start_time == NOW.timestamp() + 2.0
     assert view.workers_joined == 1 and view.workers_running == 1
     assert view.nodes_alive == 2 and view.nodes_dead == 1
     assert not view.ready

@@ -30,7 +30,9 @@ def combine(nodes: list[RayNode], usage: ClusterUsage | None) -> list[RayNodeInf
             cpu=_pair(usage, node, "CPU"),
             gpu=_pair(usage, node, "GPU"),
             memory=_pair(usage, node, "memory"),
-            start_time=node.start_time or 0.0,
+            start_time=node.start_time,
+            node_ip=node.node_ip,
+            labels=dict(node.labels),
         )
         for node in nodes
     ]

@@ -19,7 +19,8 @@ from raycai_core.cluster.desired import Desired
 from raycai_core.cluster.phases import READY_PHASES, launcher_gone_reason, node_joined
 from raycai_core.cluster.records import HeadAddress, NodeRecord
 from raycai_core.cml.models import AppStatus
-from raycai_core.naming import HEAD_NODE, app_name, role_of, worker_index
+from raycai_core.naming import HEAD_NODE, role_of, worker_index
+from raycai_core.ray.matching import launcher_ip, match_ray_node
 
 __all__ = ["READY_PHASES", "ClusterView", "NodeRow", "RayNodeInfo", "Totals", "merge_cluster"]
 
@@ -35,7 +36,9 @@ class RayNodeInfo:
     cpu: tuple[float, float] = (0.0, 0.0)  # used, total
     gpu: tuple[float, float] = (0.0, 0.0)
     memory: tuple[float, float] = (0.0, 0.0)  # bytes
-    start_time: float = 0.0
+    start_time: float | None = None  # unix seconds; None when Ray does not say
+    node_ip: str = ""
+    labels: dict[str, str] = field(default_factory=dict)  # raycai/cluster, raycai/node, ...
 
     @property
     def alive(self) -> bool:
@@ -220,14 +223,37 @@ class ClusterView:
         return next((r for r in self.rows if r.node == node), None)
 
 
-def pick_ray_node(nodes: list[RayNodeInfo], name: str) -> RayNodeInfo | None:
-    """The Ray node named after an app: the live one, else the most recent dead one."""
-    matches = [n for n in nodes if n.node_name == name]
-    if not matches:
-        return None
-    alive = [n for n in matches if n.alive]
-    pool = alive or matches
-    return max(pool, key=lambda n: n.start_time)
+def pick_ray_node(
+    nodes: list[RayNodeInfo],
+    cluster: str,
+    node: str,
+    app: ClusterApp | None,
+    record: NodeRecord | None,
+    head: HeadAddress | None,
+) -> RayNodeInfo | None:
+    """`node`'s Ray node by THE matching rule (raycai_core.ray.matching, which the head's
+    provider copies): its labels and a start no earlier than its application's creation
+    (alive first, newest first), else its launcher record's IP."""
+    ip = recorded_ip(node, app, record, head)
+    return match_ray_node(nodes, cluster, node, created_at(app), ip)
+
+
+def created_at(app: ClusterApp | None) -> float | None:
+    created = app.app.created_at if app is not None else None
+    return created.timestamp() if created is not None else None
+
+
+def recorded_ip(
+    node: str, app: ClusterApp | None, record: NodeRecord | None, head: HeadAddress | None
+) -> str | None:
+    """`node`'s IP in its launcher records written by its application: the head's head.json,
+    then nodes/<node>.json (the provider's `recorded_ip`)."""
+    records: list[tuple[str | None, float | None]] = []
+    if node == HEAD_NODE and head is not None:
+        records.append((head.ip, head.started_at))
+    if record is not None:
+        records.append((record.ip, record.started_at))
+    return launcher_ip(records, created_at(app))
 
 
 def merge_cluster(
@@ -255,7 +281,7 @@ def merge_cluster(
                 role=role_of(node),
                 app=by_node.get(node),
                 record=records.get(node),
-                ray=pick_ray_node(nodes, app_name(name, node)),
+                ray=pick_ray_node(nodes, name, node, by_node.get(node), records.get(node), head),
                 ray_known=ray_known,
                 observed_at=now,
             )

@@ -68,6 +68,7 @@ RAY_TIMEOUT_S = 2.0
 RAY_NODES_LIMIT = 1000
 # A record or Ray node that started before its application was created belongs to an
 # earlier application of the same name (clocks of the workspace and the nodes may differ).
+# The matching rule is raycai_core.ray.matching's, copied (tests/test_head_parity.py).
 CLOCK_SLACK_S = 5.0
 RFC3339_RE = re.compile(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?$")
 
@@ -144,6 +145,31 @@ def rfc3339_seconds(value: object) -> float | None:
     return seconds
 
 
+def record_seconds(value: object) -> float | None:
+    """A record's unix time as raycai_core.cluster.records reads it (None when unreadable)."""
+    try:
+        return float(value) if value is not None else None  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def started_in_time(started: float | None, created: float | None) -> bool:
+    """Started no earlier than the application's creation (minus the slack); an unknown time
+    (None or 0) on either side does not exclude (raycai_core.ray.matching.started_in_time)."""
+    return not created or not started or started >= created - CLOCK_SLACK_S
+
+
+def launcher_ip(
+    records: list[tuple[str | None, float | None]], created: float | None
+) -> str | None:
+    """The IP of the first launcher record `(ip, started_at)` written by this application
+    (raycai_core.ray.matching.launcher_ip)."""
+    for ip, started in records:
+        if ip and started_in_time(started, created):
+            return ip
+    return None
+
+
 def read_json(path: str) -> dict | None:
     try:
         with open(path, encoding="utf-8") as handle:
@@ -196,7 +222,7 @@ class CMLApi:
             with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as response:
                 payload = response.read()
         except urllib.error.HTTPError as exc:
-            raise CMLApiError(exc.code, _error_message(exc.read())) from None
+            raise CMLApiError(exc.code, _error_message(exc.read(), str(exc.reason or ""))) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise CMLApiError(0, f"cannot reach {self.base_url}: {reason}") from None
@@ -231,17 +257,28 @@ class CMLApi:
         self._call("DELETE", self._apps_path() + "/" + urllib.parse.quote(app_id, safe=""))
 
 
-def _error_message(raw: bytes) -> str:
-    """grpc-gateway's `{code, message, error}` (any may be missing) as one line."""
+def _error_message(raw: bytes, reason: str = "") -> str:
+    """grpc-gateway's `{code, message, error}` (any may be missing) read as the core reads it
+    (raycai_core.cml.errors.message_from_body, with CMLClient's fallbacks: a body that is not
+    JSON is its text, a JSON body without a message is the status line's reason), as one
+    line of at most 300 characters."""
+    text = raw.decode("utf-8", "replace").strip()
     try:
         body = json.loads(raw)
     except ValueError:
         body = None
+    message = (text[:200] if body is None else reason) or reason
     if isinstance(body, dict):
-        for key in ("message", "error", "code"):
-            if body.get(key):
-                return " ".join(str(body[key]).split())[:300]
-    return " ".join(raw.decode("utf-8", "replace").split())[:300] or "no details"
+        code = body.get("code")
+        for key in ("message", "error"):
+            value = body.get(key)
+            if isinstance(value, str) and value.strip():
+                message = value.strip()
+                break
+        else:
+            if isinstance(code, int):
+                message = f"gRPC code {code}"
+    return " ".join(message.split())[:300] or "no details"
 
 
 class RayNode(NamedTuple):
@@ -364,7 +401,8 @@ class RayNodes:
                 )
             )
         for nodes in found.values():
-            nodes.sort(key=lambda n: n.started_at or 0.0, reverse=True)
+            # Newest first; equal start times by node id (raycai_core.ray.matching).
+            nodes.sort(key=lambda n: (n.started_at or 0.0, n.node_id), reverse=True)
         return found
 
 
@@ -508,15 +546,14 @@ class CMLNodeProvider(BatchingNodeProvider):
         of the same name, which Ray has not yet found dead)."""
         created = rfc3339_seconds(app.get("created_at"))
         for candidate in (self.ray_listing or {}).get(node, []):
-            started = candidate.started_at
-            if created is None or started is None or started >= created - CLOCK_SLACK_S:
+            if started_in_time(candidate.started_at, created):
                 return candidate
         return None
 
     def node_ip(self, app_id: str, node: str, app: Mapping[str, Any]) -> str | None:
         """The IP Ray uses for this application's node: Ray's own when it lists the node,
         else the launcher's record."""
-        recorded = self.head_ip() if node == HEAD_NODE else self.worker_ip(node, app)
+        recorded = self.recorded_ip(node, app)
         listed = self.ray_node(node, app)
         if listed is None:
             return recorded
@@ -536,27 +573,26 @@ class CMLNodeProvider(BatchingNodeProvider):
                 self.ip_disagreements[app_id] = pair
         return listed.ip
 
-    def head_ip(self) -> str | None:
-        head = read_json(os.path.join(self.cluster_dir, "head.json")) or {}
-        record = read_json(os.path.join(self.cluster_dir, "nodes", "head.json")) or {}
-        return str(head.get("ip") or record.get("ip") or "") or None
+    def recorded_ip(self, node: str, app: Mapping[str, Any]) -> str | None:
+        """The IP in the node's launcher records written by this application: the head's
+        head.json, then nodes/<node>.json (a record left by an earlier application of the
+        same name holds an IP that may be reused)."""
+        files = [os.path.join(self.cluster_dir, "nodes", node + ".json")]
+        if node == HEAD_NODE:
+            files.insert(0, os.path.join(self.cluster_dir, "head.json"))
+        records = []
+        for path in files:
+            data = read_json(path) or {}
+            records.append(
+                (str(data.get("ip") or "") or None, record_seconds(data.get("started_at")))
+            )
+        return launcher_ip(records, rfc3339_seconds(app.get("created_at")))
 
     def _record(self, node: str, app: Mapping[str, Any]) -> dict:
-        """The node's launcher record, if it was written by this application (a record left
-        by an earlier application of the same name holds an IP that may be reused)."""
+        """The node's launcher record, if it was written by this application."""
         record = read_json(os.path.join(self.cluster_dir, "nodes", node + ".json")) or {}
         created = rfc3339_seconds(app.get("created_at"))
-        started = record.get("started_at")
-        if (
-            created is not None
-            and isinstance(started, (int, float))
-            and started < created - CLOCK_SLACK_S
-        ):
-            return {}
-        return record
-
-    def worker_ip(self, node: str, app: Mapping[str, Any]) -> str | None:
-        return str(self._record(node, app).get("ip") or "") or None
+        return record if started_in_time(record_seconds(record.get("started_at")), created) else {}
 
     def _joined(self, node: str, app: Mapping[str, Any]) -> bool:
         if self.ray_node(node, app) is not None:

@@ -12,6 +12,7 @@ from raycai_core.cluster.types import ClusterSummary
 from raycai_core.cluster.view import ClusterView, RayNodeInfo, merge_cluster
 from raycai_core.cml.models import Application, Runtime
 from raycai_core.naming import app_environment, app_name
+from raycai_core.ray.matching import node_labels
 from raycai_core.spec import spec_from_flags
 from raycai_tui.services import Snapshot
 
@@ -107,11 +108,14 @@ def record(node: str, phase: str, error: str | None = None) -> NodeRecord:
 
 
 def ray_node(
-    name: str, cpu: tuple[float, float], memory_gb: float, head: bool = False
+    cluster: str, node: str, cpu: tuple[float, float], memory_gb: float, head: bool = False
 ) -> RayNodeInfo:
+    """`node`'s Ray node as its launcher starts it (named after its app, with raycai's labels)."""
+    name = app_name(cluster, node)
     return RayNodeInfo(
         node_id=f"{name}-id",
         node_name=name,
+        labels=node_labels(cluster, node),
         state="ALIVE",
         is_head=head,
         cpu=cpu,
@@ -137,8 +141,8 @@ def demo_view() -> ClusterView:
         ray_version="2.60.0",
     )
     nodes = [
-        ray_node(app_name("demo", "head"), (0.0, 2.0), 8, head=True),
-        ray_node(app_name("demo", "worker-1"), (1.5, 2.0), 8),
+        ray_node("demo", "head", (0.0, 2.0), 8, head=True),
+        ray_node("demo", "worker-1", (1.5, 2.0), 8),
     ]
     view = merge_cluster("demo", desired("demo", 2, 3700), demo_members(), records, head, nodes)
     # worker-2's launcher started after its application: not "waiting for CML".
