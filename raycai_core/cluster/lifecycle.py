@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import shutil
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
@@ -100,6 +101,7 @@ __all__ = [
 ]
 
 Act = Callable[[Action], Awaitable[ActionDone | None]]
+VERBS = {"create": "creating", "restart": "restarting", "delete": "deleting"}
 
 
 class ClusterManager:
@@ -330,15 +332,10 @@ class ClusterManager:
             head = done.app
         assert head is not None
         if plan.workers:
-            kinds = [
-                f"{verb} {n}"
-                for kind, verb in (("create", "creating"), ("restart", "restarting"))
-                if (n := sum(1 for a in plan.workers if a.kind == kind))
-            ]
-            deletes = sum(1 for a in plan.workers if a.kind == "delete")
-            kinds += [f"deleting {deletes} extra"] if deletes else []
+            counts = Counter(action.kind for action in plan.workers)  # creates first
+            said = ", ".join(f"{VERBS[kind]} {n}" for kind, n in counts.items())
             total = len(plan.workers)
-            self.report("workers-create", f"{', '.join(kinds)} worker application(s)", 0, total)
+            self.report("workers-create", f"{said} worker application(s)", 0, total)
             await self._execute(
                 "up", spec.name, plan.workers, act, step="workers-create", counted=True
             )
