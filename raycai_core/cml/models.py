@@ -18,16 +18,6 @@ class AppStatus(str, Enum):
     STOPPED = "stopped"
     FAILED = "failed"
 
-    @property
-    def api_value(self) -> str:
-        """The spec's enum value, e.g. `APPLICATION_RUNNING`."""
-        return f"APPLICATION_{self.name}"
-
-    @property
-    def filter_value(self) -> str:
-        """The value a `search_filter` takes for this status (lower-case)."""
-        return self.value
-
 
 def normalise_status(value: object) -> AppStatus:
     """The one place that turns any spelling of an application status into AppStatus.
