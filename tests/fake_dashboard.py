@@ -8,6 +8,7 @@ token, 403 with a wrong one.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import time
@@ -101,6 +102,9 @@ class FakeDashboard:
     packages: dict[str, bytes] = field(default_factory=dict)
     faults: dict[str, Any] = field(default_factory=dict)  # path -> status | "junk" | "partial"
     requests: list[tuple[str, str]] = field(default_factory=list)
+    delay_s: float = 0.0  # every answer this late (a slow dashboard)
+    in_flight: int = 0
+    most_in_flight: int = 0  # the most requests answered at once
     submitted: list[dict[str, Any]] = field(default_factory=list)
     url: str = ""
 
@@ -125,7 +129,14 @@ class FakeDashboard:
         if isinstance(fault, web.Response):
             return fault
         request[FAULT] = fault
-        return await handler(request)
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            if self.delay_s:
+                await asyncio.sleep(self.delay_s)
+            return await handler(request)
+        finally:
+            self.in_flight -= 1
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware])

@@ -30,7 +30,7 @@ from raycai_core.local import WorkspaceHandle
 from raycai_core.spec import ClusterSpec, spec_from_flags
 from raycai_core.target import Target
 from raycai_tui.app import RaycaiApp, Settings
-from tests.fixtures.stand_in_ray import USAGE_FILE
+from tests.fixtures.stand_in_ray import DOWN_FILE, USAGE_FILE
 from tests.fixtures.workspace import RUNTIME
 
 FAKE_PYTHON = """#!/bin/sh
@@ -61,6 +61,16 @@ def set_ray_usage(handle: WorkspaceHandle, used: dict[str, dict[str, float]]) ->
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(json.dumps(used))
     temporary.replace(path)
+
+
+def set_ray_down(handle: WorkspaceHandle, down: bool) -> None:
+    """Make every stand-in Ray dashboard of the project answer 503 (down) or answer again;
+    the heads stay RUNNING and the workers join all the same."""
+    path = handle.project_dir / ".venv" / DOWN_FILE
+    if down:
+        path.touch()
+    else:
+        path.unlink(missing_ok=True)
 
 
 @pytest.fixture
