@@ -104,6 +104,28 @@ def test_a_single_node_still_defaults_to_the_head(tmp_path: Path, logs_dir: Path
     ]
 
 
+def ended(process: subprocess.Popen[str], timeout: float = 30) -> str:
+    """The stderr of `process` once it has exited; if it has not within `timeout`, it is
+    killed and the error says what state it was in (its signals ignored or blocked, where
+    the kernel had it waiting)."""
+    try:
+        return process.communicate(timeout=timeout)[1]
+    except subprocess.TimeoutExpired:
+        proc = Path(f"/proc/{process.pid}")
+        try:
+            status = [
+                line
+                for line in (proc / "status").read_text().splitlines()
+                if line.startswith(("State", "SigBlk", "SigIgn", "SigCgt", "Threads"))
+            ]
+            state = f"{status}, wchan {(proc / 'wchan').read_text()!r}"
+        except OSError as exc:
+            state = f"unknown ({exc})"
+        process.kill()
+        _, stderr = process.communicate()
+        raise AssertionError(f"still running {timeout} s after SIGINT: {state}\n{stderr}") from None
+
+
 def test_follow_shows_new_lines_of_every_node_and_new_nodes(tmp_path: Path, logs_dir: Path):
     process = subprocess.Popen(
         raycai_argv("logs", "demo", "--all", "-n", "1", "--follow"),
@@ -122,7 +144,10 @@ def test_follow_shows_new_lines_of_every_node_and_new_nodes(tmp_path: Path, logs
     threading.Thread(target=read, daemon=True).start()
 
     def next_line() -> str:
-        return seen.get(timeout=30)
+        try:
+            return seen.get(timeout=30)
+        except queue.Empty:
+            raise AssertionError(f"no line in 30 s (exit status {process.poll()})") from None
 
     try:
         assert next_line() == f"worker-1 | {stamp(5)} w1"
@@ -134,6 +159,6 @@ def test_follow_shows_new_lines_of_every_node_and_new_nodes(tmp_path: Path, logs
         assert next_line() == f"head     | {stamp(8)} head 8"
     finally:
         process.send_signal(signal.SIGINT)  # what ctrl+c sends: a quiet, successful exit
-        _, stderr = process.communicate(timeout=30)
+        stderr = ended(process)
     assert process.returncode == 0, stderr
     assert "raycai: worker-3.log appeared; following it" in stderr

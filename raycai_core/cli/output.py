@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
+
+from raycai_core.cli.aio import run_async
 
 if TYPE_CHECKING:  # the lifecycle pulls in pydantic and httpx: not for `raycai env`
     from raycai_core.cluster.types import Progress
@@ -69,7 +70,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     from raycai_core.target import TargetError
 
     try:
-        return asyncio.run(coro)
+        return run_async(coro)  # never waits for a stuck thread (see aio.py)
     except KeyboardInterrupt:
         fail(
             "interrupted; rerun the same command to resume (nothing is duplicated)",

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from raycai_core.cli.aio import run_async
 from raycai_core.cli.options import target_options
 from raycai_core.cli.output import EXIT_AUTH, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, fail
 from raycai_core.target import Target
@@ -57,7 +58,7 @@ def run(coro: Coroutine[Any, Any, T], interrupted: str = "interrupted") -> T:
     from raycai_core.work.packages import PackageError
 
     try:
-        return asyncio.run(coro)
+        return run_async(coro)  # never waits for a stuck thread (see aio.py)
     except KeyboardInterrupt:
         fail(interrupted, EXIT_INTERRUPTED)
     except (JobRequestError, PackageError, JobNotFound, JobRefused) as exc:
