@@ -1,4 +1,5 @@
-"""`raycai-tui`: the App (services, the cluster-list poll, healing) and `main()`.
+"""`raycai-tui`: the App (services, the cluster-list poll, the watch of new clusters until
+ready, healing) and `main()`.
 
 The first frame comes before anything slow: the target is resolved and raycai_core (httpx,
 pydantic) imported in a worker after the first refresh. Screens own their own work; the App
@@ -8,6 +9,7 @@ only holds what they share: the services, the latest snapshot, running operation
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import time
 from dataclasses import dataclass, field
@@ -31,6 +33,7 @@ from raycai_tui.messages import (
     EventStore,
     HealingToggled,
     PollStatus,
+    ReadinessChanged,
 )
 from raycai_tui.operations import Operations
 from raycai_tui.poller import Poller
@@ -43,6 +46,7 @@ if TYPE_CHECKING:
 
     from textual.message import Message
 
+    from raycai_core.cluster.apps import ClusterApp
     from raycai_core.target import Target
     from raycai_tui.backoff import Backoff
     from raycai_tui.healing import HealPlanner
@@ -100,6 +104,7 @@ class RaycaiApp(App[None]):
             interval=self.settings.poll_s or 2.0,
             on_status=lambda backoff: self.broadcast(PollStatus, backoff),
         )
+        self.joining: dict[str, str] = {}  # new clusters watched until ready -> progress line
         self._target = target
         self._heal_planner: HealPlanner | None = None
         self.sub_title = "connecting…"
@@ -215,6 +220,48 @@ class RaycaiApp(App[None]):
         """Hand a snapshot to the screens, as a poll does (tests call this with fixed data)."""
         self._snapshot_arrived(snapshot)
         self.broadcast(PollStatus, self.poll_backoff)
+
+    # -- new clusters, watched until ready ------------------------------------------------
+
+    def watch_ready(self, name: str) -> None:
+        """Watch a new cluster until it is ready (the core's one watch, as `raycai up --wait`),
+        on the App: leaving the create form does not stop it. Each tick goes to the screens
+        (the form's steps, the clusters list's status line); the end is notified."""
+        if name in self.joining or self.services is None:
+            return
+        self.joining[name] = "nodes joined Ray: …"
+        self.run_worker(
+            self._watch_ready(name),
+            name=f"watch {name} until ready",
+            group=f"ready {name}",
+            exclusive=True,
+            exit_on_error=False,
+        )
+
+    async def _watch_ready(self, name: str) -> None:
+        from raycai_core.cluster.readiness import progress_line, watch_until_ready
+
+        services = self.services
+        assert services is not None
+
+        async def members() -> list[ClusterApp]:  # this tick's poll: no extra CML call
+            return self.snapshot.members.get(name, []) if self.snapshot else []
+
+        views = watch_until_ready(
+            services.observer, name, interval=max(0.5, self.settings.poll_s or 2.0), members=members
+        )
+        try:
+            async with contextlib.aclosing(views):
+                async for view in views:
+                    if view.desired is None or view.desired.state == "deleting":
+                        return  # deleted meanwhile: nothing to wait for
+                    line = progress_line(view)
+                    self.joining[name] = line
+                    self.broadcast(ReadinessChanged, name, view, line)
+                    if view.ready:
+                        self.notify(f"{name}: every node joined Ray", title="Cluster ready")
+        finally:
+            self.joining.pop(name, None)
 
     # -- healing ------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from textual.message import Message
 
 if TYPE_CHECKING:
     from raycai_core.cluster.lifecycle import Progress
+    from raycai_core.cluster.view import ClusterView
     from raycai_tui.backoff import Backoff
     from raycai_tui.operations import Operation
     from raycai_tui.services import Snapshot
@@ -93,3 +94,13 @@ class OperationChanged(Message, bubble=False):
         super().__init__()
         self.operation = operation
         self.progress = progress
+
+
+class ReadinessChanged(Message, bubble=False):
+    """A tick of the app's watch of a new cluster (`view.ready`: the last one)."""
+
+    def __init__(self, name: str, view: ClusterView, line: str) -> None:
+        super().__init__()
+        self.name = name
+        self.view = view
+        self.line = line  # readiness.progress_line(view)

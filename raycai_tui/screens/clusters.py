@@ -16,6 +16,7 @@ from raycai_tui.messages import (
     ConnectFailed,
     OperationChanged,
     PollStatus,
+    ReadinessChanged,
 )
 from raycai_tui.screens.base import RaycaiScreen
 from raycai_tui.widgets.clusters_table import ClustersTable, summary_rows
@@ -83,9 +84,10 @@ class ClustersScreen(RaycaiScreen):
 
     def _show_notes(self) -> None:
         app = self.raycai
-        self.query_one(StatusLine).set_notes(
-            "read-only" if app.readonly else ("healing on" if app.healing else "healing off")
-        )
+        mode = "read-only" if app.readonly else ("healing on" if app.healing else "healing off")
+        # The new clusters the app watches until ready (readiness.progress_line).
+        joining = [f"{name}: {line}" for name, line in app.joining.items()]
+        self.query_one(StatusLine).set_notes(*joining, mode)
 
     # -- data from the app ------------------------------------------------------------
 
@@ -107,6 +109,10 @@ class ClustersScreen(RaycaiScreen):
 
     def on_poll_status(self, message: PollStatus) -> None:
         self.query_one(StatusLine).set_source("CML", message.backoff)
+        self._show_notes()  # a watch that ended (the cluster was deleted) leaves the line
+
+    def on_readiness_changed(self, message: ReadinessChanged) -> None:
+        self._show_notes()
 
     def on_healing_toggled(self) -> None:
         self._show_notes()

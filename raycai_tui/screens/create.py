@@ -1,17 +1,16 @@
 """The create form: sizes validated as typed (the core's rules), creation shown step by step.
 
 Submitting asks the app's operations service to run `ClusterManager.up(spec, wait=False)`
-(scripts, head created, head ready, workers created); the form shows its progress, then
-watches the nodes join by the core's one watch (`raycai_core.cluster.readiness`, as `raycai up
---wait` does, with the app's polls for the applications) and opens the cluster screen once
-the cluster is ready: every node joined and Ray answered. Leaving the form stops only the
-showing and the watching: the creation belongs to the app and goes on (the clusters list
-shows it).
+(scripts, head created, head ready, workers created); the form shows its progress, then the
+nodes joining, from the app's watch of the new cluster (the core's one watch,
+`raycai_core.cluster.readiness`, as `raycai up --wait` does), and opens the cluster screen
+once the cluster is ready: every node joined and Ray answered. Leaving the form stops only
+the showing: the creation and the watch belong to the app and go on (the clusters list
+shows them).
 """
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -20,15 +19,13 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.message import Message
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
 from raycai_tui.format import describe_error
-from raycai_tui.messages import OperationChanged
+from raycai_tui.messages import OperationChanged, ReadinessChanged
 from raycai_tui.screens.base import RaycaiScreen
 
 if TYPE_CHECKING:
-    from raycai_core.cluster.apps import ClusterApp
     from raycai_core.cml.models import Runtime
     from raycai_core.spec import ClusterSpec
 
@@ -104,11 +101,6 @@ class CreateScreen(RaycaiScreen):
     ]
     MUTATING = frozenset({"submit"})
     help_title = "new cluster"
-
-    class Ready(Message):
-        def __init__(self, name: str) -> None:
-            super().__init__()
-            self.name = name
 
     def __init__(self, existing: set[str] | None = None) -> None:
         super().__init__()
@@ -330,38 +322,21 @@ class CreateScreen(RaycaiScreen):
             self._creation_ended()
         elif operation.ended and self._spec is not None:
             self.joining = True
-            self.watch_joined(self._spec)
+            self.raycai.watch_ready(self._spec.name)
 
-    @work(group="watch-joined", exclusive=True, exit_on_error=False)
-    async def watch_joined(self, spec: ClusterSpec) -> None:
-        """The core's readiness watch, fed the applications of the app's polls (no extra CML
-        call): each tick's progress in the steps, the cluster screen once it is ready."""
-        from raycai_core.cluster.readiness import progress_line, watch_until_ready
-
-        services = self.services
-        assert services is not None
-        app = self.raycai
-        steps = self.query_one(Steps)
-
-        async def members() -> list[ClusterApp]:
-            return app.snapshot.members.get(spec.name, []) if app.snapshot else []
-
-        interval = max(0.5, app.settings.poll_s or 2.0)
-        views = watch_until_ready(services.observer, spec.name, interval=interval, members=members)
-        async with contextlib.aclosing(views):
-            async for view in views:
-                level = "error" if view.failed_row is not None else "info"
-                steps.step("joined", progress_line(view), level)
-                if view.ready:
-                    steps.done()
-                    self.post_message(self.Ready(spec.name))
-
-    def on_create_screen_ready(self, message: CreateScreen.Ready) -> None:
+    def on_readiness_changed(self, message: ReadinessChanged) -> None:
+        """A tick of the app's watch: the nodes joining, then the cluster screen once ready."""
         from raycai_tui.screens.cluster import ClusterScreen
 
-        self.notify(f"{message.name}: every node joined Ray", title="Cluster ready")
-        self._creation_ended()
-        self.app.switch_screen(ClusterScreen(message.name))
+        if message.name != self.creating or not self.joining:
+            return
+        steps = self.query_one(Steps)
+        view = message.view
+        steps.step("joined", message.line, "error" if view.failed_row is not None else "info")
+        if view.ready:
+            steps.done()
+            self._creation_ended()
+            self.app.switch_screen(ClusterScreen(message.name))
 
     def action_cancel(self) -> None:
         if self.creating is not None and not self.joining:

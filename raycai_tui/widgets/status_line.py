@@ -53,8 +53,10 @@ class StatusLine(Static):
         self._refresh()
 
     def set_notes(self, *notes: str) -> None:
-        self._notes = [note for note in notes if note]
-        self._refresh()
+        kept = [note for note in notes if note]
+        if kept != self._notes:  # asked every poll: no repaint when nothing changed
+            self._notes = kept
+            self._refresh()
 
     def _compose_text(self) -> Text:
         if self._message is not None:

@@ -11,9 +11,11 @@ from raycai_core.cluster.lifecycle import ClusterManager
 from raycai_core.cluster.types import ClusterTimeout
 from raycai_core.local import WorkspaceHandle
 from raycai_tui.screens.cluster import ClusterScreen
+from raycai_tui.screens.clusters import ClustersScreen
 from raycai_tui.screens.create import CreateScreen, Steps
 from raycai_tui.widgets.apps_table import AppsTable
 from raycai_tui.widgets.ray_panel import RayPanel
+from raycai_tui.widgets.status_line import StatusLine
 from tests.fixtures.workspace import RUNTIME
 from tests.tui.support import client_for, make_app, set_ray_down, until
 
@@ -101,6 +103,11 @@ async def test_the_form_and_wait_ready_call_a_cluster_ready_only_once_ray_answer
             60,
         )
         assert "Ray does not answer" in steps.text
+        # The app's watch (not the form's): the clusters list's status line says it too.
+        clusters = app.screen_stack[-2]
+        assert isinstance(clusters, ClustersScreen)
+        note = "slow: nodes joined Ray: 2/2 by the launchers' word"
+        await until(pilot, lambda: note in clusters.query_one(StatusLine).text, "the note")
         async with client_for(handle) as cml:
             manager = ClusterManager(cml, handle.project_dir)
             with pytest.raises(ClusterTimeout, match="every node joined, but Ray does not answer"):
@@ -114,3 +121,5 @@ async def test_the_form_and_wait_ready_call_a_cluster_ready_only_once_ray_answer
         assert steps.text.endswith("nodes joined Ray: 2/2")
         screen = app.screen
         await until(pilot, lambda: "joined Ray  ·  READY" in title(screen), "READY")
+        assert "slow" not in app.joining  # the watch ended
+        await until(pilot, lambda: "slow:" not in clusters.query_one(StatusLine).text, "no note")
