@@ -78,6 +78,7 @@ from raycai_core.naming import (
     app_environment,
     app_name,
     description,
+    node_group,
     subdomain,
 )
 from raycai_core.spec import ClusterSpec, NodeSpec
@@ -147,11 +148,27 @@ class ClusterManager:
         return group_by_cluster(apps).get(name, [])
 
     def _request(self, spec: ClusterSpec, node: str) -> CreateApplication:
+        """The application of `node`: the head's sizes, or its worker group's (sizes, runtime,
+        accelerator label); the head-side provider builds the same request."""
         paths = self.paths(spec.name)
-        role = "head" if node == HEAD_NODE else "worker"
-        sizes: NodeSpec = spec.head if node == HEAD_NODE else spec.workers
+        if node == HEAD_NODE:
+            role, what = "head", "the head"
+            sizes: NodeSpec = spec.head
+            label_id = ""
+        else:
+            group = node_group(node)
+            if group is None:
+                raise ClusterError(f"{node!r} is not a node of cluster {spec.name}")
+            if group not in spec.groups:
+                raise ClusterError(
+                    f"cluster {spec.name} has no worker group {group!r} "
+                    f"(its groups: {', '.join(spec.group_names)})"
+                )
+            role, what = "worker", f"worker group {group}"
+            worker = spec.group(group)
+            sizes, label_id = worker, worker.accelerator_label_id
         if not sizes.runtime_identifier:
-            raise ClusterError(f"no runtime for the {role}: set one with --runtime")
+            raise ClusterError(f"no runtime for {what}: set one with --runtime")
         return CreateApplication(
             name=app_name(spec.name, node),
             subdomain=subdomain(self.cml.project_id, spec.name, node),
@@ -163,6 +180,7 @@ class ClusterManager:
             environment=app_environment(spec.name, node),
             runtime_identifier=sizes.runtime_identifier,
             bypass_authentication=False,
+            accelerator_label_id=label_id,
         )
 
     def _write_spec(self, spec: ClusterSpec, state: DesiredState = "active") -> None:

@@ -76,6 +76,8 @@ class Application(BaseModel):
     environment: dict[str, str] = Field(default_factory=dict)
     runtime_identifier: str = ""
     runtime_addon_identifiers: list[str] = Field(default_factory=list)
+    # CML's accelerator label (an int64 the API writes as a string); "0" or "" when none.
+    accelerator_label_id: str = ""
 
     @field_validator("status", mode="before")
     @classmethod
@@ -108,6 +110,11 @@ class Application(BaseModel):
     def _gpu(cls, value: Any) -> Any:
         return 0 if value in (None, "") else value
 
+    @field_validator("accelerator_label_id", mode="before")
+    @classmethod
+    def _label_id(cls, value: Any) -> Any:
+        return "" if value in (None, "", 0, "0") else str(value)
+
 
 class CreateApplication(BaseModel):
     """The body of CreateApplicationRequest; `environment` is an object here (per the spec)."""
@@ -126,12 +133,17 @@ class CreateApplication(BaseModel):
     bypass_authentication: bool = False
     runtime_identifier: str = ""
     runtime_addon_identifiers: list[str] = Field(default_factory=list)
+    # The id of a CML accelerator label (digits; the API's int64 travels as a string), which
+    # gives the application's pod that kind of GPU; left out of the body when empty.
+    accelerator_label_id: str = ""
 
     def to_body(self, project_id: str) -> dict[str, Any]:
         body = self.model_dump()
         body["project_id"] = project_id
         if not body["runtime_addon_identifiers"]:
             del body["runtime_addon_identifiers"]
+        if not body["accelerator_label_id"]:
+            del body["accelerator_label_id"]
         return body
 
 
