@@ -107,6 +107,12 @@ def test_launcher_json_contents() -> None:
             env={"FOO": "bar"},
         )
     )
+    worker = {
+        "num_cpus": 4,
+        "num_gpus": 1,
+        "memory": 10 * GIB - int(10 * GIB * 0.3),
+        "object_store_memory": int(10 * GIB * 0.3),
+    }
     assert config == {
         "schema": 1,
         "cluster": "demo",
@@ -123,12 +129,9 @@ def test_launcher_json_contents() -> None:
             "memory": 4 * GIB - int(4 * GIB * 0.3),
             "object_store_memory": int(4 * GIB * 0.3),
         },
-        "worker": {
-            "num_cpus": 4,
-            "num_gpus": 1,
-            "memory": 10 * GIB - int(10 * GIB * 0.3),
-            "object_store_memory": int(10 * GIB * 0.3),
-        },
+        "worker": worker,
+        # The same sizes per group (a one-[workers] cluster has the group `worker`).
+        "groups": {"worker": {**worker, "resources": {}, "labels": {}}},
         "env": {"FOO": "bar"},
     }
     # The worker count is lifecycle's business: scaling does not touch launcher.json.

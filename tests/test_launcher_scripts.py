@@ -192,13 +192,12 @@ class Project:
             process.wait(10)
 
 
-@pytest.fixture
-def fake(tmp_path: Path) -> Iterator[Project]:
+def fake_project(tmp_path: Path, workers: dict[str, Any]) -> Project:
     """A project whose .venv holds a fake Ray 2.60.0 (overwrite its python for other versions)."""
     spec = {
         "name": "demo",
         "head": {"runtime_identifier": "img", "cpu": 2, "memory": 4},
-        "workers": {"cpu": 3, "memory": 2},
+        "workers": workers,
         "ray": {"search": [".venv"]},
         "env": {"EXTRA_SETTING": "on"},
     }
@@ -209,6 +208,29 @@ def fake(tmp_path: Path) -> Iterator[Project]:
     bin_dir.mkdir(parents=True)
     fake_ray(bin_dir, str(project.record_file), str(project.exit_file))
     fake_python(bin_dir, "2.60.0")
+    return project
+
+
+@pytest.fixture
+def fake(tmp_path: Path) -> Iterator[Project]:
+    project = fake_project(tmp_path, {"cpu": 3, "memory": 2})
+    yield project
+    project.cleanup()
+
+
+@pytest.fixture
+def grouped(tmp_path: Path) -> Iterator[Project]:
+    """Two worker groups: `pool` and `gpu` (an accelerator, a custom resource, a label)."""
+    gpu = {
+        "cpu": 2,
+        "memory": 8,
+        "nvidia_gpu": 1,
+        "count": 1,
+        "accelerator": "L40S",
+        "resources": {"fast_disk": 2},
+        "labels": {"tier": "gpu", "example.com/zone": "a"},
+    }
+    project = fake_project(tmp_path, {"pool": {"cpu": 3, "memory": 2}, "gpu": gpu})
     yield project
     project.cleanup()
 
@@ -279,7 +301,8 @@ def test_worker_waits_joins_rejoins_and_stops(fake: Project) -> None:
     assert flag(argv, "--num-cpus") == "3" and flag(argv, "--num-gpus") == "0"
     assert int(flag(argv, "--memory")) + int(flag(argv, "--object-store-memory")) == 2 * 2**30
     assert flag(argv, "--node-name") == "raycai-demo-worker-1"
-    assert flag(argv, "--labels") == "raycai/cluster=demo,raycai/node=worker-1"
+    labels = "raycai/cluster=demo,raycai/node=worker-1,raycai/group=worker"
+    assert flag(argv, "--labels") == labels and "--resources" not in argv
     assert int(flag(argv, "--dashboard-agent-listen-port")) > 0
     assert len(flag(argv, "--temp-dir")) < 30 and "--head" not in argv
     env = first["env"]
@@ -320,6 +343,44 @@ def test_worker_waits_joins_rejoins_and_stops(fake: Project) -> None:
     assert token not in log
     gcs.close()
     gcs2.close()
+
+
+def test_a_worker_starts_ray_with_its_groups_resources_and_labels(grouped: Project) -> None:
+    gcs = socket.socket()
+    gcs.bind(("127.0.0.1", 0))
+    gcs.listen()
+    grouped.publish_head(gcs.getsockname()[1], "aaaa")
+    # gpu-1 finds its group by RAYCAI_GROUP; pool-2 (no RAYCAI_GROUP) by its node name.
+    gpu_env = {**grouped.env("gpu-1", "127.0.0.1", free_port()), "RAYCAI_GROUP": "gpu"}
+    grouped.start("worker", gpu_env, python=oldest_python())
+    grouped.start("worker", grouped.env("pool-2", "127.0.0.1", free_port()))
+    grouped.phase("gpu-1", "joined")
+    grouped.phase("pool-2", "joined")
+    argv = {flag(c["argv"], "--node-name"): c["argv"] for c in starts(grouped)}
+    gpu = argv["raycai-demo-gpu-1"]
+    assert flag(gpu, "--num-cpus") == "2" and flag(gpu, "--num-gpus") == "1"
+    assert int(flag(gpu, "--memory")) + int(flag(gpu, "--object-store-memory")) == 8 * 2**30
+    assert json.loads(flag(gpu, "--resources")) == {"accelerator_type:L40S": 1.0, "fast_disk": 2.0}
+    assert flag(gpu, "--labels") == (
+        "raycai/cluster=demo,raycai/node=gpu-1,raycai/group=gpu,example.com/zone=a,tier=gpu"
+    )
+    cpu = argv["raycai-demo-pool-2"]
+    assert flag(cpu, "--num-cpus") == "3" and flag(cpu, "--num-gpus") == "0"
+    assert flag(cpu, "--labels") == "raycai/cluster=demo,raycai/node=pool-2,raycai/group=pool"
+    assert "--resources" not in cpu
+    gcs.close()
+
+
+def test_a_worker_of_a_group_the_cluster_lacks_fails(grouped: Project) -> None:
+    gcs = socket.socket()
+    gcs.bind(("127.0.0.1", 0))
+    gcs.listen()
+    grouped.publish_head(gcs.getsockname()[1], "aaaa")
+    launcher = grouped.start("worker", grouped.env("tpu-1", "127.0.0.1", free_port()))
+    assert launcher.wait(20) == 2
+    assert "no worker group 'tpu'" in grouped.record("tpu-1")["error"]
+    assert starts(grouped) == []
+    gcs.close()
 
 
 def test_head_publishes_falls_back_to_free_ports_and_exits_with_ray(fake: Project) -> None:

@@ -22,7 +22,8 @@ from raycai_core.cluster.phases import LAUNCHER_CONSTANTS
 from raycai_core.cluster.records import read_token
 from raycai_core.credentials import Secret
 from raycai_core.launcher.autoscaling import launcher_settings, render_autoscaler
-from raycai_core.spec import ClusterSpec, NodeSpec
+from raycai_core.naming import DEFAULT_GROUP
+from raycai_core.spec import ClusterSpec, NodeSpec, WorkerGroupSpec
 
 __all__ = [
     "LAUNCHER_SCHEMA",
@@ -106,8 +107,17 @@ def _resources(node: NodeSpec) -> dict[str, int]:
     }
 
 
+def _group(group: WorkerGroupSpec) -> dict[str, Any]:
+    """A worker group's `ray start` settings: sizes, custom resources (with
+    `accelerator_type:<T>`) and the user's labels (the launcher adds raycai's own)."""
+    return {**_resources(group), "resources": group.ray_resources(), "labels": dict(group.labels)}
+
+
 def launcher_config(spec: ClusterSpec) -> dict[str, Any]:
-    """launcher.json: everything the launchers read at run time (no secrets)."""
+    """launcher.json: everything the launchers read at run time (no secrets). Every worker
+    runs the same worker.py and finds its group's entry in `groups`; `worker` (the default
+    group's sizes) stays for launchers that predate groups."""
+    default = spec.groups.get(DEFAULT_GROUP)
     return {
         "schema": LAUNCHER_SCHEMA,
         "cluster": spec.name,
@@ -119,7 +129,8 @@ def launcher_config(spec: ClusterSpec) -> dict[str, Any]:
         },
         "auth": {"mode": "token", "token_file": TOKEN_FILE},
         "head": _resources(spec.head),
-        "worker": _resources(spec.workers),
+        **({"worker": _resources(default)} if default is not None else {}),
+        "groups": {name: _group(group) for name, group in spec.groups.items()},
         "env": dict(spec.env),
         **({"autoscaler": a} if (a := launcher_settings(spec)) else {}),
     }

@@ -57,7 +57,10 @@ DRAIN_PROTOCOL = 1
 # raycai:vocabulary-end
 
 SCHEMA = 1  # of launcher.json, head.json and nodes/<node>.json
-NODE_RE = re.compile(r"^(head|worker-[1-9][0-9]{0,5})$")
+# The head, or node k of a worker group: `<group>-<k>` (raycai_core.naming's rule).
+NODE_RE = re.compile(r"^(head|[a-z][a-z0-9]{0,11}-[1-9][0-9]{0,5})$")
+GROUP_RE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
+DEFAULT_GROUP = "worker"
 RAY_STARTED = "Ray runtime started."
 # `ray start` output meaning the head refused this node's token (Ray 2.60 wording). Not every
 # AuthenticationError: a head restart shows up as "AuthenticationError: ... WrongClusterID".
@@ -180,11 +183,35 @@ def node_identity(config: dict) -> tuple[str, str]:
     if env_cluster and env_cluster != cluster:
         raise Fatal(f"RAYCAI_CLUSTER={env_cluster} but {CLUSTER_DIR} belongs to cluster {cluster}")
     node = os.environ.get("RAYCAI_NODE") or ("head" if ROLE == "head" else "")
-    if not NODE_RE.match(node) or (node == "head") != (ROLE == "head"):
+    if not NODE_RE.match(node) or (node == "head") != (ROLE == "head") or node.startswith("head-"):
         raise Fatal(
-            f"RAYCAI_NODE={node!r} does not name a {ROLE} node (head, worker-1, worker-2, ...)"
+            f"RAYCAI_NODE={node!r} does not name a {ROLE} node (head, worker-1, gpu-2, ...)"
         )
     return cluster, node
+
+
+def node_group(node: str) -> str:
+    """A worker's group: RAYCAI_GROUP, else the `<group>` of `<group>-<k>`, else `worker`."""
+    group = os.environ.get("RAYCAI_GROUP") or ""
+    if not group and NODE_RE.match(node) and node != "head":
+        group = node.rsplit("-", 1)[0]
+    group = group or DEFAULT_GROUP
+    if not GROUP_RE.match(group) or group == "head":
+        raise Fatal(f"RAYCAI_GROUP={group!r} is not a worker group name")
+    return group
+
+
+def group_settings(config: dict, group: str) -> dict:
+    """launcher.json's `ray start` settings of a worker group (the old `worker` entry for
+    the default group of a launcher.json written before groups)."""
+    groups = config.get("groups")
+    if isinstance(groups, dict) and isinstance(groups.get(group), dict):
+        return groups[group]
+    if not isinstance(groups, dict) and group == DEFAULT_GROUP and config.get("worker"):
+        return config["worker"]
+    raise Fatal(
+        f"launcher.json has no worker group {group!r}: render the cluster again (`raycai up`)"
+    )
 
 
 def platform_port(name: str) -> int:
@@ -928,10 +955,20 @@ class Launcher:
         self.phase(STOPPED, ray_pid=None, ray_node_id=None)
         return EXIT_STOPPED
 
-    def common_args(self, ip: str, resources: dict) -> list[str]:
+    def common_args(self, ip: str, resources: dict, group: str | None = None) -> list[str]:
+        """`ray start`'s flags shared by the head and workers; a worker of `group` also gets
+        the group's custom resources and its labels (`raycai/group` and the user's)."""
         temp_dir = ray_temp_dir(self.root, self.cluster, self.node)
         prune_sessions(temp_dir)
         labels = f"{LABEL_PREFIX}cluster={self.cluster},{LABEL_PREFIX}node={self.node}"
+        extra = []
+        if group is not None:
+            labels += f",{LABEL_PREFIX}group={group}"
+            user = resources.get("labels") or {}
+            labels += "".join(f",{key}={value}" for key, value in sorted(user.items()))
+            custom = resources.get("resources") or {}
+            if custom:
+                extra = ["--resources", json.dumps(custom, sort_keys=True)]
         return [
             "--node-ip-address",
             ip,
@@ -951,6 +988,7 @@ class Launcher:
             self.name,
             "--labels",
             labels,
+            *extra,
         ]
 
     def start_ray(self, argv: list[str]) -> RayProcess:
@@ -1094,7 +1132,8 @@ class Launcher:
     def worker_argv(self, ip: str, head: dict) -> list[str]:
         target = address(str(head["ip"]), int(head["gcs_port"]))
         argv = [self.ray_exe, "start", "--address", target, "--block"]
-        return argv + self.common_args(ip, self.config["worker"])
+        group = node_group(self.node)
+        return argv + self.common_args(ip, group_settings(self.config, group), group)
 
     def worker_session(self, ip: str, head: dict) -> str:
         """One `ray start` against one head: stopped, rejoin, refused or exited."""
