@@ -233,3 +233,114 @@ def test_up_refuses_to_resize_nodes_in_place() -> None:
     with pytest.raises(ClusterError, match="already runs with other workers settings"):
         check_sizes_unchanged(before, spec(1, cpu=2), members)
     check_sizes_unchanged(before, spec(1, cpu=2), [])  # nothing runs yet: anything goes
+
+
+# -- worker groups -------------------------------------------------------------------------
+
+
+def grouped(data: int = 2, gpu: int = 1) -> Desired:
+    """Two groups: `data` (CPU workers) and `gpu`."""
+    groups = [f"data:count={data},cpu=1,memory=2", f"gpu:count={gpu},gpu=1"]
+    return Desired(spec=spec_from_flags(name="demo", runtime="rt", groups=groups))
+
+
+def grouped_view(stored: Desired, nodes: list[str], idle: tuple[str, ...] = ()) -> ClusterView:
+    members = group_by_cluster([app("demo", "head"), *(app("demo", n) for n in nodes)])["demo"]
+    records = {node: joined(node) for node in nodes}
+    rays = [
+        ray("demo", "head"),
+        *(ray("demo", n, used_cpu=0.0 if n in idle else 1.0) for n in nodes),
+    ]
+    return merge_cluster("demo", stored, members, records, None, rays)
+
+
+def test_scale_plans_every_named_group_from_one_state() -> None:
+    stored = grouped(data=2, gpu=2)
+    view = grouped_view(stored, ["data-1", "data-2", "gpu-1", "gpu-2"], idle=("gpu-1",))
+    plan = plan_scale(
+        stored, {"data": ScaleTarget(delta=1), "gpu": ScaleTarget(delta=-1)}, view.worker_rows
+    )
+    assert [a.node for a in plan.create] == ["data-3"]
+    # Within the gpu group, the idle worker goes before the busy one of higher index.
+    assert [(a.node, a.reason) for a in plan.remove] == [("gpu-1", "idle")]
+    assert plan.groups == {"data": (2, 3), "gpu": (2, 1)}
+    assert (plan.before, plan.after) == (4, 4)
+    assert (plan.spec.group("data").count, plan.spec.group("gpu").count) == (3, 1)
+    assert plan.busy == [] and "gpu-1" not in plan.keep and "gpu-2" in plan.keep
+    # One group named: the other keeps its count and its workers.
+    only = plan_scale(stored, {"gpu": ScaleTarget(count=0)}, view.worker_rows)
+    assert [a.node for a in only.remove] == ["gpu-1", "gpu-2"] and only.create == []
+    assert only.busy == ["gpu-2"]
+    assert only.spec.group("data").count == 2 and only.groups == {"gpu": (2, 0)}
+
+
+def test_scale_without_a_group_is_refused_on_a_cluster_with_several() -> None:
+    stored = grouped()
+    view = grouped_view(stored, ["data-1", "data-2", "gpu-1"])
+    with pytest.raises(ClusterError, match=r"several worker groups \(data, gpu\)"):
+        plan_scale(stored, ScaleTarget(count=3), view.worker_rows)
+    with pytest.raises(ClusterError, match=r"no worker group 'tpu' \(its groups: data, gpu\)"):
+        plan_scale(stored, {"tpu": ScaleTarget(count=1)}, view.worker_rows)
+    # The one-group form names no group.
+    one = plan_scale(desired(1), ScaleTarget(delta=1), [])
+    assert [a.node for a in one.create] == ["worker-1", "worker-2"]
+    assert one.groups == {"worker": (1, 2)}
+
+
+def test_up_converges_each_group_to_its_own_count() -> None:
+    two = grouped(data=2, gpu=1).spec
+    fresh = plan_up(two, [])
+    assert [(a.kind, a.node) for a in fresh.workers] == [
+        ("create", "data-1"),
+        ("create", "data-2"),
+        ("create", "gpu-1"),
+    ]
+    members = group_by_cluster(
+        [
+            app("demo", "head"),
+            app("demo", "data-2", "APPLICATION_STOPPED"),
+            app("demo", "gpu-1"),
+            app("demo", "gpu-2"),  # beyond the gpu group's count
+            app("demo", "worker-1"),  # a group the spec no longer names
+        ]
+    )["demo"]
+    plan = plan_up(two, members)
+    assert plan.head is None
+    assert [(a.kind, a.node) for a in plan.workers] == [
+        ("create", "data-1"),
+        ("restart", "data-2"),
+        ("delete", "gpu-2"),
+        ("delete", "worker-1"),
+    ]
+    assert plan.workers[-1].reason == "group worker is no longer in the spec"
+
+
+def test_heal_keeps_each_group_at_its_count() -> None:
+    now = time.time()
+    stored = grouped(data=2, gpu=1)
+    members = group_by_cluster(
+        [app("demo", "head"), app("demo", "data-1"), app("demo", "gpu-1", "APPLICATION_FAILED")]
+    )["demo"]
+    records = {"head": NodeRecord(node="head", role="head", phase="running", updated_at=now)}
+    view = merge_cluster("demo", stored, members, records, None, None, now=now)
+    actions = heal_actions(view, stored, now)
+    assert [(a.kind, a.node) for a in actions] == [("restart", "gpu-1"), ("create", "data-2")]
+
+
+def test_up_refuses_to_resize_a_group_in_place_but_may_add_or_remove_one() -> None:
+    members = group_by_cluster([app("demo", "head")])["demo"]
+    before = grouped()
+    check_sizes_unchanged(before, grouped(data=5, gpu=0).spec, members)  # counts may change
+    bigger = spec_from_flags(
+        name="demo", runtime="rt", groups=["data:count=2,cpu=4,memory=2", "gpu:count=1,gpu=1"]
+    )
+    with pytest.raises(ClusterError, match="other worker group data settings"):
+        check_sizes_unchanged(before, bigger, members)
+    fewer = spec_from_flags(name="demo", runtime="rt", groups=["data:count=2,cpu=1,memory=2"])
+    check_sizes_unchanged(before, fewer, members)  # the gpu group's workers go
+    more = spec_from_flags(
+        name="demo",
+        runtime="rt",
+        groups=["data:count=2,cpu=1,memory=2", "gpu:count=1,gpu=1", "big:count=1,cpu=8"],
+    )
+    check_sizes_unchanged(before, more, members)  # the big group's workers come

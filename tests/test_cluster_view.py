@@ -221,3 +221,36 @@ def test_uptime_is_measured_at_the_moment_of_the_view() -> None:
     view = merge_cluster("demo", desired(1), members, {}, None, [], now=at)
     assert view.uptime_s(view.row("head")) == 90
     assert view.uptime_s(view.row("worker-1")) is None  # not RUNNING
+
+
+def test_each_group_has_its_counts_and_the_cluster_is_ready_when_every_group_is() -> None:
+    groups = ["data:count=2,cpu=1,memory=2", "gpu:min=0,max=4,gpu=1"]
+    stored = Desired(spec=spec_from_flags(name="demo", runtime="rt", groups=groups))
+    nodes = ["head", "gpu-1", "data-1", "data-2"]
+    members = group_by_cluster([app("demo", n) for n in nodes])["demo"]
+    records = {n: record(n, "running" if n == "head" else "joined") for n in nodes}
+    rays = [ray("demo", n) for n in nodes if n != "data-2"]
+    view = merge_cluster("demo", stored, members, records, None, rays)
+    # The head, then each group in the spec's order, by index.
+    assert [r.node for r in view.rows] == ["head", "data-1", "data-2", "gpu-1"]
+    assert [r.group for r in view.rows] == [None, "data", "data", "gpu"]
+    data, gpu = view.groups
+    assert (data.name, data.desired, data.existing, data.running, data.joined) == (
+        "data",
+        2,
+        2,
+        2,
+        1,
+    )
+    assert not data.autoscale and not data.all_joined
+    assert (gpu.min, gpu.max, gpu.autoscale, gpu.existing, gpu.joined) == (0, 4, True, 1, 1)
+    assert gpu.all_joined  # at least its min joined: more come and go with demand
+    assert view.desired_workers == 2 and view.autoscaled
+    assert not view.ready and "data-2" in (view.not_ready_reason or "")
+    everyone = merge_cluster(
+        "demo", stored, members, records, None, [ray("demo", n) for n in nodes]
+    )
+    assert everyone.ready
+    # A group's missing worker is named with its group.
+    short = merge_cluster("demo", stored, members[:2], records, None, rays)
+    assert "1 worker application(s) of group data not created yet" in (short.not_ready_reason or "")

@@ -82,6 +82,16 @@ def _env_pairs(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--head-cpu", type=float, help="vCPU of the head.")
 @click.option("--head-memory", type=float, help="Memory of the head, GB.")
 @click.option("--head-gpu", type=int, help="NVIDIA GPUs of the head.")
+@click.option(
+    "--group",
+    "groups",
+    multiple=True,
+    metavar="NAME:key=val,...",
+    help="A worker group (repeatable), instead of --workers/--cpu/--memory/--gpu: "
+    "NAME:cpu=4,memory=16,gpu=1,count=2 or min=0,max=4 (autoscaled), optional "
+    "accelerator=L40S, accelerator_label=<CML label id>, runtime=<image>, "
+    "resource.<name>=<amount>, label.<key>=<value>.",
+)
 @click.option("--runtime", help="Runtime image identifier (see `raycai runtimes`).")
 @click.option("--worker-runtime", help="Runtime of the workers, when not the head's.")
 @click.option("--ray-version", help="Ray version the launchers require.")
@@ -106,16 +116,26 @@ def up(
 ) -> None:
     """Create a cluster, or converge an existing one to its spec.
 
+    A cluster has a head and one or more worker groups: each group is a kind of worker
+    (a CPU pool, a GPU pool of one accelerator...) with its own sizes and count, or min and
+    max kept by Ray's autoscaler, which picks the group whose resources fit the pending
+    work. Without --group, the workers are one group named `worker`.
+
     \b
     raycai up demo --workers 2 --cpu 2 --memory 8 --runtime <image>
-    raycai up --file cluster.toml
+    raycai up demo --runtime <image> --group data:cpu=4,memory=16,count=2 \\
+        --group gpu:cpu=8,memory=32,gpu=1,min=0,max=4,accelerator=L40S
+    raycai up --file cluster.toml     ([workers.<group>] tables)
     """
     try:
         base = load_spec_file(spec_file) if spec_file else None
         cluster_name = name or (base.name if base else None)
         if not cluster_name:
             raise click.UsageError("give the cluster a NAME, or a --file with `name = ...`")
-        spec = spec_from_flags(name=cluster_name, base=base, env=_env_pairs(env), **flags)
+        groups = flags.pop("groups") or None
+        spec = spec_from_flags(
+            name=cluster_name, base=base, env=_env_pairs(env), groups=groups, **flags
+        )
     except SpecError as exc:
         fail(str(exc), EXIT_BAD_INPUT)
 
@@ -212,24 +232,52 @@ def status(target: Target, name: str, as_json: bool, watch: bool) -> None:
 
 
 class WorkerCountType(click.ParamType):
-    """N (set), +K or -K (change): `-2` is a count argument, not an option."""
+    """N (set), +K or -K (change), optionally for one group: GROUP=N|+K|-K (`-2` is a count
+    argument, not an option). Converts to (group or None, ScaleTarget)."""
 
-    name = "N|+K|-K"
+    name = "[GROUP=]N|+K|-K"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         from raycai_core.cluster.types import ScaleTarget
 
         if not isinstance(value, str):
             return value
+        group, equals, count = value.partition("=")
         try:
-            return ScaleTarget.parse(value)
+            if not equals:
+                return None, ScaleTarget.parse(value)
+            if not group.strip():
+                raise ValueError(f"{value!r} names no group: write GROUP=N, GROUP=+K or GROUP=-K")
+            return group.strip(), ScaleTarget.parse(count)
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
 
 
+def scale_targets(items: tuple[tuple[str | None, Any], ...]) -> Any:
+    """One bare target (the cluster's one group), or `{group: target}` from GROUP=... items;
+    a bare target beside named ones, or a group named twice, is refused."""
+    bare = [target for group, target in items if group is None]
+    if bare and len(items) > 1:
+        raise click.BadParameter(
+            "give either one N|+K|-K (a cluster with one worker group) or GROUP=N|+K|-K "
+            "for each group to scale, not both"
+        )
+    if bare:
+        return bare[0]
+    named: dict[str, Any] = {}
+    for group, target in items:
+        assert group is not None
+        if group in named:
+            raise click.BadParameter(f"group {group} is given twice")
+        named[group] = target
+    return named
+
+
 @click.command(context_settings={"ignore_unknown_options": True})
 @click.argument("name")
-@click.argument("count", type=WorkerCountType(), metavar="N|+K|-K")
+@click.argument(
+    "counts", nargs=-1, required=True, type=WorkerCountType(), metavar="[GROUP=]N|+K|-K..."
+)
 @click.option("--wait/--no-wait", default=False, help="Wait until the new workers joined.")
 @click.option(
     "--drain-timeout",
@@ -246,28 +294,40 @@ class WorkerCountType(click.ParamType):
 )
 @target_options
 def scale(
-    target: Target, name: str, count: Any, wait: bool, drain_timeout: float, refuse_busy: bool
+    target: Target,
+    name: str,
+    counts: tuple[tuple[str | None, Any], ...],
+    wait: bool,
+    drain_timeout: float,
+    refuse_busy: bool,
 ) -> None:
-    """Set (N) or change (+K, -K) the number of workers.
+    """Set (N) or change (+K, -K) the number of workers, per worker group.
 
     \b
-    raycai scale demo 3     three workers
-    raycai scale demo +2    two more than cluster.json says now
-    raycai scale demo -1    one fewer
-    Workers go failed first, then not joined, idle, busy; each one in Ray is drained first
-    (Ray schedules nothing new there and its running tasks get --drain-timeout seconds).
-    With autoscaling on (min..max workers), this moves the minimum (and the maximum when it
-    must); the cluster's autoscaler adds the workers or removes idle ones.
+    raycai scale demo 3           three workers (a cluster with one worker group)
+    raycai scale demo +2          two more than cluster.json says now
+    raycai scale demo -1          one fewer
+    raycai scale demo gpu=+1 data=-1   several groups in one locked update
+    A cluster with several worker groups needs GROUP=... for each group to change
+    (`raycai status NAME` lists its groups). Within a group, workers go failed first, then
+    not joined, idle, busy; each one in Ray is drained first (Ray schedules nothing new
+    there and its running tasks get --drain-timeout seconds). With autoscaling on (a
+    group's min..max), this moves the group's minimum (and its maximum when it must); the
+    cluster's autoscaler adds the workers or removes idle ones.
     """
     if name.startswith("-"):
         fail(f"{name!r} is not a cluster name (options go after NAME N)", EXIT_BAD_INPUT)
+    try:
+        chosen = scale_targets(counts)
+    except click.BadParameter as exc:
+        fail(exc.message, EXIT_BAD_INPUT)
 
     async def main() -> None:
         async with manager(target) as ops:
             try:
                 result = await ops.scale(
                     name,
-                    count,
+                    chosen,
                     wait=wait,
                     drain_timeout=drain_timeout,
                     allow_busy=not refuse_busy,
@@ -279,7 +339,11 @@ def scale(
             click.echo(f"added: {', '.join(result.added)}")
         if result.removed:
             click.echo(f"removed: {', '.join(result.removed)}")
-        click.echo(f"{name}: {result.before} -> {result.after} worker(s)")
+        if isinstance(chosen, dict):
+            for group, (before, after) in result.groups.items():
+                click.echo(f"{name}: group {group}: {before} -> {after} worker(s)")
+        else:
+            click.echo(f"{name}: {result.before} -> {result.after} worker(s)")
 
     run(main())
 

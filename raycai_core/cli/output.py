@@ -63,6 +63,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         ClusterError,
         ClusterNotFound,
         ClusterTimeout,
+        GroupNotGiven,
     )
     from raycai_core.cml.errors import CMLAuthError, CMLError, CMLPermissionDenied
     from raycai_core.credentials import MissingCredentials
@@ -87,7 +88,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         fail(str(exc), EXIT_AUTH if auth else EXIT_FAILED)
     except ClusterTimeout as exc:
         fail(str(exc), EXIT_TIMEOUT)
-    except ClusterNotFound as exc:
+    except (ClusterNotFound, GroupNotGiven) as exc:
         fail(str(exc), EXIT_BAD_INPUT)
     except (ClusterError, CMLError, CorruptClusterFile) as exc:
         fail(str(exc))

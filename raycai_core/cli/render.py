@@ -6,7 +6,62 @@ from typing import Any
 
 import click
 
-from raycai_core.cluster.view import ClusterView
+from raycai_core.cluster.view import ClusterView, GroupCounts
+
+
+def group_to_json(counts: GroupCounts) -> dict[str, Any]:
+    """One worker group's counts; `current` (joined) and `target` (applications that exist)
+    are the autoscaler's words for an autoscaled group."""
+    return {
+        "name": counts.name,
+        "autoscale": counts.autoscale,
+        "in_spec": counts.in_spec,
+        "desired": counts.desired,
+        "min": counts.min,
+        "max": counts.max,
+        "existing": counts.existing,
+        "running": counts.running,
+        "joined": counts.joined,
+        "current": counts.joined,
+        "target": counts.existing,
+        "ready": counts.all_joined,
+    }
+
+
+def group_line(counts: GroupCounts) -> str:
+    """`group gpu: 1 desired, 1 running, 1 joined`, or with the autoscaler
+    `group gpu: min 0, max 4, current 1, target 2` (never a "desired" that reads like a fault)."""
+    if not counts.in_spec:
+        return (
+            f"group {counts.name}: not in the spec, {counts.existing} worker(s) left "
+            "(`raycai up` removes them)"
+        )
+    if counts.autoscale:
+        return (
+            f"group {counts.name}: min {counts.min}, max {counts.max}, "
+            f"current {counts.joined}, target {counts.existing}"
+        )
+    return (
+        f"group {counts.name}: {counts.desired} desired, {counts.running} running, "
+        f"{counts.joined} joined"
+    )
+
+
+def workers_line(view: ClusterView) -> str:
+    """The workers in the first line of status: fixed `desired, running, joined`; with
+    autoscaling the summed min and the target (applications that exist), then joined."""
+    if view.autoscaled:
+        counts = view.groups
+        low = sum(c.min for c in counts if c.in_spec)
+        high = sum(c.max for c in counts if c.in_spec)
+        return (
+            f"workers min {low}, max {high}, target {len(view.worker_rows)}, "
+            f"joined {view.workers_joined}"
+        )
+    return (
+        f"workers desired {view.desired_workers}, running {view.workers_running}, "
+        f"joined {view.workers_joined}"
+    )
 
 
 def view_to_json(view: ClusterView) -> dict[str, Any]:
@@ -18,6 +73,8 @@ def view_to_json(view: ClusterView) -> dict[str, Any]:
         "desired_workers": view.desired_workers,
         "workers_running": view.workers_running,
         "workers_joined": view.workers_joined,
+        "autoscaled": view.autoscaled,
+        "groups": [group_to_json(counts) for counts in view.groups],
         "head_address": head.gcs_address if head else None,
         "ray_dashboard_url": head.dashboard_url if head else None,
         "ray_client_address": head.client_address if head else None,
@@ -36,6 +93,7 @@ def view_to_json(view: ClusterView) -> dict[str, Any]:
             {
                 "node": row.node,
                 "role": row.role,
+                "group": row.group,
                 "app_id": row.app.app.id if row.app else None,
                 "app_name": row.app.app.name if row.app else None,
                 "app_status": row.app_status.value,
@@ -56,10 +114,10 @@ def view_to_json(view: ClusterView) -> dict[str, Any]:
 def print_view(view: ClusterView) -> None:
     head = view.head
     click.echo(
-        f"cluster {view.name}: {'READY' if view.ready else 'NOT READY'}  "
-        f"workers desired {view.desired_workers}, running {view.workers_running}, "
-        f"joined {view.workers_joined}"
+        f"cluster {view.name}: {'READY' if view.ready else 'NOT READY'}  {workers_line(view)}"
     )
+    for counts in view.groups:
+        click.echo(f"  {group_line(counts)}")
     if head is not None:
         click.echo(
             f"  head  {head.gcs_address}   dashboard {head.dashboard_url}   "

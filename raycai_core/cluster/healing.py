@@ -8,9 +8,9 @@ ClusterView, the actions ClusterManager.heal takes; `HealPlanner` spaces attempt
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from raycai_core.cluster import phases
 from raycai_core.cluster.autoscaler import KEPT_BY_AUTOSCALER, autoscaler_running
@@ -18,7 +18,7 @@ from raycai_core.cluster.desired import Desired
 from raycai_core.cluster.records import NodeRecord
 from raycai_core.cluster.view import ClusterView
 from raycai_core.cml.models import AppStatus
-from raycai_core.naming import HEAD_NODE, worker_node
+from raycai_core.naming import DEFAULT_GROUP, HEAD_NODE, group_node, node_group
 
 if TYPE_CHECKING:
     from raycai_core.cluster.types import ClusterSummary
@@ -85,24 +85,38 @@ def heal_reason(
     ]
     if silent:
         return "launcher gone (no heartbeat): " + ", ".join(silent)
-    if len(summary.workers) <= desired.spec.workers.count:
-        drained = [m.node for m in summary.workers if _parked(m.app.status, records.get(m.node))]
-        if drained:
-            return "drained by an unfinished scale-down: " + ", ".join(drained)
+    groups = desired.spec.groups
+    drained = [
+        m.node
+        for m in summary.workers
+        if _parked(m.app.status, records.get(m.node))
+        and m.group in groups
+        and _group_size(summary.workers, m.group) <= groups[m.group].count
+    ]
+    if drained:
+        return "drained by an unfinished scale-down: " + ", ".join(drained)
     head = summary.head
-    missing = desired.spec.workers.count - len(summary.workers)
+    missing = sum(
+        max(0, group.count - _group_size(summary.workers, name)) for name, group in groups.items()
+    )
     settled = now - (desired.updated_at or desired.created_at) >= missing_grace_s
     if missing > 0 and settled and head is not None and head.app.status is AppStatus.RUNNING:
         return f"{missing} worker application(s) missing"
     return None
 
 
+def _group_size(workers: Iterable[Any], group: str | None) -> int:
+    """How many of `workers` (anything with a `node`) belong to `group`."""
+    return sum(1 for w in workers if node_group(w.node) == group)
+
+
 def plan_heal(view: ClusterView, desired: Desired | None, now: float) -> HealPlan:
     """The actions that bring `view` back to `desired` without touching what works.
 
     Restart: an application FAILED or STOPPED, or RUNNING with a launcher gone silent.
-    Recreate: a worker application missing (lowest free indexes). Resume: a worker drained
-    by a scale-down that never deleted it, while the cluster still wants that many workers.
+    Recreate: a worker application missing (each group's lowest free indexes). Resume: a
+    worker drained by a scale-down that never deleted it, while its group still wants that
+    many workers. Each group is kept at its own count.
     Left alone: everything else, and every node of a cluster that is not active.
     """
     if not _active(desired):
@@ -114,13 +128,14 @@ def plan_heal(view: ClusterView, desired: Desired | None, now: float) -> HealPla
         return HealPlan([], [(row.node, kept) for row in view.rows if row.app is not None])
     steps: list[HealStep] = []
     alone: list[tuple[str, str]] = []
-    wanted = desired.spec.workers.count
+    groups = desired.spec.groups
     workers = view.worker_rows
     for row in view.rows:
         if row.app is None:
             continue
         status = row.app_status
         record = row.record
+        wanted = groups[row.group].count if row.group in groups else 0
         if status in BROKEN:
             reason = f"application {status.value}"
             if record and record.error:
@@ -128,25 +143,35 @@ def plan_heal(view: ClusterView, desired: Desired | None, now: float) -> HealPla
             steps.append(HealStep(row.node, "restart", reason))
         elif (gone := launcher_gone(status, record, now)) is not None:
             steps.append(HealStep(row.node, "restart", gone))
-        elif _parked(status, record) and row.role == "worker" and len(workers) <= wanted:
+        elif (
+            _parked(status, record)
+            and row.role == "worker"
+            and row.group in groups
+            and _group_size(workers, row.group) <= wanted
+        ):
             why = "drained by a scale-down that did not finish; the cluster still wants it"
             steps.append(HealStep(row.node, "resume", why))
         elif _leaving(record):
             assert record is not None
             alone.append((row.node, f"{record.phase}: a scale-down removes it"))
     existing = {row.node for row in workers}
-    for node in missing_workers(existing, wanted):
-        steps.append(HealStep(node, "recreate", "application missing"))
+    for name, group in groups.items():
+        for node in missing_workers(existing, group.count, name):
+            steps.append(HealStep(node, "recreate", "application missing"))
     return HealPlan(steps, alone)
 
 
-def missing_workers(existing: Collection[str], wanted: int) -> list[str]:
-    """Worker nodes to create so that `wanted` exist, lowest free indexes first."""
+def missing_workers(
+    existing: Collection[str], wanted: int, group: str = DEFAULT_GROUP
+) -> list[str]:
+    """Nodes of `group` to create so that `wanted` of it exist, lowest free indexes first
+    (`existing` may hold any node; only the group's count)."""
+    have = {node for node in existing if node_group(node) == group}
     missing: list[str] = []
     index = 1
-    while len(existing) + len(missing) < wanted:
-        node = worker_node(index)
-        if node not in existing:
+    while len(have) + len(missing) < wanted:
+        node = group_node(group, index)
+        if node not in have:
             missing.append(node)
         index += 1
     return missing

@@ -16,7 +16,7 @@ import contextlib
 import shutil
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -34,12 +34,15 @@ from raycai_core.cluster.layout import ClusterPaths, cluster_names_on_disk
 from raycai_core.cluster.lock import ClusterLocked, cluster_lock
 from raycai_core.cluster.observe import Observer
 from raycai_core.cluster.plan import (
+    ScalePlan,
     check_sizes_unchanged,
+    group_targets,
     heal_actions,
     plan_down,
     plan_scale,
     plan_token_restart,
     plan_up,
+    scaled_spec,
 )
 from raycai_core.cluster.readiness import progress_line, watch_until_ready
 from raycai_core.cluster.records import (
@@ -429,27 +432,27 @@ class ClusterManager:
     async def scale(
         self,
         name: str,
-        target: ScaleTarget | int,
+        target: ScaleTarget | int | Mapping[str, ScaleTarget | int],
         *,
         wait: bool = False,
         timeout: float | None = 600.0,
         drain_timeout: float = 60.0,
         allow_busy: bool = True,
     ) -> ScaleResult:
-        """Set (`3`, a plain int) or change (`ScaleTarget(delta=+1)`) the number of workers.
+        """Set (`3`, a plain int) or change (`ScaleTarget(delta=+1)`) the number of workers:
+        of the cluster's one group, or of each group named in `{group: target}` (several
+        groups at once, in one locked update of the desired state).
 
-        The new count is computed from cluster.json under the cluster's lock, never from what
-        a caller last saw, so concurrent scales add up. Workers go in the order failed, not
-        joined, idle, busy (highest index first); each one that is part of Ray is drained
-        first (Ray schedules nothing new there; running tasks get `drain_timeout` seconds),
-        then its application is deleted. With `allow_busy=False`, WorkersBusy is raised
-        before anything changes when a busy worker would go. When some workers could not
-        be added or removed, ActionsFailed says which were and which were not (the new
-        count stays stored: rerunning with that count finishes).
+        Each new count is computed from cluster.json under the cluster's lock, never from
+        what a caller last saw, so concurrent scales add up. Within each group, workers go
+        in the order failed, not joined, idle, busy (highest index first); each one that is
+        part of Ray is drained first (Ray schedules nothing new there; running tasks get
+        `drain_timeout` seconds), then its application is deleted. With `allow_busy=False`,
+        WorkersBusy is raised before anything changes when a busy worker would go. When some
+        workers could not be added or removed, ActionsFailed says which were and which were
+        not (the new counts stay stored: rerunning with those counts finishes).
         """
-        if isinstance(target, bool) or not isinstance(target, (int, ScaleTarget)):
-            raise TypeError(f"scale target must be a ScaleTarget or an int, not {target!r}")
-        target = ScaleTarget(count=target) if isinstance(target, int) else target
+        targets = _as_targets(target)
         if not drain_timeout >= 0:
             raise ClusterError(f"the drain timeout must be 0 s or more, not {drain_timeout}")
         paths = self.paths(name)
@@ -457,7 +460,7 @@ class ClusterManager:
             raise ClusterNotFound(
                 f"no cluster named {name!r} in this project (`raycai list` shows them)"
             )
-        moved = await self._move_autoscaler_bounds(name, target)
+        moved = await self._move_autoscaler_bounds(name, targets)
         if moved is not None:
             if wait:
                 await self.wait_ready(name, timeout=timeout)
@@ -468,55 +471,78 @@ class ClusterManager:
                 raise ClusterNotFound(f"cluster {name!r} was deleted meanwhile")
             if desired.state == "deleting":
                 raise ClusterError(f"cluster {name!r} is being deleted")
+            requested = group_targets(desired.spec, targets)  # unknown groups: refused now
             view = await self.observer.observe(name)
-            plan = plan_scale(desired, target, view.worker_rows)
+            plan = plan_scale(desired, targets, view.worker_rows)
             if plan.busy and not allow_busy:
                 raise WorkersBusy(plan.busy)
             await asyncio.to_thread(self._write_spec, plan.spec)
-            self.report(
-                "scale", f"{name}: workers {plan.before} -> {plan.after} (requested {target})"
-            )
+            for group, (before, after) in plan.groups.items():
+                what = _workers_of(desired.spec, group)
+                self.report(
+                    "scale", f"{name}: {what} {before} -> {after} (requested {requested[group]})"
+                )
             act = partial(self._act, name, spec=plan.spec, drain_timeout=drain_timeout)
-            resume = (
-                f"{plan.after} worker(s) are stored; `raycai scale {name} {plan.after}` "
-                "finishes, nothing is duplicated"
+            stored = (
+                f"{plan.after} worker(s) are stored"
+                if len(plan.spec.groups) == 1
+                else "the new counts are stored"
             )
-            added: list[str] = []
-            removed: list[str] = []
+            resume = (
+                f"{stored}; `raycai scale {name} {_counts_arg(plan)}` finishes, "
+                "nothing is duplicated"
+            )
             if plan.create:
                 nodes = [a.node for a in plan.create]
                 self.report("scale", f"adding {len(nodes)} worker(s): {', '.join(nodes)}")
-                done = await self._execute(
-                    "scale", name, plan.create, act, step="scale", resume=resume
-                )
-                added = [d.node for d in done]
-            elif plan.remove:
+            if plan.remove:
                 chosen = ", ".join(f"{a.node} ({a.reason})" for a in plan.remove)
                 self.report("scale", f"removing {chosen}")
-                await self._execute("scale", name, plan.remove, act, step="scale", resume=resume)
-                removed = [a.node for a in plan.remove]  # all of them, in removal order
-            else:
-                self.report("scale", f"{name} already has {plan.after} worker(s)")
+            if not plan.create and not plan.remove:
+                self.report("scale", f"{name} already has {_counts_text(plan)}")
+            # Creations and removals (each drained first) of every group, all at once.
+            done = await self._execute(
+                "scale", name, plan.create + plan.remove, act, step="scale", resume=resume
+            )
+            created = {d.node for d in done if d.action.kind == "create"}
+            added = [a.node for a in plan.create if a.node in created]
+            removed = [a.node for a in plan.remove]  # all of them, in removal order
             await asyncio.to_thread(_cancel_drains, paths, plan.keep)
         if wait:
             await self.wait_ready(name, timeout=timeout)
-        return ScaleResult(before=plan.before, after=plan.after, added=added, removed=removed)
+        return ScaleResult(
+            before=plan.before, after=plan.after, added=added, removed=removed, groups=plan.groups
+        )
 
-    async def _move_autoscaler_bounds(self, name: str, target: ScaleTarget) -> ScaleResult | None:
-        """With the cluster's autoscaler running, a scale moves its min (and its max when it
-        must) and the autoscaler adds or removes the workers; None when raycai scales."""
+    async def _move_autoscaler_bounds(
+        self, name: str, targets: ScaleTarget | Mapping[str, ScaleTarget]
+    ) -> ScaleResult | None:
+        """With the cluster's autoscaler running, a scale moves each named group's min (and
+        its max when it must) in cluster.json and autoscaler.json (rendered with the
+        launchers), and the autoscaler adds or removes the workers; None when raycai scales."""
         paths = self.paths(name)
         async with self.lock(name):
             desired = await asyncio.to_thread(read_desired, paths)
             if not await asyncio.to_thread(autoscaler_keeps, paths, desired):
                 return None
             assert desired is not None
-            old = desired.spec.workers
-            count = target.apply(old.count)
-            new = desired.spec.with_workers(count)
+            chosen = group_targets(desired.spec, targets)
+            new = scaled_spec(desired.spec, chosen)
             await asyncio.to_thread(self._write_spec, new)
-            self.report("scale", bounds_note(old.min, old.max, new.workers.min, new.workers.max))
-            return ScaleResult(before=old.count, after=count, added=[], removed=[])
+            several = len(desired.spec.groups) > 1
+            counts: dict[str, tuple[int, int]] = {}
+            for group in chosen:
+                old_group, new_group = desired.spec.group(group), new.group(group)
+                counts[group] = (old_group.count, new_group.count)
+                note = bounds_note(old_group.min, old_group.max, new_group.min, new_group.max)
+                self.report("scale", f"group {group}: {note}" if several else note)
+            return ScaleResult(
+                before=sum(b for b, _ in counts.values()),
+                after=sum(a for _, a in counts.values()),
+                added=[],
+                removed=[],
+                groups=counts,
+            )
 
     async def _drain(self, name: str, action: Action, drain_timeout: float) -> None:
         """Ask the worker's launcher to drain its Ray node; wait until it did (bounded)."""
@@ -666,6 +692,40 @@ def summarise(
         )
         summaries.append(ClusterSummary(name, desired, members, joined, records))
     return summaries
+
+
+def _as_targets(
+    target: ScaleTarget | int | Mapping[str, ScaleTarget | int],
+) -> ScaleTarget | dict[str, ScaleTarget]:
+    """A bare target (the one group's) or `{group: target}`, ints as absolute counts."""
+
+    def one(value: object) -> ScaleTarget:
+        if isinstance(value, ScaleTarget):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return ScaleTarget(count=value)
+        raise TypeError(f"scale target must be a ScaleTarget or an int, not {value!r}")
+
+    if isinstance(target, Mapping):
+        return {str(group): one(value) for group, value in target.items()}
+    return one(target)
+
+
+def _workers_of(spec: ClusterSpec, group: str) -> str:
+    return f"group {group} workers" if len(spec.groups) > 1 else "workers"
+
+
+def _counts_arg(plan: ScalePlan) -> str:
+    """The `raycai scale` arguments that finish `plan` (`3`, or `cpu=3 gpu=1`)."""
+    if len(plan.spec.groups) == 1:
+        return str(plan.after)
+    return " ".join(f"{group}={after}" for group, (_, after) in plan.groups.items())
+
+
+def _counts_text(plan: ScalePlan) -> str:
+    if len(plan.spec.groups) == 1:
+        return f"{plan.after} worker(s)"
+    return ", ".join(f"{after} worker(s) in group {g}" for g, (_, after) in plan.groups.items())
 
 
 def _said_of_head(done: ActionDone) -> str:

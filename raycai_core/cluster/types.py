@@ -108,6 +108,11 @@ class NodeFailed(ClusterError):
     pass
 
 
+class GroupNotGiven(ClusterError):
+    """A scale names a worker group the cluster does not have, or names none on a cluster
+    with several (raised before anything changed; the message lists the groups)."""
+
+
 class WorkersBusy(ClusterError):
     """A scale-down would remove workers that run Ray work (raised before anything changed)."""
 
@@ -207,10 +212,14 @@ class ScaleTarget:
 
 @dataclass(frozen=True)
 class ScaleResult:
+    """`before`/`after`: worker counts summed over the groups scaled; `groups` each scaled
+    group's (before, after)."""
+
     before: int
     after: int
     added: list[str]
     removed: list[str]
+    groups: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -249,7 +258,10 @@ class ClusterSummary:
 
     @property
     def desired_workers(self) -> int | None:
-        return self.desired.spec.workers.count if self.desired else None
+        """Every group's desired count (autoscaled: its minimum), summed."""
+        if self.desired is None:
+            return None
+        return sum(group.count for group in self.desired.spec.groups.values())
 
     def total(self, resource: Literal["cpu", "memory", "nvidia_gpu"]) -> float:
         return float(sum(getattr(m.app, resource) for m in self.members))

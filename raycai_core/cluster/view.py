@@ -19,10 +19,18 @@ from raycai_core.cluster.desired import Desired
 from raycai_core.cluster.phases import READY_PHASES, launcher_gone_reason, node_joined
 from raycai_core.cluster.records import HeadAddress, NodeRecord
 from raycai_core.cml.models import AppStatus
-from raycai_core.naming import HEAD_NODE, role_of, worker_index
+from raycai_core.naming import HEAD_NODE, node_group, node_index, role_of
 from raycai_core.ray.matching import launcher_ip, match_ray_node
 
-__all__ = ["READY_PHASES", "ClusterView", "NodeRow", "RayNodeInfo", "Totals", "merge_cluster"]
+__all__ = [
+    "READY_PHASES",
+    "ClusterView",
+    "GroupCounts",
+    "NodeRow",
+    "RayNodeInfo",
+    "Totals",
+    "merge_cluster",
+]
 
 
 @dataclass(frozen=True)
@@ -74,7 +82,13 @@ class NodeRow:
 
     @property
     def index(self) -> int:
-        return worker_index(self.node) or 0
+        """0 for the head, k for `<group>-k`."""
+        return node_index(self.node) or 0
+
+    @property
+    def group(self) -> str | None:
+        """The worker group of this node (`worker` for `worker-k`); None for the head."""
+        return node_group(self.node)
 
     @property
     def app_status(self) -> AppStatus:
@@ -97,6 +111,36 @@ class NodeRow:
 
 
 @dataclass(frozen=True)
+class GroupCounts:
+    """One worker group's counts in a view. `desired` is the count raycai keeps (with the
+    autoscaler: its minimum); `min`/`max` its bounds; `existing` the worker applications of
+    the group (with the autoscaler: its target). A group no longer in the spec (left over
+    until `up` removes its workers) has `in_spec` False and wants 0."""
+
+    name: str
+    desired: int
+    min: int
+    max: int
+    autoscale: bool
+    existing: int
+    running: int
+    joined: int
+    in_spec: bool = True
+
+    @property
+    def all_joined(self) -> bool:
+        """THE readiness rule for one group: every wanted worker exists and joined (an
+        autoscaled group: at least its minimum joined; more come and go with demand)."""
+        if self.autoscale:
+            return self.joined >= self.desired
+        return self.existing == self.desired and self.joined == self.desired
+
+    @property
+    def missing(self) -> int:
+        return max(0, self.desired - self.existing)
+
+
+@dataclass(frozen=True)
 class ClusterView:
     name: str
     desired: Desired | None
@@ -110,7 +154,51 @@ class ClusterView:
 
     @property
     def desired_workers(self) -> int:
-        return self.desired.spec.workers.count if self.desired else 0
+        """Every group's desired count (autoscaled: its minimum), summed."""
+        if self.desired is None:
+            return 0
+        return sum(group.count for group in self.desired.spec.groups.values())
+
+    @property
+    def group_names(self) -> list[str]:
+        """The spec's groups in its order, then any group whose workers exist but that the
+        spec no longer names."""
+        names = list(self.desired.spec.group_names) if self.desired else []
+        for row in self.worker_rows:
+            if row.group is not None and row.group not in names:
+                names.append(row.group)
+        return names
+
+    def group_rows(self, group: str) -> list[NodeRow]:
+        """The worker rows (with an application) of one group."""
+        return [row for row in self.worker_rows if row.group == group]
+
+    def group_counts(self, group: str) -> GroupCounts:
+        rows = self.group_rows(group)
+        spec = self.desired.spec.groups.get(group) if self.desired else None
+        return GroupCounts(
+            name=group,
+            desired=spec.count if spec else 0,
+            min=spec.min if spec else 0,
+            max=spec.max if spec else 0,
+            autoscale=spec.autoscale if spec else False,
+            existing=len(rows),
+            running=sum(1 for r in rows if r.app_status is AppStatus.RUNNING),
+            joined=sum(1 for r in rows if r.joined),
+            in_spec=spec is not None,
+        )
+
+    @property
+    def groups(self) -> list[GroupCounts]:
+        """Each worker group's counts, in the spec's order."""
+        return [self.group_counts(name) for name in self.group_names]
+
+    @property
+    def autoscaled(self) -> bool:
+        """Any group autoscales (the cluster then runs Ray's autoscaler)."""
+        return self.desired is not None and any(
+            group.autoscale for group in self.desired.spec.groups.values()
+        )
 
     @property
     def worker_rows(self) -> list[NodeRow]:
@@ -149,17 +237,14 @@ class ClusterView:
     @property
     def all_joined(self) -> bool:
         """Every desired node exists, runs and has joined (not just 'app RUNNING'), by Ray's
-        word when it answered, else the launchers'. Autoscaled: the head and at least min
-        workers joined (more come and go with demand)."""
+        word when it answered, else the launchers'; in every worker group. An autoscaled
+        group: at least its min workers joined (more come and go with demand)."""
         head = self.head_row
-        if self.desired is not None and self.desired.spec.workers.autoscale:
-            return head is not None and head.joined and self.workers_joined >= self.desired_workers
-        return (
-            head is not None
-            and head.joined
-            and len(self.worker_rows) == self.desired_workers
-            and self.workers_joined == self.desired_workers
-        )
+        if head is None or not head.joined:
+            return False
+        if self.desired is None:
+            return not self.worker_rows
+        return all(counts.all_joined for counts in self.groups)
 
     @property
     def ready(self) -> bool:
@@ -187,9 +272,15 @@ class ClusterView:
                 return f"every node joined, but Ray does not answer: {self.ray_error}"
             return "every node joined; waiting for Ray's own node list"
         reasons = [f"{r.node}: {why}" for r in self.rows if (why := self.reason(r))]
-        missing = self.desired_workers - len(self.worker_rows)
-        if missing > 0:
-            reasons.append(f"{missing} worker application(s) not created yet")
+        several = len(self.group_names) > 1
+        for counts in self.groups:
+            if counts.missing > 0:
+                where = f" of group {counts.name}" if several else ""
+                reasons.append(f"{counts.missing} worker application(s){where} not created yet")
+            elif not counts.in_spec and counts.existing:
+                reasons.append(
+                    f"group {counts.name} is no longer in the spec (`raycai up` removes it)"
+                )
         return "not all nodes joined Ray; " + "; ".join(reasons[:5])
 
     def reason(self, row: NodeRow) -> str | None:
@@ -273,8 +364,17 @@ def merge_cluster(
     by_node = {member.node: member for member in apps}
     names = set(by_node)
     names.add(HEAD_NODE)
+    order = {group: i for i, group in enumerate(desired.spec.group_names if desired else ())}
+
+    def position(node: str) -> tuple[int, int, str, int]:
+        """The head, then each group (the spec's order, then others by name) by index."""
+        group = node_group(node)
+        if group is None:
+            return (0, 0, node, 0)
+        return (1, order.get(group, len(order)), group, node_index(node) or 0)
+
     rows = []
-    for node in sorted(names, key=lambda n: (worker_index(n) or 0, n)):
+    for node in sorted(names, key=position):
         rows.append(
             NodeRow(
                 node=node,
