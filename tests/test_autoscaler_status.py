@@ -6,7 +6,9 @@ from raycai_core.cluster.apps import group_by_cluster
 from raycai_core.cluster.autoscaler_status import (
     Decision,
     build_status,
+    group_line,
     parse_decisions,
+    pending_text,
     status_to_json,
     summary_line,
 )
@@ -14,7 +16,7 @@ from raycai_core.cluster.desired import Desired
 from raycai_core.cluster.records import AutoscalerRecord, NodeRecord
 from raycai_core.cluster.view import merge_cluster
 from raycai_core.ray.models import ClusterUsage, ResourceDemand
-from raycai_core.spec import spec_from_flags
+from raycai_core.spec import parse_spec, spec_from_flags
 from tests.test_cluster_view import app
 
 NOW = 1_800_000_000.0
@@ -107,3 +109,68 @@ def test_an_autoscaled_cluster_is_ready_with_at_least_min_workers_joined() -> No
     assert view.all_joined
     fixed = Desired(spec=spec_from_flags(name="demo", runtime="rt", workers=1))
     assert not merge_cluster("demo", fixed, members, joined, None, None, now=NOW).all_joined
+
+
+def test_status_per_group_with_pending_demand_by_shape() -> None:
+    spec = parse_spec(
+        {
+            "name": "demo",
+            "head": {"runtime_identifier": "rt"},
+            "workers": {
+                "worker": {"min": 1, "max": 4, "cpu": 2, "memory": 4},
+                "gpu": {"min": 0, "max": 2, "cpu": 4, "memory": 16, "nvidia_gpu": 1,
+                        "accelerator": "L40S"},
+                "fixed": {"count": 1, "cpu": 1, "memory": 2},
+            },
+        }
+    )  # fmt: skip
+    nodes = ["head", "worker-1", "worker-2", "gpu-1", "fixed-1"]
+    members = group_by_cluster([app("demo", n) for n in nodes])["demo"]
+    records = {
+        n: NodeRecord(n, "head" if n == "head" else "worker", phase, updated_at=NOW - 1)
+        for n, phase in zip(
+            nodes, ["running", "joined", "joined", "starting-ray", "joined"], strict=True
+        )
+    }
+    records["head"] = NodeRecord(
+        "head", "head", "running", updated_at=NOW - 1, autoscaler=AutoscalerRecord("running")
+    )
+    desired = Desired(spec=spec, created_at=NOW - 100, updated_at=NOW - 100)
+    view = merge_cluster("demo", desired, members, records, None, None, now=NOW)
+    demand = [
+        ResourceDemand("task", {"GPU": 1.0}, 2),
+        ResourceDemand("task", {"CPU": 2.0}, 1),
+        ResourceDemand("task", {"accelerator_type:H100": 1.0}, 1),
+    ]
+    usage = ClusterUsage({}, {}, demand, NOW)
+    status = build_status(view, [Decision(NOW, "launched", "gpu-1")], usage, now=NOW)
+    assert status is not None
+    lines = [group_line(g) for g in status.groups]
+    assert lines == [
+        "worker: min 1, max 4, current 2, target 2",
+        "gpu: min 0, max 2, current 0, target 1",
+        "fixed: fixed 1, current 1, target 1",
+    ]
+    assert (status.min, status.max, status.current, status.target) == (2, 7, 3, 4)
+    # Where each shape can go: groups whose node holds it and that may still grow.
+    assert [pending_text(status, d) for d in demand] == [
+        "2 task(s)/actor(s) {GPU: 1} -> gpu",
+        "1 task(s)/actor(s) {CPU: 2} -> worker, gpu",
+        "1 task(s)/actor(s) {accelerator_type:H100: 1} -> no group can hold it (or all are at max)",
+    ]
+    data = status_to_json(status)
+    assert data is not None
+    assert [g["name"] for g in data["groups"]] == ["worker", "gpu", "fixed"]
+    assert data["groups"][1]["target_workers"] == 1 and data["pending"][0]["groups"] == ["gpu"]
+    decisions = parse_decisions(
+        [
+            f"2026-11-30T15:48:31.970Z {P} raycai_cml_provider: raycai-provider: created gpu-3 "
+            "(app ab-cd, raycai-grow-gpu-3)",
+            f"2026-11-30T15:48:48.204Z {P} raycai_cml_provider: raycai-provider: deleting gpu-3 "
+            "(app ab-cd): asked by the autoscaler",
+        ]
+    )
+    assert [(d.action, d.node) for d in decisions] == [
+        ("launched", "gpu-3"),
+        ("terminated", "gpu-3"),
+    ]

@@ -6,7 +6,11 @@ from datetime import datetime
 
 import click
 
-from raycai_core.cluster.autoscaler_status import AutoscalerStatus, demand_text
+from raycai_core.cluster.autoscaler_status import (
+    AutoscalerStatus,
+    group_line,
+    pending_text,
+)
 
 
 def print_autoscaler(status: AutoscalerStatus | None) -> None:
@@ -21,8 +25,11 @@ def print_autoscaler(status: AutoscalerStatus | None) -> None:
         f"min {status.min}, max {status.max}, idle timeout {status.idle_timeout_s:g} s; "
         f"kept by {status.kept_by}"
     )
+    if len(status.groups) > 1:
+        for group in status.groups:
+            click.echo(f"    group {group_line(group)}")
     if status.pending:
-        click.echo("    pending: " + "; ".join(demand_text(d) for d in status.pending))
+        click.echo("    pending: " + "; ".join(pending_text(status, d) for d in status.pending))
     elif status.pending_error:
         click.echo(f"    pending: unknown ({status.pending_error})")
     for decision in status.decisions:

@@ -1,9 +1,11 @@
 """What an autoscaled cluster's autoscaler is doing, for `raycai status` and the TUI.
 
-On or off and why (the head record), who keeps the cluster, min and max (cluster.json),
-current workers (joined Ray) and target workers (worker applications that exist), pending
-demand (the dashboard's cluster status) and recent decisions, read from logs/autoscaler.log:
-workers launched, drained and terminated, with the reason Ray or the provider gave.
+On or off and why (the head record), who keeps the cluster; per worker group its min and
+max (cluster.json), current workers (joined Ray) and target workers (its applications that
+exist: what the autoscaler asked CML for); pending demand by resource shape (the dashboard's
+cluster status), each with the groups whose nodes can hold it; and recent decisions, read
+from logs/autoscaler.log: workers launched, drained and terminated, with the reason Ray or
+the provider gave.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from typing import Any
 from raycai_core.cluster import autoscaler as keeping
 from raycai_core.cluster.layout import ClusterPaths
 from raycai_core.cluster.view import ClusterView
+from raycai_core.launcher.autoscaling import ray_resources
 from raycai_core.logtail import read_tail
+from raycai_core.naming import node_group
 from raycai_core.ray.errors import RayDashboardError
 from raycai_core.ray.models import ClusterUsage, ResourceDemand
 
@@ -29,8 +33,9 @@ RECENT_DECISIONS = 10
 NOT_STARTED = "not started"  # configured, but the head has not said anything yet
 
 _STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,6}))?Z ")
-_CREATED = re.compile(r"raycai-provider: created (worker-\d+) \(app ([^,\s)]+)")
-_DELETING = re.compile(r"raycai-provider: deleting (worker-\d+) \(app ([^)\s]+)\): (.*)$")
+_NODE = r"[a-z][a-z0-9]{0,11}-\d+"
+_CREATED = re.compile(rf"raycai-provider: created ({_NODE}) \(app ([^,\s)]+)")
+_DELETING = re.compile(rf"raycai-provider: deleting ({_NODE}) \(app ([^)\s]+)\): (.*)$")
 _TERMINATING = re.compile(r"Terminating the node with id (\S+) and ip (\S+)\. \((.*)\)\s*$")
 _DRAINING = re.compile(r"Draining (\d+) raylet\(s\)")
 
@@ -41,6 +46,25 @@ class Decision:
     action: str  # launched | drained | terminated
     node: str
     reason: str | None = None
+
+
+@dataclass(frozen=True)
+class GroupStatus:
+    """One worker group under the autoscaler: its bounds (min = max for a group that does
+    not autoscale: the autoscaler keeps its count), workers joined and applications that
+    exist, and the logical resources of each of its nodes."""
+
+    name: str
+    min: int
+    max: int
+    autoscale: bool
+    current: int  # workers of the group that joined Ray
+    target: int  # worker applications of the group that exist
+    resources: dict[str, float] = field(default_factory=dict)
+
+    def fits(self, shape: dict[str, float]) -> bool:
+        """Can one node of this group hold a bundle of `shape`?"""
+        return all(self.resources.get(name, 0.0) >= amount for name, amount in shape.items())
 
 
 @dataclass(frozen=True)
@@ -57,10 +81,21 @@ class AutoscalerStatus:
     pending: list[ResourceDemand] = field(default_factory=list)
     pending_error: str | None = None
     decisions: list[Decision] = field(default_factory=list)
+    groups: list[GroupStatus] = field(default_factory=list)
 
     @property
     def on(self) -> bool:
         return self.state in keeping.KEEPING_STATES
+
+    def holders(self, demand: ResourceDemand) -> list[str]:
+        """The groups (with room to grow: target below max) whose node can hold the
+        demand's shape (each bundle of a placement group): where Ray can put it."""
+        shapes = [bundle for bundle, _ in demand.bundles] or [demand.shape]
+        return [
+            group.name
+            for group in self.groups
+            if group.target < group.max and all(group.fits(shape) for shape in shapes)
+        ]
 
 
 def _stamp(line: str) -> float | None:
@@ -119,7 +154,7 @@ def build_status(
 ) -> AutoscalerStatus | None:
     """The autoscaler's status from a cluster view (None for a fixed-size cluster)."""
     desired = view.desired
-    if desired is None or not desired.spec.workers.autoscale:
+    if desired is None or not keeping.autoscaling_on(desired.spec):
         return None
     now = time.time() if now is None else now
     head = view.head_row.record if view.head_row else None
@@ -129,20 +164,35 @@ def build_status(
     alive = keeping.autoscaler_running(head, now)
     if record is not None and state in keeping.KEEPING_STATES and not alive:
         state, reason = keeping.OFF, "the head's launcher is not running"
-    workers = desired.spec.workers
+    spec = desired.spec
+    groups = [
+        GroupStatus(
+            name=name,
+            min=group.min,
+            max=group.max,
+            autoscale=group.autoscale,
+            current=sum(
+                1 for row in view.worker_rows if node_group(row.node) == name and row.joined
+            ),
+            target=sum(1 for row in view.worker_rows if node_group(row.node) == name),
+            resources=dict(ray_resources(group)),
+        )
+        for name, group in spec.groups.items()
+    ]
     return AutoscalerStatus(
         state=state,
         reason=reason,
         kept_by=keeping.keeper(desired, head, now),
-        min=workers.min,
-        max=workers.max,
-        idle_timeout_s=workers.idle_timeout_s,
+        min=sum(g.min for g in groups),
+        max=sum(g.max for g in groups),
+        idle_timeout_s=spec.autoscaling.idle_timeout_s,
         current=view.workers_joined,
         target=len(view.worker_rows),
         restarts=record.restarts if record else 0,
         pending=list(usage.demand) if usage else [],
         pending_error=usage_error,
         decisions=decisions,
+        groups=groups,
     )
 
 
@@ -151,7 +201,7 @@ async def fetch_status(
 ) -> AutoscalerStatus | None:
     """build_status with the dashboard's pending demand and the log's decisions.
     `observer` is a raycai_core.cluster.observe.Observer."""
-    if view.desired is None or not view.desired.spec.workers.autoscale:
+    if view.desired is None or not keeping.autoscaling_on(view.desired.spec):
         return None
     usage: ClusterUsage | None = None
     error: str | None = None
@@ -177,6 +227,22 @@ def demand_text(demand: ResourceDemand) -> str:
         return f"{demand.count} placement group(s) {demand.strategy or ''} {bundles}".strip()
     what = "requested" if demand.kind == "request" else "task(s)/actor(s)"
     return f"{demand.count} {what} {{{shape}}}"
+
+
+def group_line(group: GroupStatus) -> str:
+    """One worker group under the autoscaler: `gpu: min 0, max 4, current 1, target 2`
+    (target: the workers the autoscaler asked for; a fixed group shows its one count)."""
+    bounds = f"min {group.min}, max {group.max}" if group.autoscale else f"fixed {group.min}"
+    return f"{group.name}: {bounds}, current {group.current}, target {group.target}"
+
+
+def pending_text(status: AutoscalerStatus, demand: ResourceDemand) -> str:
+    """A pending demand and where it can go: `2 task(s)/actor(s) {GPU: 1} -> gpu`."""
+    if len(status.groups) < 2:
+        return demand_text(demand)
+    holders = status.holders(demand)
+    where = ", ".join(holders) if holders else "no group can hold it (or all are at max)"
+    return f"{demand_text(demand)} -> {where}"
 
 
 def summary_line(status: AutoscalerStatus | None) -> str:
@@ -215,8 +281,21 @@ def status_to_json(status: AutoscalerStatus | None) -> dict[str, Any] | None:
                 "count": d.count,
                 "strategy": d.strategy,
                 "text": demand_text(d),
+                "groups": status.holders(d),
             }
             for d in status.pending
+        ],
+        "groups": [
+            {
+                "name": g.name,
+                "min": g.min,
+                "max": g.max,
+                "autoscale": g.autoscale,
+                "current_workers": g.current,
+                "target_workers": g.target,
+                "text": group_line(g),
+            }
+            for g in status.groups
         ],
         "pending_error": status.pending_error,
         "decisions": [

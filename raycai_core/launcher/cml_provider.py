@@ -4,12 +4,20 @@ Copied by raycai into the cluster directory as `raycai_cml_provider.py` (edits a
 overwritten); Ray's monitor loads it from there (`provider.module` in autoscaler.json), so it
 depends on the standard library and Ray only, never on how raycai was installed.
 
-Built on BatchingNodeProvider as KubeRay's provider is: each autoscaler pass starts with one
-listing of the cluster's applications (`get_node_data`) and ends with at most one batch of
-creations and deletions (`submit_scale_request`). Workers are created with the same names,
-subdomains, environment, script and sizes as raycai's own, so `raycai list/status/logs/down`
-see them as usual. Ray's v1 autoscaler matches a node to its raylet by IP, so a node's IP is
-the one Ray itself lists for the alive Ray node carrying the node's labels
+Built on BatchingNodeProvider as KubeRay's provider is: each autoscaler pass starts with the
+cluster's applications (`get_node_data`) and ends with at most one batch of creations and
+deletions (`submit_scale_request`). Node types are worker groups (`worker` for the default
+group): Ray asks for a number of workers per group, and each is created with the same name
+(`<group>-<k>`, the lowest free k of its group), subdomain, environment, script, sizes and
+accelerator label as raycai's own, so `raycai list/status/logs/down` see them as usual.
+
+Listing economy: demand comes from Ray's load metrics, not from CML, so a pass reuses the
+last listing while it is at most LIST_MAX_AGE_S old, unless the previous pass asked for a
+change, a creation or deletion is in flight, or an application is not running. A creation
+made from a reused listing that CML refuses as taken (409) lists again and retries.
+
+Ray's v1 autoscaler matches a node to its raylet by IP, so a node's IP is the one Ray itself
+lists for the alive Ray node carrying the node's labels
 (`raycai/cluster=<cluster>`, `raycai/node=<node>`; one `GET /api/v0/nodes` on the head's
 dashboard per pass), else the one its launcher recorded in nodes/<node>.json (the head's in
 head.json) while Ray does not list it (yet) or the dashboard does not answer.
@@ -52,7 +60,14 @@ SCHEMA = 1  # of the `raycai` section of the provider config
 HEAD_NODE = "head"
 HEAD_TYPE = "head"
 WORKER_TYPE = "worker"
-WORKER_RE = re.compile(r"^worker-([1-9][0-9]*)$")
+DEFAULT_GROUP = "worker"
+# Node k of a worker group (raycai_core.naming: `<group>-<k>`, never `head-<k>`).
+GROUP_NODE_RE = re.compile(r"^([a-z][a-z0-9]{0,11})-([1-9][0-9]*)$")
+# A pass reuses the last listing of the cluster's applications while it is at most this old
+# and nothing is changing (an idle cluster lists about 6 times a minute, not 30).
+LIST_MAX_AGE_S = 10.0
+# A created application CML does not list yet still counts (and takes its name) this long.
+CREATING_TTL_S = 60.0
 SUBDOMAIN_MAX = 63
 PAGE_SIZE = 1000
 REQUEST_TIMEOUT_S = 30.0
@@ -406,29 +421,60 @@ class RayNodes:
         return found
 
 
+def node_group(node: str) -> str | None:
+    """The worker group of `<group>-<k>` (raycai_core.naming.node_group); None otherwise."""
+    match = GROUP_NODE_RE.match(node)
+    return match.group(1) if match and match.group(1) != HEAD_NODE else None
+
+
+def app_group(app: Mapping[str, Any]) -> str | None:
+    """A worker application's group: its RAYCAI_GROUP, else its node name's; None for the
+    head or an application that is no node."""
+    environment = app_environment(app)
+    node = environment.get("RAYCAI_NODE", "")
+    group = node_group(node)
+    if group is None:
+        return None
+    return environment.get("RAYCAI_GROUP") or group
+
+
+def group_settings(settings: Mapping[str, Any], group: str) -> Mapping[str, Any] | None:
+    """The provider settings of one worker group (None when the cluster has no such group)."""
+    groups = settings.get("groups")
+    if isinstance(groups, Mapping):
+        found = groups.get(group)
+        return found if isinstance(found, Mapping) else None
+    return settings if group == DEFAULT_GROUP and "worker_request" in settings else None
+
+
 def cluster_hash(project_id: str, cluster: str) -> str:
     """The same 6 hex digits as raycai_core.naming.cluster_hash (a test keeps them equal)."""
     return hashlib.sha256(f"{project_id}\x00{cluster}".encode()).hexdigest()[:6]
 
 
 def worker_request(settings: Mapping[str, Any], project_id: str, node: str) -> dict:
-    """The CreateApplicationRequest body for worker `node`: raycai's own request for it."""
-    match = WORKER_RE.match(node)
-    if not match:
-        raise ValueError(f"{node!r} is not a worker node (worker-1, worker-2, ...)")
+    """The CreateApplicationRequest body for worker `node` (`<group>-<k>`) with its group's
+    settings: raycai's own request for it."""
+    group = node_group(node)
+    if group is None:
+        raise ValueError(f"{node!r} is not a worker node (worker-1, gpu-2, ...)")
+    own = group_settings(settings, group)
+    if own is None:
+        raise ValueError(f"cluster {settings['cluster']} has no worker group {group!r}")
     cluster = str(settings["cluster"])
-    index = match.group(1)
-    subdomain = str(settings["subdomain_format"]).format(
+    index = node.rsplit("-", 1)[1]
+    subdomain = str(own["subdomain_format"]).format(
         hash=cluster_hash(project_id, cluster), index=index
     )
     if len(subdomain) > SUBDOMAIN_MAX:
         raise ValueError(f"subdomain {subdomain!r} is longer than {SUBDOMAIN_MAX} characters")
-    body = dict(settings["worker_request"])
+    environment = own.get("environment") or settings["environment"]
+    body = dict(own["worker_request"])
     body.update(
         name=str(settings["name_format"]).format(node=node),
         subdomain=subdomain,
         description=str(settings["description_format"]).format(node=node),
-        environment={str(k): str(v).format(node=node) for k, v in settings["environment"].items()},
+        environment={str(k): str(v).format(node=node) for k, v in environment.items()},
         project_id=project_id,
     )
     return body
@@ -464,9 +510,17 @@ class CMLNodeProvider(BatchingNodeProvider):
         # them: app id -> {"node", "reason", "since", "deleted" (the DELETE succeeded)}.
         self.deleting: dict[str, dict[str, Any]] = {}
         self.listed: dict[str, dict] = {}  # app id -> application, from the last listing
-        self.nodes: dict[str, str] = {}  # app id -> raycai node name
-        self.failures = 0  # workers replaced in a row because their application failed
-        self.create_not_before = 0.0
+        self.nodes: dict[str, str] = {}  # app id -> raycai node name (listed or being created)
+        self.listed_at: float | None = None  # time.monotonic() of the last listing
+        self.lists = 0  # listings made (each one or more CML list requests)
+        self.change_asked = False  # the previous pass submitted a scale request
+        # Applications created and not listed yet: app id -> (node, time.monotonic()).
+        self.creating: dict[str, tuple[str, float]] = {}
+        self.unknown_groups: set[str] = set()  # logged once each
+        # Per group: workers replaced in a row because their application failed, and when
+        # the next creation may be tried.
+        self.failures: dict[str, int] = {}
+        self.create_not_before: dict[str, float] = {}
         logger.info(
             "%s cluster %s, project %s, workspace %s",
             LOG_PREFIX,
@@ -482,14 +536,37 @@ class CMLNodeProvider(BatchingNodeProvider):
         apps = self.api.list_applications({"name": f"raycai-{self.cluster}-"})
         return [a for a in apps if app_environment(a).get("RAYCAI_CLUSTER") == self.cluster]
 
-    def get_node_data(self) -> dict[str, NodeData]:
+    def list_now(self) -> None:
+        """List the cluster's applications (one CML list, paged) and forget deletions done."""
         apps = self.cluster_apps()
-        self.ray_listing = self._ask_ray()
+        self.lists += 1
+        self.listed_at = time.monotonic()
+        self.change_asked = False
         self.listed = {str(a["id"]): a for a in apps if a.get("id")}
         self.nodes = {i: app_environment(a).get("RAYCAI_NODE", "") for i, a in self.listed.items()}
+        for app_id, (node, since) in list(self.creating.items()):
+            if app_id in self.listed or self.listed_at - since > CREATING_TTL_S:
+                del self.creating[app_id]
+            else:
+                self.nodes[app_id] = node  # counted and its name taken until CML lists it
         for app_id in [i for i in self.deleting if i not in self.listed]:
             gone = self.deleting.pop(app_id)
             logger.info("%s %s (app %s) is gone", LOG_PREFIX, gone["node"], app_id)
+
+    def listing_stale(self) -> bool:
+        """Must this pass list again? Yes when the listing is older than LIST_MAX_AGE_S, the
+        previous pass asked for a change, a creation or deletion is in flight, or a listed
+        application is not running (it is starting, stopping or failed)."""
+        if self.listed_at is None or self.change_asked or self.creating or self.deleting:
+            return True
+        if time.monotonic() - self.listed_at > LIST_MAX_AGE_S:
+            return True
+        return any(normalise_status(a.get("status")) != "running" for a in self.listed.values())
+
+    def get_node_data(self) -> dict[str, NodeData]:
+        if self.listing_stale():
+            self.list_now()
+        self.ray_listing = self._ask_ray()
         self._retry_deletions()
         data: dict[str, NodeData] = {}
         for app_id, app in self.listed.items():
@@ -504,18 +581,31 @@ class CMLNodeProvider(BatchingNodeProvider):
                     ip=self.node_ip(app_id, node, app),
                     status=_tag(status),
                 )
-            elif WORKER_RE.match(node):
+            elif (group := app_group(app)) is not None:
+                if group_settings(self.settings, group) is None:
+                    if group not in self.unknown_groups:
+                        logger.warning(
+                            "%s %s (app %s) is of worker group %s, which the cluster no "
+                            "longer has: left out",
+                            LOG_PREFIX,
+                            node,
+                            app_id,
+                            group,
+                        )
+                        self.unknown_groups.add(group)
+                    continue
                 if status in ("failed", "stopped"):
-                    self._replace(app_id, f"application {status.upper()}")
+                    self._replace(app_id, group, f"application {status.upper()}")
                     continue
                 data[app_id] = NodeData(
                     kind=NODE_KIND_WORKER,
-                    type=WORKER_TYPE,
+                    type=group,
                     ip=self.node_ip(app_id, node, app),
                     status=_tag(status),
                 )
-                if status == "running" and self.failures and self._joined(node, app):
-                    self.failures, self.create_not_before = 0, 0.0
+                if status == "running" and self.failures.get(group) and self._joined(node, app):
+                    self.failures.pop(group, None)
+                    self.create_not_before.pop(group, None)
         self.ip_disagreements = {
             i: pair for i, pair in self.ip_disagreements.items() if i in self.listed
         }
@@ -606,60 +696,95 @@ class CMLNodeProvider(BatchingNodeProvider):
     # -- changing ------------------------------------------------------------------------
 
     def submit_scale_request(self, scale_request: ScaleRequest) -> None:
+        self.change_asked = True  # the next pass lists again
         for app_id in sorted(scale_request.workers_to_delete):
             self._delete(app_id, "asked by the autoscaler")
-        wanted = int(scale_request.desired_num_workers.get(WORKER_TYPE, 0))
-        have = sum(
-            1
-            for app_id, node in self.node_data_dict.items()
-            if node.kind == NODE_KIND_WORKER and app_id not in self.deleting
-        )
-        missing = wanted - have
-        if missing <= 0:
+        wanted = {
+            str(group): int(count)
+            for group, count in scale_request.desired_num_workers.items()
+            if group != HEAD_TYPE and int(count) > self.have(str(group))
+        }
+        if not wanted:
             return
         if not self.cluster_active():
             logger.info("%s not creating workers: the cluster is being deleted", LOG_PREFIX)
             return
-        wait = self.create_not_before - time.time()
-        if wait > 0:
-            logger.warning(
-                "%s not creating %d worker(s) for %.0f s more: %d replaced worker(s) failed "
-                "in a row (see their logs in logs/)",
-                LOG_PREFIX,
-                missing,
-                wait,
-                self.failures,
-            )
-            return
-        for node in self.free_nodes(missing):
-            self._create(node)
+        for group, count in wanted.items():
+            if group_settings(self.settings, group) is None:
+                logger.error("%s Ray asked for workers of unknown group %s", LOG_PREFIX, group)
+                continue
+            wait = self.create_not_before.get(group, 0.0) - time.time()
+            if wait > 0:
+                logger.warning(
+                    "%s not creating %d %s worker(s) for %.0f s more: %d replaced worker(s) "
+                    "of the group failed in a row (see their logs in logs/)",
+                    LOG_PREFIX,
+                    count - self.have(group),
+                    group,
+                    wait,
+                    self.failures.get(group, 0),
+                )
+                continue
+            self.grow(group, count)
 
-    def free_nodes(self, count: int) -> list[str]:
-        """The `count` lowest worker names no listed application has (deleting ones too:
+    def have(self, group: str) -> int:
+        """Workers of `group` that exist or are being created (not those being deleted)."""
+        return sum(
+            1
+            for app_id, node in self.nodes.items()
+            if node_group(node) == group and app_id not in self.deleting
+        )
+
+    def grow(self, group: str, wanted: int) -> None:
+        """Create workers of `group` until it has `wanted`. A name CML refuses as taken (409:
+        the listing missed an application) makes one fresh listing, then the count and the
+        free names are worked out again from it."""
+        relisted = False
+        while True:
+            conflict = False
+            for node in self.free_nodes(wanted - self.have(group), group):
+                outcome = self._create(node)
+                if outcome == "conflict":
+                    conflict = True
+                    break
+                if outcome == "failed":
+                    return
+            if not conflict or relisted:
+                return
+            logger.info("%s listing again: a name was taken", LOG_PREFIX)
+            self.list_now()
+            self.change_asked = True
+            relisted = True
+
+    def free_nodes(self, count: int, group: str = DEFAULT_GROUP) -> list[str]:
+        """The `count` lowest names of `group` no listed application has (deleting ones too:
         their subdomain is taken until CML has removed them)."""
         taken = set(self.nodes.values())
         found: list[str] = []
         index = 1
         while len(found) < count:
-            node = f"worker-{index}"
+            node = f"{group}-{index}"
             if node not in taken:
                 found.append(node)
             index += 1
         return found
 
-    def _create(self, node: str) -> None:
+    def _create(self, node: str) -> str:
+        """Create worker `node`: "created", "conflict" (409: the name is taken) or "failed"."""
         body = worker_request(self.settings, self.api.project_id, node)
         try:
             app = self.api.create_application(body)
         except CMLApiError as exc:
             if exc.status == 409:
                 logger.info("%s %s exists already (%s)", LOG_PREFIX, node, exc)
-            else:
-                logger.error("%s creating %s failed: %s", LOG_PREFIX, node, exc)
-            return
+                return "conflict"
+            logger.error("%s creating %s failed: %s", LOG_PREFIX, node, exc)
+            return "failed"
         app_id = str(app.get("id") or "")
         self.nodes[app_id] = node
+        self.creating[app_id] = (node, time.monotonic())
         logger.info("%s created %s (app %s, %s)", LOG_PREFIX, node, app_id, body["name"])
+        return "created"
 
     def _delete(self, app_id: str, reason: str) -> None:
         node = self.nodes.get(app_id) or app_id
@@ -682,11 +807,12 @@ class CMLNodeProvider(BatchingNodeProvider):
             if not entry.get("deleted"):
                 self._send_delete(app_id)
 
-    def _replace(self, app_id: str, reason: str) -> None:
-        """A failed or stopped worker goes; the autoscaler creates another if it needs one."""
-        self.failures += 1
-        delay = min(REPLACE_BACKOFF_S[1], REPLACE_BACKOFF_S[0] * 2 ** (self.failures - 1))
-        self.create_not_before = time.time() + (delay if self.failures > 1 else 0.0)
+    def _replace(self, app_id: str, group: str, reason: str) -> None:
+        """A failed or stopped worker goes; the autoscaler creates another if it needs one
+        (after a backoff that grows while the group's replacements keep failing)."""
+        failures = self.failures[group] = self.failures.get(group, 0) + 1
+        delay = min(REPLACE_BACKOFF_S[1], REPLACE_BACKOFF_S[0] * 2 ** (failures - 1))
+        self.create_not_before[group] = time.time() + (delay if failures > 1 else 0.0)
         self._delete(app_id, f"replacing it: {reason}")
 
 
