@@ -10,7 +10,9 @@ and checks that both say the same, and what the rule says:
   provider's `ray_node`, `recorded_ip` and `node_ip`, and the node list items they parse;
 - an application's status, environment and created_at: cml.models.Application vs the
   provider's `normalise_status`, `app_environment` and `rfc3339_seconds`;
-- grpc-gateway error bodies: CMLClient's CMLError vs the provider's CMLApiError, over HTTP.
+- grpc-gateway error bodies: CMLClient's CMLError vs the provider's CMLApiError, over HTTP;
+- a node's worker group: naming.node_group and as_cluster_app vs the provider's node_group
+  and app_group, and the launcher's node pattern and node_group.
 
 Every case names the input that tells the rule from a plausible other one, so that a copy
 drifting that way fails here.
@@ -18,6 +20,7 @@ drifting that way fails here.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import threading
 from collections.abc import Iterator
@@ -30,7 +33,7 @@ from typing import Any
 
 import pytest
 
-from raycai_core.cluster.apps import group_by_cluster
+from raycai_core.cluster.apps import as_cluster_app, group_by_cluster
 from raycai_core.cluster.layout import ClusterPaths
 from raycai_core.cluster.ray_info import combine
 from raycai_core.cluster.records import read_head_address, read_node_records
@@ -41,7 +44,7 @@ from raycai_core.cml.models import Application
 from raycai_core.credentials import Credentials, Secret
 from raycai_core.launcher import autoscaling
 from raycai_core.launcher.render import render_cluster
-from raycai_core.naming import app_environment, app_name
+from raycai_core.naming import HEAD_NODE, app_environment, app_name, node_group
 from raycai_core.ray.matching import match_ray_node, node_ip, node_labels
 from raycai_core.ray.parsers import parse_nodes
 from raycai_core.spec import parse_spec
@@ -466,3 +469,54 @@ async def test_cml_errors_read_the_same(
     assert head_side.value.status == core.value.status == status
     one_line = " ".join(core.value.server_message.split())[:300]
     assert str(head_side.value) == f"HTTP {status}: {one_line}"
+
+
+NODE_NAMES = [
+    "worker-1",
+    "gpu-12",
+    "a1-3",
+    "abcdefghijkl-2",  # 12 characters: a group
+    "abcdefghijklm-2",  # 13: not
+    "head",
+    "head-1",  # `head` names no group
+    "Gpu-1",
+    "gpu-0",
+    "gpu",
+    "gpu-1-2",
+    "worker-01",
+    "",
+]
+
+
+@pytest.fixture(scope="module")
+def worker_launcher(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
+    """The rendered worker.py, imported (its main() is not run)."""
+    paths = render_cluster(tmp_path_factory.mktemp("project"), SPEC).paths
+    spec = importlib.util.spec_from_file_location("raycai_worker", paths.script("worker"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("node", NODE_NAMES)
+def test_a_nodes_group_reads_the_same(
+    node: str,
+    provider_module: tuple[ModuleType, dict],
+    worker_launcher: ModuleType,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """naming.node_group vs the provider's node_group and app_group (an application of the
+    cluster, as the core's as_cluster_app reads it) and the launcher's node pattern."""
+    module, _ = provider_module
+    core = node_group(node)
+    assert module.node_group(node) == core
+    env = json.dumps({"RAYCAI_CLUSTER": CLUSTER, "RAYCAI_NODE": node})
+    listed = {"id": "a", "name": app_name(CLUSTER, node), "environment": env}
+    member = as_cluster_app(Application.model_validate(listed))
+    assert module.app_group(listed) == (member.group if member else None)
+    monkeypatch.delenv("RAYCAI_GROUP", raising=False)
+    launcher_accepts = bool(worker_launcher.NODE_RE.match(node)) and not node.startswith("head-")
+    assert launcher_accepts == (core is not None or node == HEAD_NODE)
+    if core is not None:
+        assert worker_launcher.node_group(node) == core
