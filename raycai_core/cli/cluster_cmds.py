@@ -222,7 +222,7 @@ def status(target: Target, name: str, as_json: bool, watch: bool) -> None:
                 else:
                     if watch:
                         click.clear()
-                    print_view(view)
+                    print_view(view, auto)
                     print_autoscaler(auto)
                 if not watch:
                     return

@@ -6,6 +6,8 @@ from typing import Any
 
 import click
 
+from raycai_core.cluster import autoscaler_status
+from raycai_core.cluster.autoscaler_status import AutoscalerStatus
 from raycai_core.cluster.view import ClusterView, GroupCounts
 
 
@@ -111,13 +113,19 @@ def view_to_json(view: ClusterView) -> dict[str, Any]:
     }
 
 
-def print_view(view: ClusterView) -> None:
+def print_view(view: ClusterView, autoscaler: AutoscalerStatus | None = None) -> None:
+    """The cluster, one line per worker group (an autoscaled group's current and target as
+    `autoscaler`, the autoscaler's status, gives them), its head, Ray and its nodes."""
     head = view.head
-    click.echo(
-        f"cluster {view.name}: {'READY' if view.ready else 'NOT READY'}  {workers_line(view)}"
-    )
+    ready = "READY" if view.ready else "NOT READY"
+    click.echo(f"cluster {view.name}: {ready}  {workers_line(view)}")
+    kept = {g.name: g for g in autoscaler.groups} if autoscaler is not None else {}
     for counts in view.groups:
-        click.echo(f"  {group_line(counts)}")
+        status = kept.get(counts.name)
+        if status is not None and status.autoscale:
+            click.echo(f"  group {autoscaler_status.group_line(status)}")
+        else:
+            click.echo(f"  {group_line(counts)}")
     if head is not None:
         click.echo(
             f"  head  {head.gcs_address}   dashboard {head.dashboard_url}   "
