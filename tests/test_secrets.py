@@ -3,7 +3,8 @@
 A full run (up, status, logs, scale, down) on real Ray; then every artifact is searched:
 command output, every file under the project and the workspace's data directory (the two
 files that must hold a secret excepted, and checked for 0600), Ray's own session logs, and
-the argv and environment of every process seen during the run.
+the argv and environment of every process seen during the run. R7 is checked on the same
+cluster while it runs (one real cluster for the module: Ray starts once).
 """
 
 from __future__ import annotations
@@ -16,19 +17,21 @@ import stat
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from raycai_core.cluster.layout import ClusterPaths
-from raycai_core.cluster.records import read_node_record, read_token
+from raycai_core.cluster.records import read_head_address, read_node_record, read_token
 from raycai_core.cml.client import CMLClient
 from raycai_core.cml.errors import CMLAuthError
 from raycai_core.credentials import Credentials, Secret
-from raycai_core.local import WorkspaceHandle
+from raycai_core.local import WorkspaceConfig, WorkspaceHandle, run_workspace_in_thread
 from raycai_core.ray.client import RayClient
 from raycai_core.ray.errors import RayDashboardAuthError
-from tests.fixtures.workspace import wait_for
+from tests.fixtures.workspace import FAST_CONFIG, wait_for
 from tests.helpers import SMALL_NODES, ProcessWatcher, ray_processes, raycai
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
@@ -42,39 +45,106 @@ def ray_session_dirs() -> list[Path]:
     return [p for p in Path("/tmp").glob("rc-*") if p.is_dir()]
 
 
-async def test_no_secret_in_any_artifact_of_a_full_run(local_workspace: WorkspaceHandle) -> None:
-    handle = local_workspace
+NAME = "secretive"
+
+
+@dataclass
+class FullRun:
+    """The module's cluster, up and scaled by the CLI while every process was watched."""
+
+    handle: WorkspaceHandle
+    paths: ClusterPaths
+    watcher: ProcessWatcher
+    outputs: list[str] = field(default_factory=list)
+
+
+def no_ray_left() -> None:
+    deadline = time.monotonic() + 60
+    while ray_processes():
+        assert time.monotonic() < deadline, ray_processes()
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FullRun]:
+    """up, status, list, logs and scale on one real cluster; `down` is part of the run too
+    (test_no_secret_in_any_artifact_of_a_full_run, the module's last test), else it is done
+    here at the end."""
+    data = tmp_path_factory.mktemp("secrets") / "workspace"
+    with (
+        run_workspace_in_thread(data, WorkspaceConfig(**FAST_CONFIG)) as handle,
+        ProcessWatcher() as watcher,
+    ):
+        run = FullRun(handle, ClusterPaths(handle.project_dir, NAME), watcher)
+        try:
+            for args in (
+                # Autoscaled: the head's autoscaler acts with the workspace's workload key.
+                ("up", NAME, "--min-workers", "1", "--max-workers", "2", *SMALL_NODES),
+                ("status", NAME),
+                ("status", NAME, "--json"),
+                ("list",),
+                ("logs", NAME, "head", "-n", "500"),
+                ("logs", NAME, "worker-1", "--ray", "raylet.out", "-n", "50"),
+                ("scale", NAME, "2", "--wait"),
+            ):
+                result = raycai(handle, *args)
+                run.outputs += [result.stdout, result.stderr]
+            yield run
+        finally:
+            raycai(handle, "down", NAME, "--yes", check=False)
+            no_ray_left()
+
+
+async def test_dashboard_and_workers_are_refused_without_the_token(full_run: FullRun) -> None:
+    """R7 at the cluster level: the dashboard and joining the cluster need its token."""
+    tmp = Path(tempfile.mkdtemp(prefix="in-"))
+    paths = full_run.paths
+    head = read_head_address(paths)
+    assert head is not None
+    for bad in (None, Secret("not-the-token")):
+        async with RayClient(head.dashboard_url, token=bad) as client:
+            with pytest.raises(RayDashboardAuthError):
+                await client.nodes()
+    raycai_nodes = {f"raycai-{NAME}-head", f"raycai-{NAME}-worker-1", f"raycai-{NAME}-worker-2"}
+    # Workers without the token, or with another, are refused by the head...
+    tokens = {"none": None, "wrong": "0" * 64}
+    intruders = [
+        _intruder(tmp, head.gcs_address, label, token, k)
+        for k, (label, token) in enumerate(tokens.items(), start=5)
+    ]
+    outputs = await asyncio.gather(*(asyncio.to_thread(_refusal, p) for p in intruders))
+    for output in outputs:
+        assert "InvalidAuthToken" in output or "missing or incorrect" in output, output[-2000:]
+    # ...while raycai's workers, which hold it, joined (scale 2 --wait) and stay.
+    async with RayClient(head.dashboard_url, token=read_token(paths)) as client:
+        names = {n.node_name for n in await client.nodes() if n.alive}
+    assert names == raycai_nodes
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def test_no_secret_in_any_artifact_of_a_full_run(full_run: FullRun) -> None:
+    handle, paths, watcher, outputs = (
+        full_run.handle,
+        full_run.paths,
+        full_run.watcher,
+        full_run.outputs,
+    )
     key = handle.api_key
-    name = "secretive"
-    paths = ClusterPaths(handle.project_dir, name)
-    outputs: list[str] = []
-    with ProcessWatcher() as watcher:
-        for args in (
-            # Autoscaled: the head's autoscaler acts with the workspace's workload key.
-            ("up", name, "--min-workers", "1", "--max-workers", "2", *SMALL_NODES),
-            ("status", name),
-            ("status", name, "--json"),
-            ("list",),
-            ("logs", name, "head", "-n", "500"),
-            ("logs", name, "worker-1", "--ray", "raylet.out", "-n", "50"),
-            ("scale", name, "2", "--wait"),
-        ):
-            result = raycai(handle, *args)
-            outputs += [result.stdout, result.stderr]
-        token = read_token(paths)
-        assert token is not None
-        head = read_node_record(paths, "head")
-        assert head is not None and head.autoscaler is not None
-        assert head.autoscaler.state == "running"
-        secret_files = {paths.auth_token}
-        artifacts = files_under(handle.project_dir, handle.data_dir) + [
-            f for d in ray_session_dirs() for f in d.rglob("*") if f.is_file()
-        ]
-        contents = {f: f.read_bytes() for f in artifacts if f.stat().st_size < 50_000_000}
-        modes = {f: stat.S_IMODE(f.stat().st_mode) for f in contents}
-        result = raycai(handle, "down", name, "--yes")
-        outputs += [result.stdout, result.stderr]
-        await wait_for(lambda: not ray_processes(), timeout=60)
+    token = read_token(paths)
+    assert token is not None
+    head = read_node_record(paths, "head")
+    assert head is not None and head.autoscaler is not None
+    assert head.autoscaler.state == "running"
+    secret_files = {paths.auth_token}
+    artifacts = files_under(handle.project_dir, handle.data_dir) + [
+        f for d in ray_session_dirs() for f in d.rglob("*") if f.is_file()
+    ]
+    contents = {f: f.read_bytes() for f in artifacts if f.stat().st_size < 50_000_000}
+    modes = {f: stat.S_IMODE(f.stat().st_mode) for f in contents}
+    result = raycai(handle, "down", NAME, "--yes")
+    outputs += [result.stdout, result.stderr]
+    await wait_for(lambda: not ray_processes(), timeout=60)
+    watcher.stop()
 
     token_value = token.reveal().encode()
     key_value = key.encode()
@@ -125,51 +195,6 @@ async def test_exceptions_and_reprs_never_show_secrets(local_workspace: Workspac
     assert token.reveal() not in repr(client)
     await client.aclose()
     assert token.reveal() not in f"{token} {token!r} {[token]}"
-
-
-async def test_dashboard_and_workers_are_refused_without_the_token(
-    local_workspace: WorkspaceHandle,
-) -> None:
-    """R7 at the cluster level: the dashboard and joining the cluster need its token."""
-    tmp = Path(tempfile.mkdtemp(prefix="in-"))
-    handle = local_workspace
-    name = "guarded"
-    raycai(
-        handle,
-        "up",
-        name,
-        "--workers",
-        "0",
-        *SMALL_NODES,
-    )
-    paths = ClusterPaths(handle.project_dir, name)
-    from raycai_core.cluster.records import read_head_address
-
-    head = read_head_address(paths)
-    assert head is not None
-    for bad in (None, Secret("not-the-token")):
-        async with RayClient(head.dashboard_url, token=bad) as client:
-            with pytest.raises(RayDashboardAuthError):
-                await client.nodes()
-    async with RayClient(head.dashboard_url, token=read_token(paths)) as client:
-        assert len(await client.nodes()) == 1
-    # Workers without the token, or with another, are refused by the head...
-    tokens = {"none": None, "wrong": "0" * 64}
-    intruders = [
-        _intruder(tmp, head.gcs_address, label, token, k)
-        for k, (label, token) in enumerate(tokens.items(), start=5)
-    ]
-    outputs = await asyncio.gather(*(asyncio.to_thread(_refusal, p) for p in intruders))
-    for output in outputs:
-        assert "InvalidAuthToken" in output or "missing or incorrect" in output, output[-2000:]
-    # ...and a raycai worker, which holds it, joins.
-    raycai(handle, "scale", name, "1", "--wait")
-    async with RayClient(head.dashboard_url, token=read_token(paths)) as client:
-        names = {n.node_name for n in await client.nodes() if n.alive}
-    assert names == {"raycai-guarded-head", "raycai-guarded-worker-1"}
-    raycai(handle, "down", name, "--yes")
-    await wait_for(lambda: not ray_processes(), timeout=60)
-    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _intruder(
