@@ -22,6 +22,7 @@ BENCHES = {
     "p8": "p8_jobs.py",
     "p9": "p9_autoscale.py",
     "p10": "p10_many_clusters.py",
+    "p11": "p11_tui_cpu.py",
 }
 
 

@@ -21,7 +21,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 
 from raycai_tui.format import describe_error
 from raycai_tui.messages import ClusterEvent, ClustersPolled, OperationChanged, PollStatus
@@ -29,8 +29,10 @@ from raycai_tui.poller import Poller
 from raycai_tui.screens.base import RaycaiScreen
 from raycai_tui.widgets.apps_table import AppsTable
 from raycai_tui.widgets.events import EventsLog
+from raycai_tui.widgets.footer import KeyFooter
 from raycai_tui.widgets.ray_panel import RayPanel
 from raycai_tui.widgets.status_line import StatusLine
+from raycai_tui.widgets.text_line import show_text
 
 if TYPE_CHECKING:
     from raycai_core.cluster.apps import ClusterApp
@@ -174,7 +176,7 @@ class ClusterScreen(RaycaiScreen):
             yield RayPanel(id="ray")
             yield EventsLog(id="events")
         yield StatusLine(id="status")
-        yield Footer()
+        yield KeyFooter()
 
     @property
     def ray_backoff(self) -> Backoff:
@@ -328,7 +330,7 @@ class ClusterScreen(RaycaiScreen):
         self.query_one(RayPanel).record(view)
         line = self.query_one("#work-line", Static)
         line.display = bool(work_line)
-        line.update(Text(work_line, style="dim"))
+        show_text(line, Text(work_line, style="dim"))
         self.show_view(view)
 
     def _show_ray_status(self, backoff: Backoff) -> None:
@@ -345,7 +347,7 @@ class ClusterScreen(RaycaiScreen):
         self._dirty = False
         self.query_one(AppsTable).show(view)
         self.query_one(RayPanel).show(view, self.ray_backoff.failing_since)
-        self.query_one("#cluster-title", Static).update(title_text(view, self.raycai.healing))
+        show_text(self.query_one("#cluster-title", Static), title_text(view, self.raycai.healing))
 
     def on_screen_resume(self) -> None:
         self._show_notes()

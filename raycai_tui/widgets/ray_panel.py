@@ -11,11 +11,24 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Label, Sparkline, Static
 
 from raycai_tui.format import GIB, clock, one_line, used_of
+from raycai_tui.widgets.text_line import show_text
 
 if TYPE_CHECKING:
     from raycai_core.cluster.view import ClusterView
 
 HISTORY = 90  # samples (three minutes at the default 2 s poll)
+
+
+def add_to_history(sparkline: Sparkline, history: deque[float], sample: float) -> None:
+    """Append a sample; repaint only if the line changes. A line of two or more equal values
+    is drawn the same whatever their number, so a steady value (an idle cluster) costs no
+    repaint: the data is kept up to date without refreshing the widget."""
+    flat = len(history) >= 2 and min(history) == max(history) == sample
+    history.append(float(sample))
+    if flat:
+        sparkline.set_reactive(Sparkline.data, list(history))
+    else:
+        sparkline.data = list(history)
 
 
 class RayPanel(Vertical):
@@ -48,10 +61,8 @@ class RayPanel(Vertical):
             self.add_sample(view.totals.cpu[0] if view.totals else 0.0, view.nodes_alive)
 
     def add_sample(self, cpu_used: float, nodes_alive: int) -> None:
-        self._cpu.append(cpu_used)
-        self._alive.append(float(nodes_alive))
-        self.query_one("#cpu-history", Sparkline).data = list(self._cpu)
-        self.query_one("#alive-history", Sparkline).data = list(self._alive)
+        add_to_history(self.query_one("#cpu-history", Sparkline), self._cpu, cpu_used)
+        add_to_history(self.query_one("#alive-history", Sparkline), self._alive, nodes_alive)
 
     def show(self, view: ClusterView, failing_since: float | None = None) -> None:
         expected = view.desired_workers + 1
@@ -80,4 +91,4 @@ class RayPanel(Vertical):
             since = f" since {clock(failing_since)}" if failing_since else ""
             text.append(f"Ray dashboard not answering{since}: ", style="bold red")
             text.append(one_line(view.ray_error, 200), style="red")
-        self.query_one("#ray-summary", Static).update(text)
+        show_text(self.query_one("#ray-summary", Static), text)

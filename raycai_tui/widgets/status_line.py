@@ -8,6 +8,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from raycai_tui.format import clock, number, one_line
+from raycai_tui.widgets.text_line import show_text
 
 if TYPE_CHECKING:
     from raycai_tui.backoff import Backoff
@@ -67,5 +68,5 @@ class StatusLine(Static):
         return Text(" | ").join(parts)
 
     def _refresh(self) -> None:
-        self.update(self._compose_text())
+        show_text(self, self._compose_text())
         self.set_class(any(b is not None and b.stale for b in self._sources.values()), "-stale")
