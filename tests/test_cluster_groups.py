@@ -206,6 +206,25 @@ async def test_scale_changes_several_groups_in_one_locked_update(
     assert nodes_of(await cluster_apps(fake_ray), "duo") == DUO_NODES
 
 
+@pytest.mark.timeout(120)
+async def test_heal_recreates_a_missing_worker_in_its_own_group(
+    fake_ray: WorkspaceHandle, duo: tuple[ClusterManager, list[Progress]]
+) -> None:
+    ops, _ = duo
+    apps = {m.node: m.app for m in await ops.members("duo")}
+    await ops.cml.delete_application(apps["gpu-1"].id)  # someone deleted it by hand
+    await wait_for(lambda: _gone(ops, "gpu-1"), timeout=20)
+    healed = await ops.heal("duo")
+    assert [(h.node, h.action) for h in healed] == [("gpu-1", "recreated")]
+    now = {m.node: m.app for m in await ops.members("duo")}
+    assert sorted(now) == DUO_NODES and now["gpu-1"].id != apps["gpu-1"].id
+    assert now["gpu-1"].accelerator_label_id == "42" and now["gpu-1"].nvidia_gpu == 1
+
+
+async def _gone(ops: ClusterManager, node: str) -> bool:
+    return node not in {m.node for m in await ops.members("duo")}
+
+
 GROUP_FLAGS = (
     "--runtime", RUNTIME, "--head-cpu", "1", "--head-memory", "1",
     "--group", "data:count=2,cpu=1,memory=1",

@@ -207,7 +207,12 @@ def list_clusters(target: Target, as_json: bool) -> None:
 @click.option("--watch", is_flag=True, help="Refresh every 2 seconds until interrupted.")
 @target_options
 def status(target: Target, name: str, as_json: bool, watch: bool) -> None:
-    """Show a cluster's applications, launcher phases and Ray nodes."""
+    """Show a cluster's worker groups, applications, launcher phases and Ray nodes.
+
+    One line per worker group: `group gpu: 1 desired, 1 running, 1 joined`, or for a group
+    Ray's autoscaler keeps `group gpu: min 0, max 4, current 1, target 2` (current: joined
+    Ray; target: the applications the autoscaler asked for).
+    """
 
     async def main() -> None:
         async with manager(target, quiet=True) as ops:
