@@ -23,6 +23,7 @@ BENCHES = {
     "p9": "p9_autoscale.py",
     "p10": "p10_many_clusters.py",
     "p11": "p11_tui_cpu.py",
+    "p12": "p12_idle_requests.py",
 }
 
 
