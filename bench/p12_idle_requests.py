@@ -88,10 +88,12 @@ def main() -> None:
             job_file.write_text(JOB)
             ups: list[float] = []
             downs: list[float] = []
+            decided: list[float] = []
             for number in range(1, rounds + 1):
                 result = one_round(handle, paths, cluster, job_file)
                 ups.append(result.up - args.pod_delay)
                 downs.append(result.down)
+                decided.append(result.decided)
                 print(
                     f"P9 round {number}: task -> worker ALIVE minus L {ups[-1]:.2f} s (task -> "
                     f"application created {result.decided:.2f} s, ray start "
@@ -117,6 +119,7 @@ def main() -> None:
     report.add(
         "P9 task unschedulable -> new worker ALIVE, minus L (s)", median(ups), UP_TARGET_S, " s"
     )
+    report.add("P9 task unschedulable -> application created (s)", median(decided), unit=" s")
     report.add(
         "P9 worker idle -> application removed (s)",
         median(downs),
