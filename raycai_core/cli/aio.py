@@ -47,8 +47,11 @@ class DaemonThreadExecutor(ThreadPoolExecutor):
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """Run `coro` like `asyncio.run` (ctrl+c cancels it and raises KeyboardInterrupt after its
-    cleanup), but without waiting for any thread it started."""
-    with asyncio.Runner() as runner:
-        runner.get_loop().set_default_executor(DaemonThreadExecutor())
-        return runner.run(coro)
+    """Run `coro` with `asyncio.run` (a ctrl+c cancels it and raises KeyboardInterrupt), but
+    without waiting for any thread it started."""
+    return asyncio.run(_with_daemon_threads(coro))
+
+
+async def _with_daemon_threads(coro: Coroutine[Any, Any, T]) -> T:
+    asyncio.get_running_loop().set_default_executor(DaemonThreadExecutor())
+    return await coro
