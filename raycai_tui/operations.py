@@ -3,8 +3,9 @@
 They belong to the App, not to a screen: each runs in an App-level worker, so leaving or
 reopening a screen neither cancels nor duplicates it (Textual cancels a screen's workers when
 the screen goes). A request of a kind already running on the same cluster joins it: scale
-requests queue behind the one being carried out and neighbours combine (+1 then +1 is +2; the
-core applies each to the stored count under its lock); restarts queue their nodes; a second
+requests queue behind the one being carried out and combine per worker group (+1 then +1 of
+group gpu is gpu +2; the core applies each to the group's stored count under its lock);
+restarts queue their nodes; a second
 create or delete is refused with a message. A delete stops the other operations of its cluster
 first. Progress goes into the app's event store, and every change is broadcast to the screens
 (OperationChanged) so that each shows what runs on its clusters.
@@ -41,7 +42,7 @@ VERBS: dict[Kind, str] = {
 # What stays, and how to finish, when the app quits in the middle of an operation.
 REMAINS: dict[Kind, str] = {
     "create": "what was created stays; `raycai up {name}` finishes it",
-    "scale": "the new worker count is saved; `raycai scale {name} N` finishes it",
+    "scale": "the new worker count is saved; `raycai scale {name} [GROUP=]N` finishes it",
     "restart": "the restarts already requested go on",
     "delete": "{name} stays marked for deletion; `raycai down {name}` finishes it",
     "heal": "healing resumes at the next start (or `raycai heal {name}`)",
@@ -52,26 +53,49 @@ REMAINS: dict[Kind, str] = {
 class ScaleRequest:
     target: ScaleTarget
     allow_busy: bool = False  # may the core remove a worker that runs Ray tasks?
+    group: str | None = None  # the worker group; None: the cluster's only one
+
+    def __str__(self) -> str:
+        """`+1`, or `gpu=+1` for a named group (as `raycai scale` takes it)."""
+        return f"{self.group}={self.target}" if self.group else str(self.target)
 
 
 def merge_scale(first: ScaleRequest, then: ScaleRequest) -> ScaleRequest | None:
     """One request that does what `first` then `then` do, or None when no single one does.
 
-    Only exact merges: a count followed by anything, or two deltas of the same sign (a delta
-    stops at zero workers, so -1 then +1 differs from doing nothing when no worker is left).
+    Only exact merges, of one group: a count followed by anything, or two deltas of the same
+    sign (a delta stops at zero workers, so -1 then +1 differs from doing nothing when no
+    worker is left).
     """
     from raycai_core.cluster.types import ScaleTarget
 
+    if first.group != then.group:
+        return None
     a, b = first.target, then.target
     if b.count is not None:
         return then
     allow_busy = first.allow_busy and then.allow_busy
     delta = b.delta or 0
     if a.count is not None:
-        return ScaleRequest(ScaleTarget(count=b.apply(a.count)), allow_busy)
+        return ScaleRequest(ScaleTarget(count=b.apply(a.count)), allow_busy, then.group)
     if (a.delta or 0) * delta >= 0:
-        return ScaleRequest(ScaleTarget(delta=(a.delta or 0) + delta), allow_busy)
+        return ScaleRequest(ScaleTarget(delta=(a.delta or 0) + delta), allow_busy, then.group)
     return None
+
+
+def queue_scale(queue: deque[object], request: ScaleRequest) -> None:
+    """Add `request` to the requests still to do: merged into the last one of its group when
+    nothing of that group comes after it (groups are scaled independently, so a request of
+    another group in between changes nothing), else queued at the end."""
+    for index in range(len(queue) - 1, -1, -1):
+        queued = queue[index]
+        if isinstance(queued, ScaleRequest) and queued.group == request.group:
+            merged = merge_scale(queued, request)
+            if merged is None:
+                break
+            queue[index] = merged
+            return
+    queue.append(request)
 
 
 @dataclass(eq=False)
@@ -86,7 +110,7 @@ class Operation:
     error: str | None = None
     requests: deque[object] = field(default_factory=deque)
     current: object | None = None  # the request being carried out
-    count: int | None = None  # scale: the stored worker count last reported
+    counts: dict[str | None, int] = field(default_factory=dict)  # scale: stored, per group
     worker: Worker[None] | None = field(default=None, repr=False)
 
     @property
@@ -133,25 +157,29 @@ class Operations:
 
     # -- requests (from the screens and the app) --------------------------------------
 
-    def scale(self, cluster: str, target: ScaleTarget, *, allow_busy: bool = False) -> bool:
-        """Ask the core to scale by `target` (a delta or a count); joins a running scale."""
+    def scale(
+        self,
+        cluster: str,
+        target: ScaleTarget,
+        *,
+        group: str | None = None,
+        allow_busy: bool = False,
+    ) -> bool:
+        """Ask the core to scale `group` (None: the cluster's only group) by `target` (a
+        delta or a count); joins a running scale of the cluster, merged per group."""
         if self._services() is None or self._refused_while_deleting(cluster, "scale"):
             return False
-        request = ScaleRequest(target, allow_busy)
-        self._event(cluster, f"scale {target} requested")
+        request = ScaleRequest(target, allow_busy, group)
+        self._event(cluster, f"scale {request} requested")
         op = self._running.get((cluster, "scale"))
         if op is not None:
-            last = op.requests[-1] if op.requests else None
-            merged = merge_scale(last, request) if isinstance(last, ScaleRequest) else None
-            if merged is not None:
-                op.requests[-1] = merged
-            else:
-                op.requests.append(request)
+            queue_scale(op.requests, request)
+            self._note_count(op, group)
             self._describe_scale(op)
             self._changed(op)
             return True
         op = Operation(cluster, "scale", requests=deque([request]))
-        op.count = self._stored_count(cluster)
+        self._note_count(op, group)
         self._start(op, self._run_scale)
         return True
 
@@ -276,16 +304,17 @@ class Operations:
             self._describe_scale(op)
             self._changed(op)
             manager = services.manager(self._progress(op))
+            target = request.target if request.group is None else {request.group: request.target}
             try:
-                result = await manager.scale(
-                    op.cluster, request.target, allow_busy=request.allow_busy
-                )
+                result = await manager.scale(op.cluster, target, allow_busy=request.allow_busy)
             except WorkersBusy as busy:
                 op.current = None
                 self._ask_about_busy(op.cluster, request, busy.nodes)
                 continue
-            op.count, op.current = result.after, None
-            self._event(op.cluster, f"workers {result.before} -> {result.after}")
+            op.counts[request.group] = result.after
+            op.current = None
+            what = f"group {request.group} workers" if request.group else "workers"
+            self._event(op.cluster, f"{what} {result.before} -> {result.after}")
 
     async def _run_restart(self, op: Operation) -> None:
         services = self._require_services()
@@ -303,9 +332,9 @@ class Operations:
         from raycai_tui.screens.confirm import ConfirmScreen
 
         listed = ", ".join(nodes)
-        self._event(cluster, f"scale {request.target} waits: {listed} run Ray tasks", "warning")
+        self._event(cluster, f"scale {request} waits: {listed} run Ray tasks", "warning")
         question = (
-            f"Scaling {cluster} by {request.target} would remove {listed}, which "
+            f"Scaling {cluster} by {request} would remove {listed}, which "
             f"{'is' if len(nodes) == 1 else 'are'} running Ray tasks. Remove anyway? Ray is "
             "asked to drain first: nothing new is scheduled there and running tasks get a grace "
             "period to finish; what still runs after it is stopped (Ray retries what it can)."
@@ -313,9 +342,9 @@ class Operations:
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.scale(cluster, request.target, allow_busy=True)
+                self.scale(cluster, request.target, group=request.group, allow_busy=True)
             else:
-                self._event(cluster, f"scale {request.target} cancelled: busy workers kept")
+                self._event(cluster, f"scale {request} cancelled: busy workers kept")
 
         self._app.push_screen(
             ConfirmScreen(f"Remove busy workers of {cluster}?", question, nodes, "Remove"),
@@ -325,20 +354,36 @@ class Operations:
     # -- helpers --------------------------------------------------------------------
 
     def _describe_scale(self, op: Operation) -> None:
-        """`2 → 3` from the stored count last seen (display only), else the requests."""
+        """`2 → 3` (`gpu 0 → 1, cpu 2 → 1` for named groups) from the stored counts last
+        seen (display only), else the requests."""
         requests = [r for r in (op.current, *op.requests) if isinstance(r, ScaleRequest)]
-        if op.count is None:
-            op.detail = " then ".join(str(r.target) for r in requests)
+        groups = list(dict.fromkeys(r.group for r in requests))
+        if any(op.counts.get(group) is None for group in groups):
+            op.detail = " then ".join(str(r) for r in requests)
             return
-        after = op.count
-        for request in requests:
-            after = request.target.apply(after)
-        op.detail = f"{op.count} → {after}"
+        parts = []
+        for group in groups:
+            before = after = op.counts[group]
+            for request in requests:
+                if request.group == group:
+                    after = request.target.apply(after)
+            parts.append(f"{group + ' ' if group else ''}{before} → {after}")
+        op.detail = ", ".join(parts)
 
-    def _stored_count(self, cluster: str) -> int | None:
+    def _note_count(self, op: Operation, group: str | None) -> None:
+        """Keep the stored count of `group` last seen, for `2 → 3` (display only)."""
+        if group in op.counts:
+            return
         snapshot = self._app.snapshot
-        summary = snapshot.summary(cluster) if snapshot is not None else None
-        return summary.desired_workers if summary is not None else None
+        summary = snapshot.summary(op.cluster) if snapshot is not None else None
+        desired = summary.desired if summary is not None else None
+        if desired is None:
+            return
+        spec = desired.spec
+        if group is None and len(spec.groups) == 1:
+            op.counts[None] = spec.group(spec.group_names[0]).count
+        elif group is not None and group in spec.groups:
+            op.counts[group] = spec.group(group).count
 
     def _refused_while_deleting(self, cluster: str, kind: Kind) -> bool:
         if (cluster, "delete") not in self._running:

@@ -7,12 +7,14 @@ Data comes from two Pollers (raycai_tui.poller), each never overlapping itself:
   while another screen (the logs, Jobs, a dialog) covers this one and catches up when shown.
 
 Changes (scale, restart, delete) are requests to the app's operations service: they outlive
-this screen, and `+`/`-` send deltas that the core applies to the stored count. A key that
+this screen, and `+`/`-` send deltas that the core applies to the stored count of the
+selected row's worker group (a cluster with several groups shows a row per group). A key that
 needs the cluster's data is dimmed, and says why when pressed, until that data arrived.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -27,7 +29,7 @@ from raycai_tui.format import describe_error
 from raycai_tui.messages import ClusterEvent, ClustersPolled, OperationChanged, PollStatus
 from raycai_tui.poller import Poller
 from raycai_tui.screens.base import RaycaiScreen
-from raycai_tui.widgets.apps_table import AppsTable
+from raycai_tui.widgets.apps_table import AppsTable, grouped
 from raycai_tui.widgets.events import EventsLog
 from raycai_tui.widgets.footer import KeyFooter
 from raycai_tui.widgets.ray_panel import RayPanel
@@ -36,7 +38,7 @@ from raycai_tui.widgets.text_line import show_text
 
 if TYPE_CHECKING:
     from raycai_core.cluster.apps import ClusterApp
-    from raycai_core.cluster.lifecycle import ClusterSummary, ScaleTarget
+    from raycai_core.cluster.lifecycle import ClusterSummary
     from raycai_core.cluster.view import ClusterView, NodeRow, RayNodeInfo
     from raycai_core.work.session import ClusterWork
     from raycai_tui.backoff import Backoff
@@ -46,10 +48,42 @@ if TYPE_CHECKING:
 NEEDS_SUMMARY = frozenset({"scale_up", "scale_down", "scale", "delete"})
 # ...and keys that act on a node row (this screen's merged view).
 NEEDS_VIEW = frozenset({"logs", "restart", "addresses"})
+# The footer's words for the scale keys on a cluster with several worker groups.
+GROUP_KEYS = {
+    "cluster.scale_up": "+1 to group",
+    "cluster.scale_down": "-1 from group",
+    "cluster.scale": "Scale group",
+}
+
+
+def autoscaler_keeps(view: ClusterView) -> bool:
+    """Ray's autoscaler keeps the cluster (by its head's record at the view's time)."""
+    if not view.autoscaled:
+        return False
+    from raycai_core.cluster.autoscaler import autoscaler_running
+
+    head = view.head_row.record if view.head_row else None
+    return autoscaler_running(head, view.observed_at)
 
 
 def operations_text(operations: list[Operation]) -> Text:
     return Text("  ·  ".join(op.label for op in operations), style="bold yellow")
+
+
+def workers_text(view: ClusterView) -> str:
+    """`workers: 2 wanted, 2 running, 2 joined Ray`; with autoscaling the summed bounds and
+    the target (applications that exist), never a "wanted" that reads like a fault; with
+    several groups it says how many (each group's counts are in its table row)."""
+    groups = [counts for counts in view.groups if counts.in_spec]
+    where = f" in {len(groups)} groups" if len(groups) > 1 else ""
+    running, joined = view.workers_running, view.workers_joined
+    if view.autoscaled:
+        low, high = sum(c.min for c in groups), sum(c.max for c in groups)
+        return (
+            f"workers{where}: min {low}, max {high}, target {len(view.worker_rows)}, "
+            f"{running} running, {joined} joined Ray"
+        )
+    return f"workers{where}: {view.desired_workers} wanted, {running} running, {joined} joined Ray"
 
 
 def title_text(view: ClusterView, healing: bool) -> Text:
@@ -58,21 +92,18 @@ def title_text(view: ClusterView, healing: bool) -> Text:
     if desired is None:
         text.append("  no cluster.json (orphaned applications, or deleted)", style="red")
         return text
-    text.append(
-        f"  ·  workers: {view.desired_workers} wanted, {view.workers_running} running, "
-        f"{view.workers_joined} joined Ray  ·  "
-    )
+    text.append(f"  ·  {workers_text(view)}  ·  ")
     if desired.state == "deleting":
         text.append("DELETING", style="bold yellow")
     elif view.ready:
         text.append("READY", style="bold green")
     else:
         text.append("NOT READY", style="bold yellow")
-    if desired.spec.workers.autoscale:
+    if view.autoscaled:
         from raycai_core.cluster.autoscaler import keeper
 
         head = view.head_row.record if view.head_row else None
-        text.append(f"  ·  kept by {keeper(desired, head)}", style="dim")
+        text.append(f"  ·  kept by {keeper(desired, head, view.observed_at)}", style="dim")
         return text
     heals = healing and desired.spec.healing
     text.append(f"  ·  healing {'on' if heals else 'off'}", style="dim")
@@ -88,7 +119,7 @@ class ClusterScreen(RaycaiScreen):
             "+1 worker",
             id="cluster.scale_up",
             key_display="+",
-            tooltip="Add one worker",
+            tooltip="Add one worker to the selected row's group",
         ),
         Binding(
             "minus",
@@ -96,9 +127,15 @@ class ClusterScreen(RaycaiScreen):
             "-1 worker",
             id="cluster.scale_down",
             key_display="-",
-            tooltip="Remove one worker (failed, unjoined, then idle ones first)",
+            tooltip="Remove one worker of the row's group (failed, unjoined, idle first)",
         ),
-        Binding("s", "scale", "Scale", id="cluster.scale", tooltip="Set the number of workers"),
+        Binding(
+            "s",
+            "scale",
+            "Scale",
+            id="cluster.scale",
+            tooltip="Set or change a group's number of workers (asks which group)",
+        ),
         Binding("l", "logs", "Logs", id="cluster.logs", tooltip="Logs of the selected node"),
         Binding(
             "L",
@@ -136,6 +173,11 @@ class ClusterScreen(RaycaiScreen):
         Binding("q", "app.quit", "Quit", id="cluster.quit", tooltip="Quit raycai-tui"),
     ]
     MUTATING = frozenset({"scale_up", "scale_down", "scale", "restart", "delete"})
+    help_note = (
+        "Worker groups: + and - act on the group of the selected row (a worker's, or the "
+        "group's own row); on the head row, on the only group. s asks which group when the "
+        "cluster has several."
+    )
 
     class Merged(Message):
         def __init__(self, view: ClusterView) -> None:
@@ -165,6 +207,7 @@ class ClusterScreen(RaycaiScreen):
         self._ray_error: str | None = None
         self._dirty = False
         self._work: ClusterWork | None = None  # the jobs client, kept between polls
+        self._group_keys = False  # the footer names the scale keys for groups
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -345,7 +388,8 @@ class ClusterScreen(RaycaiScreen):
             self._dirty = True
             return
         self._dirty = False
-        self.query_one(AppsTable).show(view)
+        self.query_one(AppsTable).show(view, autoscaler_keeps(view))
+        self._name_scale_keys(grouped(view))
         self.query_one(RayPanel).show(view, self.ray_backoff.failing_since)
         show_text(self.query_one("#cluster-title", Static), title_text(view, self.raycai.healing))
 
@@ -358,6 +402,24 @@ class ClusterScreen(RaycaiScreen):
                 self.show_view(self.view)
             else:
                 self.remerge()
+
+    def _name_scale_keys(self, groups: bool) -> None:
+        """The footer's words for `+`, `-` and `s`: `+1 to group`... on a cluster with
+        several worker groups, `+1 worker`... otherwise (the bindings keep their ids and
+        keys, so a --keymap still applies)."""
+        if groups == self._group_keys:
+            return
+        self._group_keys = groups
+        words = {b.id: b.description for b in self.BINDINGS if isinstance(b, Binding)}
+        if groups:
+            words.update(GROUP_KEYS)
+        table = self._bindings.key_to_bindings
+        for key, bindings in table.items():
+            table[key] = [
+                dataclasses.replace(b, description=words[b.id]) if b.id in GROUP_KEYS else b
+                for b in bindings
+            ]
+        self.refresh_bindings()
 
     # -- selection --------------------------------------------------------------------
 
@@ -376,30 +438,81 @@ class ClusterScreen(RaycaiScreen):
 
     # -- scale: requests to the app's operations service ------------------------------
 
-    def action_scale_up(self) -> None:
+    @property
+    def group_names(self) -> tuple[str, ...]:
+        """The cluster's worker groups, from its stored spec (the app's snapshot)."""
+        summary = self.summary
+        desired = summary.desired if summary is not None else None
+        return desired.spec.group_names if desired is not None else ()
+
+    @property
+    def selected_group(self) -> str | None:
+        """The worker group of the selected row (a worker's, or a group's row); None on the
+        head or with nothing selected."""
+        key = self.query_one(AppsTable).selected_key
+        if key is None:
+            return None
+        row = self.view.row(key) if self.view is not None else None
+        if row is not None:
+            return row.group
+        return key if key in self.group_names else None  # a group's row is keyed by its name
+
+    def _group_to_scale(self) -> tuple[bool, str | None]:
+        """(scale?, the group: None for a cluster's only one). With several groups it is the
+        selected row's; on the head row the user is told to pick a worker row."""
+        names = self.group_names
+        if len(names) <= 1:
+            return True, None
+        group = self.selected_group
+        if group is None:
+            self.notify(
+                f"{self.cluster} has {len(names)} worker groups ({', '.join(names)}): "
+                "select a worker row of the group to scale",
+                severity="warning",
+            )
+            return False, None
+        if group not in names:
+            self.notify(
+                f"group {group} is no longer in {self.cluster}'s spec: `raycai up` removes it",
+                severity="warning",
+            )
+            return False, None
+        return True, group
+
+    def _scale_by(self, delta: int) -> None:
         from raycai_core.cluster.lifecycle import ScaleTarget
 
-        self.raycai.operations.scale(self.cluster, ScaleTarget(delta=1))
+        go, group = self._group_to_scale()
+        if go:
+            self.raycai.operations.scale(self.cluster, ScaleTarget(delta=delta), group=group)
+
+    def action_scale_up(self) -> None:
+        self._scale_by(1)
 
     def action_scale_down(self) -> None:
-        from raycai_core.cluster.lifecycle import ScaleTarget
-
-        self.raycai.operations.scale(self.cluster, ScaleTarget(delta=-1))
+        self._scale_by(-1)
 
     def action_scale(self) -> None:
-        from raycai_tui.screens.scale import ScaleScreen
+        from raycai_tui.screens.scale import ScaleChoice, ScaleScreen
 
         summary = self.summary
-        current = summary.desired_workers if summary is not None else None
-        if current is None:
+        desired = summary.desired if summary is not None else None
+        if desired is None:
             self.notify(f"{self.cluster} has no cluster.json: nothing to scale", severity="error")
             return
+        spec = desired.spec
+        counts = {name: spec.group(name).count for name in spec.group_names}
+        selected = self.selected_group
+        several = len(counts) > 1
 
-        def chosen(target: ScaleTarget | None) -> None:
-            if target is not None:
-                self.raycai.operations.scale(self.cluster, target)
+        def chosen(choice: ScaleChoice | None) -> None:
+            if choice is not None:
+                group = choice.group if several else None
+                self.raycai.operations.scale(self.cluster, choice.target, group=group)
 
-        self.app.push_screen(ScaleScreen(self.cluster, current), chosen)
+        self.app.push_screen(
+            ScaleScreen(self.cluster, counts, selected if selected in counts else None), chosen
+        )
 
     # -- restart, logs, addresses, delete ---------------------------------------------
 

@@ -1,5 +1,11 @@
 """The create form: sizes validated as typed (the core's rules), creation shown step by step.
 
+Workers come in groups (each its name, size, min and max, accelerator, label and runtime):
+one group named `worker` by default, so the form left as it is makes the cluster it always
+made; groups are added and removed in place. Each field is checked as typed with the spec's
+own rules; the spec is built by the core (`spec_from_flags(groups=...)`, as `raycai up
+--group` does), whose errors go back under the field they name.
+
 Submitting asks the app's operations service to run `ClusterManager.up(spec, wait=False)`
 (scripts, head created, head ready, workers created); the form shows its progress, then the
 nodes joining, from the app's watch of the new cluster (the core's one watch,
@@ -11,6 +17,7 @@ shows them).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -44,19 +51,102 @@ HEAD_FIELDS = (
     Field("head-memory", "Memory GB", "head.memory", "8"),
     Field("head-gpu", "GPUs", "head.nvidia_gpu", "0"),
 )
-WORKER_FIELDS = (
-    Field("workers-count", "Workers (min)", "workers.count", "2"),
-    Field("workers-max", "Max workers", "workers.max", ""),
-    Field("workers-idle", "Idle timeout s", "workers.idle_timeout_s", "300"),
-    Field("workers-cpu", "vCPU each", "workers.cpu", "2"),
-    Field("workers-memory", "Memory GB each", "workers.memory", "8"),
-    Field("workers-gpu", "GPUs each", "workers.nvidia_gpu", "0"),
-)
-FIELDS = (NAME, *HEAD_FIELDS, *WORKER_FIELDS)
-# Empty means "as many as the minimum": a fixed size, kept without an autoscaler.
-OPTIONAL_FIELDS = frozenset({"workers-max"})
-PLACEHOLDERS = {"workers-max": "= min: fixed size"}  # more than min: autoscaled
+# Cluster-wide: Ray's v1 autoscaler has one idle timeout for every group.
+IDLE = Field("workers-idle", "Idle timeout s", "autoscaling.idle_timeout_s", "300")
+FIELDS = (NAME, *HEAD_FIELDS, IDLE)
 RUNTIME_FIELD = "head.runtime_identifier"
+
+
+@dataclass(frozen=True)
+class GroupField:
+    key: str  # the Input's id is `<group prefix>-<key>`
+    label: str
+    setting: str  # the group's setting (group_field_problem, SpecError locations)
+    default: str
+    flag: str = ""  # its `--group` key ("" for the name)
+    optional: bool = False  # empty is fine (and sends nothing)
+    placeholder: str = ""
+
+
+GROUP_FIELDS = (
+    GroupField("name", "Group name", "name", "worker", placeholder="e.g. gpu"),
+    GroupField("count", "Workers (min)", "count", "2", "count"),
+    # Empty means "as many as the minimum": a fixed size, kept without an autoscaler.
+    GroupField("max", "Max workers", "max", "", "max", True, "= min: fixed size"),
+    GroupField("cpu", "vCPU each", "cpu", "2", "cpu"),
+    GroupField("memory", "Memory GB each", "memory", "8", "memory"),
+    GroupField("gpu", "GPUs each", "nvidia_gpu", "0", "gpu"),
+    GroupField("accelerator", "Accelerator", "accelerator", "", "accelerator", True, "e.g. L40S"),
+    GroupField(
+        "label", "Accel. label id", "accelerator_label_id", "", "accelerator_label", True, "CML id"
+    ),
+)
+BY_SETTING = {f.setting: f for f in GROUP_FIELDS} | {"min": GROUP_FIELDS[1]}
+GROUP_WIDGET = re.compile(r"^(workers\d*)-(\w+)$")
+SAME_AS_HEAD = "same as the head"
+
+
+def group_prefix(serial: int) -> str:
+    """The ids of a group's widgets start with this: `workers` for the first group (the
+    form's fields as they always were), `workers2`, `workers3`... for added ones."""
+    return "workers" if serial == 1 else f"workers{serial}"
+
+
+class GroupForm(Vertical):
+    """One worker group's fields, a runtime choice and a Remove button."""
+
+    DEFAULT_CSS = """
+    GroupForm { height: auto; margin-top: 1; }
+    GroupForm .group-head { height: auto; }
+    GroupForm .group-head .group-title { margin-top: 0; width: 18; }
+    GroupForm Select { width: 80; }
+    """
+
+    def __init__(self, serial: int, name: str = "worker", count: str = "2") -> None:
+        self.prefix = group_prefix(serial)
+        super().__init__(id=f"{self.prefix}-group", classes="worker-group")
+        self.defaults = {"name": name, "count": count}
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(classes="group-head"):
+            yield Label("Worker group", classes="group-title")
+            yield Button("Remove group", id=f"{self.prefix}-remove", compact=True)
+        for field in GROUP_FIELDS:
+            widget_id = f"{self.prefix}-{field.key}"
+            with Horizontal(classes="field", id=f"field-{widget_id}"):
+                yield Label(field.label, classes="field-label")
+                yield Input(
+                    self.defaults.get(field.key, field.default),
+                    id=widget_id,
+                    placeholder=field.placeholder,
+                    compact=True,
+                )
+                yield Static("", id=f"{widget_id}-problem", classes="problem", markup=False)
+        with Horizontal(classes="field"):
+            yield Label("Runtime", classes="field-label")
+            yield Select[str]([], prompt=SAME_AS_HEAD, id=f"{self.prefix}-runtime", compact=True)
+
+    def value(self, key: str) -> str:
+        return self.query_one(f"#{self.prefix}-{key}", Input).value
+
+    @property
+    def runtime(self) -> str:
+        value = self.query_one(f"#{self.prefix}-runtime", Select).value
+        return value if isinstance(value, str) else ""
+
+    def flag(self) -> str:
+        """This group as one `--group NAME:key=value,...` (the texts as typed: the core
+        checks them)."""
+        settings = []
+        bounded = bool(self.value("max").strip())  # min..max: Ray's autoscaler keeps it
+        for field in GROUP_FIELDS[1:]:
+            text = self.value(field.key).strip()
+            key = "min" if field.key == "count" and bounded else field.flag
+            if text or not field.optional:
+                settings.append(f"{key}={text}")
+        if self.runtime:
+            settings.append(f"runtime={self.runtime}")
+        return f"{self.value('name').strip()}:{','.join(settings)}"
 
 
 class Steps(Vertical):
@@ -96,6 +186,13 @@ class CreateScreen(RaycaiScreen):
     BINDINGS = [
         Binding("ctrl+s", "submit", "Create", id="create.submit", tooltip="Create the cluster"),
         Binding(
+            "ctrl+g",
+            "add_group",
+            "Add group",
+            id="create.add_group",
+            tooltip="Add a worker group (each its size, min/max, accelerator and runtime)",
+        ),
+        Binding(
             "escape", "cancel", "Back", id="create.cancel", tooltip="Back to the clusters list"
         ),
     ]
@@ -108,6 +205,8 @@ class CreateScreen(RaycaiScreen):
         self.creating: str | None = None  # the cluster being created
         self.joining = False  # up() returned; watching the nodes join
         self._spec: ClusterSpec | None = None
+        self._serials = 1  # groups made so far (their widget ids are never reused)
+        self._runtimes: list[tuple[str, str]] = []  # (label, identifier) for added groups
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -122,8 +221,9 @@ class CreateScreen(RaycaiScreen):
             for field in HEAD_FIELDS:
                 yield from self._field(field)
             yield Label("Worker nodes", classes="group-title")
-            for field in WORKER_FIELDS:
-                yield from self._field(field)
+            yield from self._field(IDLE, "for every group: an idle worker above min goes")
+            yield GroupForm(1)
+            yield Button("Add worker group (ctrl+g)", id="add-group", compact=True)
             with Horizontal(id="buttons"):
                 yield Button("Create (ctrl+s)", id="create", variant="primary", compact=True)
                 yield Button("Back (esc)", id="back", compact=True)
@@ -131,7 +231,6 @@ class CreateScreen(RaycaiScreen):
         yield Footer()
 
     def _field(self, field: Field, placeholder: str = "") -> ComposeResult:
-        placeholder = placeholder or PLACEHOLDERS.get(field.widget_id, "")
         with Horizontal(classes="field", id=f"field-{field.widget_id}"):
             yield Label(field.label, classes="field-label")
             yield Input(field.default, id=field.widget_id, placeholder=placeholder, compact=True)
@@ -139,7 +238,51 @@ class CreateScreen(RaycaiScreen):
 
     def on_mount(self) -> None:
         self.query_one("#name", Input).focus()
+        self._show_remove_buttons()
         self.load_runtimes()
+
+    # -- worker groups ------------------------------------------------------------------
+
+    @property
+    def groups(self) -> list[GroupForm]:
+        return list(self.query(GroupForm))
+
+    async def action_add_group(self) -> None:
+        """A new group after the others, named `group<n>` until the user names it."""
+        self._serials += 1
+        names = {g.value("name").strip() for g in self.groups}
+        name = next(f"group{n}" for n in range(2, 100) if f"group{n}" not in names)
+        group = GroupForm(self._serials, name=name, count="1")
+        await self.query_one("#form").mount(group, before=self.query_one("#add-group"))
+        group.query_one(Select).set_options(self._runtimes)
+        self._show_remove_buttons()
+        group.query_one(f"#{group.prefix}-name", Input).focus()
+
+    async def remove_group(self, group: GroupForm) -> None:
+        if len(self.groups) <= 1:
+            self.notify("A cluster needs at least one worker group.", severity="warning")
+            return
+        await group.remove()
+        self._show_remove_buttons()
+        self._check_group_names()
+
+    def _show_remove_buttons(self) -> None:
+        several = len(self.groups) > 1
+        for group in self.groups:
+            group.query_one(f"#{group.prefix}-remove", Button).display = several
+
+    @on(Button.Pressed, "#add-group")
+    async def _add_pressed(self) -> None:
+        await self.action_add_group()
+
+    @on(Button.Pressed)
+    async def _remove_pressed(self, event: Button.Pressed) -> None:
+        if not (event.button.id or "").endswith("-remove"):
+            return
+        event.stop()
+        group = next((g for g in event.button.ancestors if isinstance(g, GroupForm)), None)
+        if group is not None:
+            await self.remove_group(group)
 
     # -- runtimes -----------------------------------------------------------------------
 
@@ -163,6 +306,9 @@ class CreateScreen(RaycaiScreen):
         select = self.query_one("#runtime", Select)
         select.prompt = "choose a runtime"
         select.set_options((r.label, r.image_identifier) for r in runtimes)
+        self._runtimes = [(r.label, r.image_identifier) for r in runtimes]
+        for group in self.groups:
+            group.query_one(Select).set_options(self._runtimes)
         last = self.services.last_runtime if self.services else None
         chosen = next((r for r in runtimes if r.image_identifier == last), None)
         chosen = chosen or session_runtime(runtimes)
@@ -181,12 +327,40 @@ class CreateScreen(RaycaiScreen):
     def field_problem(self, field: Field, raw: str) -> str | None:
         from raycai_core.spec import field_problem
 
-        if field.widget_id in OPTIONAL_FIELDS and not raw.strip():
-            return None
         problem = field_problem(field.spec_field, raw)
         if problem is None and field is NAME and raw.strip() in self.existing:
             problem = f"a cluster named {raw.strip()!r} already exists in this project"
         return problem
+
+    def group_problem(self, group: GroupForm, field: GroupField) -> str | None:
+        """Why a group's field is not valid as typed (the spec's rules), or None."""
+        from raycai_core.spec import bounds_problem, group_field_problem, group_name_problem
+
+        raw = group.value(field.key)
+        if field.optional and not raw.strip():
+            return None
+        if field.key == "name":
+            name = raw.strip()
+            problem = group_name_problem(name)
+            earlier = self.groups[: self.groups.index(group)] if group in self.groups else []
+            if problem is None and any(g.value("name").strip() == name for g in earlier):
+                problem = f"another group is named {name!r}"
+            return problem
+        problem = group_field_problem(field.setting, raw)
+        if problem is None and field.key == "max":
+            problem = bounds_problem(group.value("count"), raw)
+        return problem
+
+    def _check_group(self, group: GroupForm, key: str) -> str | None:
+        field = next(f for f in GROUP_FIELDS if f.key == key)
+        problem = self.group_problem(group, field)
+        self._problem(f"{group.prefix}-{key}", problem)
+        return problem
+
+    def _check_group_names(self) -> None:
+        """Names are checked together: a name taken by an earlier group is refused."""
+        for group in self.groups:
+            self._check_group(group, "name")
 
     def runtime_problem(self) -> str | None:
         from raycai_core.spec import field_problem
@@ -199,6 +373,18 @@ class CreateScreen(RaycaiScreen):
         field = next((f for f in FIELDS if f.widget_id == event.input.id), None)
         if field is not None:
             self._problem(field.widget_id, self.field_problem(field, event.value))
+            return
+        group = next((g for g in event.input.ancestors if isinstance(g, GroupForm)), None)
+        match = GROUP_WIDGET.match(event.input.id or "")
+        if group is None or match is None or not group.is_attached:
+            return
+        key = match.group(2)
+        if key == "name":
+            self._check_group_names()
+            return
+        self._check_group(group, key)
+        if key == "count" and group.value("max").strip():
+            self._check_group(group, "max")  # the pair's rule
 
     @on(Select.Changed, "#runtime")
     def _runtime_changed(self) -> None:
@@ -210,7 +396,8 @@ class CreateScreen(RaycaiScreen):
     def _enter(self, event: Input.Submitted) -> None:
         """Enter moves to the next field; on the last one it submits."""
         event.stop()
-        if event.input.id != FIELDS[-1].widget_id:
+        inputs = list(self.query(Input))
+        if inputs and event.input is not inputs[-1]:
             self.focus_next()
         elif self.check_action("submit", ()):
             self.action_submit()
@@ -235,6 +422,11 @@ class CreateScreen(RaycaiScreen):
             self._problem(field.widget_id, problem)
             if problem:
                 found[field.widget_id] = problem
+        for group in self.groups:
+            for group_field in GROUP_FIELDS:
+                problem = self._check_group(group, group_field.key)
+                if problem:
+                    found[f"{group.prefix}-{group_field.key}"] = problem
         runtime = self.runtime_problem()
         self._problem("runtime", runtime)
         if runtime:
@@ -249,28 +441,20 @@ class CreateScreen(RaycaiScreen):
         if not problems:
             v = self.values()
             runtime = self.query_one("#runtime", Select).value
-            count = int(float(v["workers-count"]))
-            bounded = bool(v["workers-max"].strip())  # min..max: Ray's autoscaler keeps it
+            flags = [group.flag() for group in self.groups]
             try:
                 return spec_from_flags(
                     name=v["name"].strip(),
                     runtime=str(runtime),
-                    workers=None if bounded else count,
-                    min_workers=count if bounded else None,
-                    max_workers=int(float(v["workers-max"])) if bounded else None,
+                    groups=flags,
                     idle_timeout=float(v["workers-idle"]),
-                    cpu=float(v["workers-cpu"]),
-                    memory=float(v["workers-memory"]),
-                    gpu=int(float(v["workers-gpu"])),
                     head_cpu=float(v["head-cpu"]),
                     head_memory=float(v["head-memory"]),
                     head_gpu=int(float(v["head-gpu"])),
                 )
             except SpecError as exc:
-                by_spec_field = {f.spec_field: f.widget_id for f in FIELDS}
-                by_spec_field[RUNTIME_FIELD] = "runtime"
-                for spec_field, message in exc.problems:
-                    widget_id = by_spec_field.get(spec_field, "name")
+                for location, message in exc.problems:
+                    widget_id = self.widget_of(location, message, flags)
                     self._problem(widget_id, message)
                     problems[widget_id] = message
         first = next(iter(problems))
@@ -281,6 +465,32 @@ class CreateScreen(RaycaiScreen):
             severity="error",
         )
         return None
+
+    def widget_of(self, location: str, message: str, flags: list[str]) -> str:
+        """The field a SpecError's problem is about: `workers.<group>.<setting>` (or
+        `workers.<setting>` for the one group), a head or cluster field, a --group flag."""
+        by_spec_field = {f.spec_field: f.widget_id for f in FIELDS}
+        by_spec_field[RUNTIME_FIELD] = "runtime"
+        by_spec_field["workers.idle_timeout_s"] = IDLE.widget_id
+        if location in by_spec_field:
+            return by_spec_field[location]
+        groups = self.groups
+        parts = location.split(".")
+        if parts[0] == "workers" and groups:
+            named = {g.value("name").strip(): g for g in groups}
+            group, setting = None, "name"
+            if len(parts) > 1 and parts[1] in named:
+                group, setting = named[parts[1]], ".".join(parts[2:3]) or "name"
+            elif len(groups) == 1:  # the one-table shape: workers.<setting>
+                group, setting = groups[0], ".".join(parts[1:2]) or "name"
+            if group is not None:
+                # A problem of the group as a whole (or of its runtime) goes under its name.
+                return f"{group.prefix}-{BY_SETTING.get(setting, GROUP_FIELDS[0]).key}"
+        if location == "--group":
+            for group, flag in zip(groups, flags, strict=True):
+                if repr(flag) in message:
+                    return f"{group.prefix}-name"
+        return "name"
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "submit" and self.creating is not None:

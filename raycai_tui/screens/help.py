@@ -34,11 +34,14 @@ class HelpScreen(ModalScreen[None]):
         super().__init__()
         self.rows = binding_rows(below)
         self.title_text = title
+        self.note: str = getattr(below, "help_note", "")  # what the keys act on, if it says
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="help"):
             yield Label(f"Keys: {self.title_text}", id="dialog-title")
             yield DataTable(id="keys", cursor_type="none", zebra_stripes=True)
+            if self.note:
+                yield Static(self.note, id="help-note", classes="hint", markup=False)
             yield Static(
                 "Remap keys with raycai-tui --keymap FILE (TOML: binding id = key).",
                 classes="hint",

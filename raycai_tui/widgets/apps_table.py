@@ -1,4 +1,10 @@
-"""The cluster's applications, one row per node, reconciled by node name."""
+"""The cluster's applications, one row per node, reconciled by node name.
+
+A cluster with several worker groups gets a row per group before the group's workers (keyed
+by the group's name, which no node has): its counts (desired, or min/max and the
+autoscaler's target), running and joined workers, and each worker's size. A one-group
+cluster shows its nodes only, as it always did.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,8 @@ from raycai_tui.format import GIB, age, number, phase_text, status_text, styled,
 from raycai_tui.widgets.keyed_table import Column, KeyedTable, Row
 
 if TYPE_CHECKING:
-    from raycai_core.cluster.view import ClusterView, NodeRow
+    from raycai_core.cluster.view import ClusterView, GroupCounts, NodeRow
+    from raycai_core.spec import WorkerGroupSpec
 
 APP_WIDTH = 24  # the application column; longer names lose their start, not their node
 
@@ -53,8 +60,62 @@ def node_cells(row: NodeRow, view: ClusterView) -> tuple[str | Text, ...]:
     )
 
 
-def view_rows(view: ClusterView) -> list[Row]:
-    return [(row.node, node_cells(row, view)) for row in view.rows]
+def group_counts_text(counts: GroupCounts, autoscaler: bool) -> str:
+    """`2 wanted`, or for an autoscaled group `min 0, max 4, target 1` (target: the workers
+    the autoscaler asked for, said only while it keeps the cluster)."""
+    if not counts.in_spec:
+        return "not in the spec"
+    if not counts.autoscale:
+        return f"{counts.desired} wanted"
+    text = f"min {counts.min}, max {counts.max}"
+    return text + (f", target {counts.existing}" if autoscaler else "")
+
+
+def group_cells(
+    counts: GroupCounts, spec: WorkerGroupSpec | None, autoscaler: bool
+) -> tuple[str | Text, ...]:
+    """A group's row: its counts under APPLICATION/APP/LAUNCHER, each worker's size under
+    CPU/MEM/GPU, what is missing (or its accelerator) under WHY NOT READY."""
+    if not counts.in_spec:
+        note = styled("no longer in the spec: `raycai up` removes its workers", "yellow")
+    elif counts.missing and not counts.autoscale:
+        note = styled(f"{counts.missing} worker application(s) not created yet", "yellow")
+    elif spec is not None and spec.accelerator:
+        note = styled(f"accelerator {spec.accelerator}", "dim")
+    else:
+        note = ""
+    return (
+        styled(counts.name, "bold"),
+        styled("group", "dim"),
+        styled(group_counts_text(counts, autoscaler), "bold"),
+        f"{counts.running} run",
+        f"{counts.joined} joined",
+        "",
+        number(spec.cpu) if spec else "",
+        number(spec.memory) if spec else "",
+        str(spec.nvidia_gpu) if spec else "",
+        "",
+        note,
+    )
+
+
+def grouped(view: ClusterView) -> bool:
+    """Whether the table shows a row per worker group (the cluster has several)."""
+    return len(view.group_names) > 1
+
+
+def view_rows(view: ClusterView, autoscaler: bool = False) -> list[Row]:
+    """The rows: the head, then each group's row (when there are several) and workers.
+    `autoscaler`: Ray's autoscaler keeps the cluster (its targets are shown)."""
+    if not grouped(view):
+        return [(row.node, node_cells(row, view)) for row in view.rows]
+    groups = view.desired.spec.groups if view.desired else {}
+    rows: list[Row] = [(row.node, node_cells(row, view)) for row in view.rows if row.group is None]
+    for name in view.group_names:
+        counts = view.group_counts(name)
+        rows.append((name, group_cells(counts, groups.get(name), autoscaler)))
+        rows.extend((row.node, node_cells(row, view)) for row in view.rows if row.group == name)
+    return rows
 
 
 class AppsTable(KeyedTable):
@@ -72,5 +133,5 @@ class AppsTable(KeyedTable):
         Column("reason", "WHY NOT READY", 42),
     )
 
-    def show(self, view: ClusterView) -> None:
-        self.reconcile(view_rows(view))
+    def show(self, view: ClusterView, autoscaler: bool = False) -> None:
+        self.reconcile(view_rows(view, autoscaler))

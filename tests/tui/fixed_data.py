@@ -151,3 +151,72 @@ def demo_view() -> ClusterView:
 
 def cpu_history() -> list[float]:
     return [0, 0, 0.5, 1, 1, 1.5, 2, 2, 1.5, 1.5, 1, 1.5, 1.5, 1.5]
+
+
+# -- a cluster with two worker groups (CPU workers, and GPU workers kept by the autoscaler) --
+
+TRAIN_GROUPS = [
+    "worker:count=2,cpu=4,memory=16",
+    "gpu:min=0,max=4,cpu=8,memory=32,gpu=1,accelerator=L40S,accelerator_label=12",
+]
+
+
+def train_desired(created_ago: float = 5400) -> Desired:
+    spec = spec_from_flags(
+        name="train", runtime=RUNTIME, groups=TRAIN_GROUPS, head_cpu=2, head_memory=8
+    )
+    return Desired(spec=spec, created_at=NOW - created_ago, updated_at=NOW - created_ago)
+
+
+def train_members() -> list[ClusterApp]:
+    gpu = [
+        member("train", "gpu-1", "running", 8, 32, 900),
+        member("train", "gpu-2", "starting", 8, 32, 15),
+    ]
+    gpu = [dataclasses.replace(m, app=m.app.model_copy(update={"nvidia_gpu": 1})) for m in gpu]
+    return [
+        member("train", "head", "running", 2, 8, 5300),
+        member("train", "worker-1", "running", 4, 16, 5290),
+        member("train", "worker-2", "running", 4, 16, 5290),
+        *gpu,
+    ]
+
+
+def grouped_snapshot() -> Snapshot:
+    """The clusters of `snapshot()` and `train`, whose workers come in two groups."""
+    base = snapshot()
+    members = {**base.members, "train": train_members()}
+    summary = ClusterSummary("train", train_desired(), members["train"], 3)
+    return Snapshot(members=members, summaries=[*base.summaries, summary], taken_at=NOW)
+
+
+def train_view() -> ClusterView:
+    from raycai_core.cluster.records import AutoscalerRecord
+
+    head_record = dataclasses.replace(
+        record("head", "running"), autoscaler=AutoscalerRecord("running", since=NOW - 5200)
+    )
+    records = {
+        "head": head_record,
+        "worker-1": record("worker-1", "joined"),
+        "worker-2": record("worker-2", "joined"),
+        "gpu-1": record("gpu-1", "joined"),
+    }
+    head = HeadAddress(
+        ip="10.42.7.21",
+        gcs_port=6379,
+        dashboard_port=8100,
+        client_port=10001,
+        started_at=NOW - 5200,
+        incarnation="3b7e11c0",
+        ray_version="2.60.0",
+    )
+    gpu_node = ray_node("train", "gpu-1", (6.0, 8.0), 32)
+    nodes = [
+        ray_node("train", "head", (0.0, 2.0), 8, head=True),
+        ray_node("train", "worker-1", (4.0, 4.0), 16),
+        ray_node("train", "worker-2", (1.0, 4.0), 16),
+        dataclasses.replace(gpu_node, gpu=(1.0, 1.0), start_time=NOW - 890),
+    ]
+    desired = train_desired()
+    return merge_cluster("train", desired, train_members(), records, head, nodes, now=NOW)

@@ -10,6 +10,7 @@ from textual.widgets import Input, Static
 
 from raycai_core.cluster.desired import read_desired
 from raycai_core.cluster.layout import ClusterPaths
+from raycai_core.cluster.lifecycle import ClusterManager
 from raycai_core.local import WorkspaceConfig, WorkspaceHandle
 from raycai_tui.screens.addresses import AddressesScreen
 from raycai_tui.screens.cluster import ClusterScreen
@@ -208,3 +209,99 @@ async def test_one_cml_request_per_poll_whatever_is_open(tui_workspace: Workspac
         # A poll in flight when the count was read may add one more request.
         assert set(stats["by_route"]) <= {list_route}, stats["by_route"]
         assert stats["total"] <= done + 1, (stats, done)
+
+
+def stored_counts(handle: WorkspaceHandle, name: str = "train") -> dict[str, int]:
+    spec = read_desired(ClusterPaths(handle.project_dir, name)).spec
+    return {group: spec.group(group).count for group in spec.group_names}
+
+
+async def group_apps(handle: WorkspaceHandle) -> list[str]:
+    return sorted(a.name for a in await cluster_apps(handle) if a.name != "raycai-train-head")
+
+
+async def test_worker_groups_shown_and_scaled_per_group(tui_workspace: WorkspaceHandle) -> None:
+    """A cluster with groups `worker` and `gpu`: a row per group with its counts; `+` on a
+    row of group gpu adds a gpu worker only; on the head row it says to pick a group; `s`
+    asks for the group (prefilled with the selected row's, checked as typed)."""
+    from raycai_core.spec import spec_from_flags
+    from tests.fixtures.workspace import RUNTIME
+    from tests.tui.support import client_for
+
+    handle = tui_workspace
+    spec = spec_from_flags(
+        name="train",
+        runtime=RUNTIME,
+        head_cpu=1,
+        head_memory=1,
+        groups=["worker:count=1,cpu=1,memory=1", "gpu:count=1,cpu=1,memory=1,gpu=1"],
+    )
+    async with client_for(handle) as cml:
+        await ClusterManager(cml, handle.project_dir).up(spec, wait=False)
+    app = make_app(handle, heal=False)
+    async with app.run_test(size=(160, 45)) as pilot:
+        screen = await open_cluster(pilot, app, "train")
+        table = screen.query_one(AppsTable)
+        await until(pilot, lambda: status_of(screen, "gpu-1") == "RUNNING", "gpu-1 RUNNING")
+        await until(pilot, lambda: status_of(screen, "worker-1") == "RUNNING", "worker-1 up")
+        keys = table.keys
+        assert keys[0] == "head" and set(keys) == {"head", "worker", "worker-1", "gpu", "gpu-1"}
+        for group in ("worker", "gpu"):  # each group's row, then its workers
+            assert keys.index(f"{group}-1") == keys.index(group) + 1, keys
+        gpu_row = [str(cell) for cell in table.cells_of("gpu")]
+        assert gpu_row[:4] == ["gpu", "group", "1 wanted", "1 run"], gpu_row
+        await until(pilot, lambda: str(table.cells_of("gpu")[4]) == "1 joined", "gpu joined")
+        title = str(screen.query_one("#cluster-title", Static).render())
+        assert "workers in 2 groups: 2 wanted, 2 running" in title, title
+        assert screen.active_bindings["plus"].binding.description == "+1 to group"
+
+        table.select_key("head")
+        await pilot.press("plus")
+        assert notified(app, "select a worker row of the group to scale")
+        assert app.operations.running() == []
+
+        table.select_key("gpu-1")
+        await pilot.press("plus")
+        await until(pilot, lambda: "group gpu workers 1 -> 2" in events(app), "the gpu scale")
+        assert stored_counts(handle) == {"worker": 1, "gpu": 2}
+        assert await group_apps(handle) == [
+            "raycai-train-gpu-1",
+            "raycai-train-gpu-2",
+            "raycai-train-worker-1",
+        ]
+        await until(pilot, lambda: "gpu-2" in table.keys, "gpu-2's row")
+        assert table.keys.index("gpu-2") > table.keys.index("gpu")
+
+        table.select_key("worker")  # a group's own row
+        await pilot.press("s")
+        dialog = app.screen
+        assert isinstance(dialog, ScaleScreen)
+        group_field = dialog.query_one("#group", Input)
+        assert group_field.value == "worker"
+        assert dialog.query_one("#count", Input).value == "1"
+        group_field.focus()
+        group_field.value = ""
+        await pilot.press(*"gpx")
+        assert "no group 'gpx'" in str(dialog.query_one("#group-problem", Static).render())
+        await pilot.press("backspace", "u")
+        assert str(dialog.query_one("#group-problem", Static).render()) == ""
+        assert "Group gpu: 2 workers now" in str(dialog.query_one("#now", Static).render())
+        count = dialog.query_one("#count", Input)
+        count.focus()
+        count.value = ""
+        await pilot.press(*"-1", "enter")
+        await until(pilot, lambda: "group gpu workers 2 -> 1" in events(app), "the dialog's scale")
+        assert stored_counts(handle) == {"worker": 1, "gpu": 1}
+        await until_async(pilot, lambda: _group_apps_are(handle, 2), "gpu-2 removed", 60)
+
+
+async def _group_apps_are(handle: WorkspaceHandle, count: int) -> bool:
+    return len(await group_apps(handle)) == count
+
+
+def notified(app, text: str) -> bool:
+    return any(text in n.message for n in app._notifications)
+
+
+def events(app) -> list[str]:
+    return [event.text for event in app.events.of("train")]

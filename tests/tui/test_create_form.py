@@ -17,6 +17,7 @@ from tests.tui.support import (
     cluster_apps,
     make_app,
     until,
+    until_async,
 )
 
 
@@ -152,3 +153,121 @@ async def test_max_workers_turns_the_autoscaler_on_with_the_core_rules(
         assert spec is not None and not spec.workers.autoscale
         assert (spec.workers.min, spec.workers.max) == (1, 1)
         assert not list(tui_workspace.project_dir.glob(".raycai/clusters/auto"))
+
+
+async def test_the_form_creates_a_cluster_with_two_worker_groups(
+    tui_workspace: WorkspaceHandle,
+) -> None:
+    """One group `worker` by default; a second group added, checked as typed (name rules,
+    a name taken), a third added then removed; the core builds the spec and each group's
+    applications get their names and sizes (the GPU group its accelerator label)."""
+    from raycai_core.cluster.desired import read_desired
+    from raycai_tui.screens.create import GroupForm
+
+    handle = tui_workspace
+    app = make_app(handle)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await until(pilot, lambda: app.services is not None, "the connection")
+        await pilot.press("n")
+        screen = app.screen
+        assert isinstance(screen, CreateScreen)
+        select = screen.query_one("#runtime", Select)
+        await until(pilot, lambda: select._options and len(select._options) > 1, "runtimes")
+        select.value = RUNTIME
+        assert [g.value("name") for g in screen.groups] == ["worker"]
+        assert not screen.query_one("#workers-remove").display  # the last group stays
+
+        await fill(pilot, screen, {"name": "tg", "head-cpu": "1", "head-memory": "1"})
+        await fill(pilot, screen, {"workers-count": "1", "workers-cpu": "1", "workers-memory": "1"})
+        await pilot.press("ctrl+g")
+        await until(pilot, lambda: len(screen.groups) == 2, "a second group")
+        second = screen.groups[1]
+        assert second.prefix == "workers2" and second.value("name") == "group2"
+        await fill(pilot, screen, {"workers2-name": "GPU"})
+        assert "lower-case letters and digits" in problem(screen, "workers2-name")
+        await fill(pilot, screen, {"workers2-name": "cpu"})
+        assert "reserved" in problem(screen, "workers2-name")
+        await fill(pilot, screen, {"workers2-name": "worker"})
+        assert "another group is named 'worker'" in problem(screen, "workers2-name")
+        await fill(pilot, screen, {"workers2-accelerator": "L40S!"})
+        assert problem(screen, "workers2-accelerator")
+        await fill(pilot, screen, {"workers2-max": "x"})
+        assert problem(screen, "workers2-max")
+        await fill(
+            pilot,
+            screen,
+            {
+                "workers2-name": "gpu",
+                "workers2-count": "1",
+                "workers2-max": "",
+                "workers2-cpu": "1",
+                "workers2-memory": "1",
+                "workers2-gpu": "0",
+                "workers2-accelerator": "L40S",
+                "workers2-label": "12",
+            },
+        )
+        assert all(
+            not problem(screen, f"workers2-{key}")
+            for key in ("name", "count", "max", "accelerator", "label")
+        )
+        # A label without a GPU: the core refuses it, under the label's field.
+        assert screen.build_spec() is None
+        assert "needs nvidia_gpu" in problem(screen, "workers2-label")
+        await fill(pilot, screen, {"workers2-gpu": "1"})
+
+        await pilot.press("ctrl+g")
+        await until(pilot, lambda: len(screen.groups) == 3, "a third group")
+        third = screen.groups[2]
+        await pilot.click(f"#{third.prefix}-remove")
+        await until(pilot, lambda: len(screen.groups) == 2, "the third group removed")
+        assert [g.value("name") for g in screen.query(GroupForm)] == ["worker", "gpu"]
+
+        await pilot.press("ctrl+s")
+        await until_async(
+            pilot, lambda: _apps_are(handle, 3), "the head and one worker of each group", 40
+        )
+        apps = {a.name: a for a in await cluster_apps(handle)}
+        assert set(apps) == {"raycai-tg-head", "raycai-tg-worker-1", "raycai-tg-gpu-1"}
+        gpu = apps["raycai-tg-gpu-1"]
+        assert (gpu.cpu, gpu.memory, gpu.nvidia_gpu, gpu.accelerator_label_id) == (1, 1, 1, "12")
+        assert apps["raycai-tg-worker-1"].nvidia_gpu == 0
+        assert gpu.subdomain != apps["raycai-tg-worker-1"].subdomain
+        spec = read_desired(ClusterPaths(handle.project_dir, "tg")).spec
+        assert set(spec.group_names) == {"worker", "gpu"}  # cluster.json sorts its keys
+        assert spec.group("gpu").accelerator == "L40S" and spec.group("worker").count == 1
+
+
+async def test_the_form_left_as_it_is_makes_the_one_group_cluster_of_before(
+    tui_workspace: WorkspaceHandle,
+) -> None:
+    from raycai_core.spec import spec_from_flags
+
+    app = make_app(tui_workspace)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await until(pilot, lambda: app.services is not None, "the connection")
+        await pilot.press("n")
+        screen = app.screen
+        assert isinstance(screen, CreateScreen)
+        select = screen.query_one("#runtime", Select)
+        await until(pilot, lambda: select._options and len(select._options) > 1, "runtimes")
+        select.value = RUNTIME
+        await fill(pilot, screen, {"name": "plain"})
+        spec = screen.build_spec()
+        before = spec_from_flags(
+            name="plain",
+            runtime=RUNTIME,
+            workers=2,
+            idle_timeout=300.0,
+            cpu=2.0,
+            memory=8.0,
+            gpu=0,
+            head_cpu=2.0,
+            head_memory=8.0,
+            head_gpu=0,
+        )
+        assert spec == before and spec.to_toml() == before.to_toml()
+
+
+async def _apps_are(handle: WorkspaceHandle, count: int) -> bool:
+    return len(await cluster_apps(handle)) == count

@@ -11,8 +11,16 @@ from textual.widgets import Input
 from raycai_tui.app import RaycaiApp, Settings
 from raycai_tui.screens.cluster import ClusterScreen
 from raycai_tui.screens.create import CreateScreen
+from raycai_tui.widgets.apps_table import AppsTable
 from raycai_tui.widgets.ray_panel import RayPanel
-from tests.tui.fixed_data import RUNTIMES, cpu_history, demo_view, snapshot
+from tests.tui.fixed_data import (
+    RUNTIMES,
+    cpu_history,
+    demo_view,
+    grouped_snapshot,
+    snapshot,
+    train_view,
+)
 
 SIZE = (160, 40)
 
@@ -38,6 +46,25 @@ async def show_cluster(pilot: Pilot[None]) -> None:
     for used in cpu_history():
         panel.add_sample(used, 2)
     screen.show_view(demo_view())
+    await pilot.pause()
+
+
+async def show_grouped_cluster(pilot: Pilot[None]) -> None:
+    """A cluster with a CPU group and an autoscaled GPU group: a row per group, the gpu
+    group's worker selected (what `+`, `-` and `s` act on)."""
+    app = pilot.app
+    assert isinstance(app, RaycaiApp)
+    app.show_connected("CML ml-3f2a9c.example.cloudera.site", "ray-demo (p-7h2k-abcd)")
+    app.apply_snapshot(grouped_snapshot())
+    await pilot.pause()
+    screen = ClusterScreen("train")
+    await app.push_screen(screen)
+    panel = screen.query_one(RayPanel)
+    for used in cpu_history():
+        panel.add_sample(used, 2)
+    screen.show_view(train_view())
+    await pilot.pause()
+    screen.query_one(AppsTable).select_key("gpu-1")
     await pilot.pause()
 
 
@@ -68,6 +95,10 @@ def test_clusters_screen(snap_compare) -> None:
 
 def test_cluster_screen(snap_compare) -> None:
     assert snap_compare(fixed_app(), terminal_size=SIZE, run_before=show_cluster)
+
+
+def test_cluster_screen_with_worker_groups(snap_compare) -> None:
+    assert snap_compare(fixed_app(), terminal_size=SIZE, run_before=show_grouped_cluster)
 
 
 def test_cluster_screen_keys_wait_for_its_data(snap_compare) -> None:
