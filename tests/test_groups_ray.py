@@ -38,11 +38,13 @@ from tests.helpers import cluster_apps, raycai
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
 
 NAME = "duo"
+IDLE_TIMEOUT_S = 5
+AUTOSCALER_PASS_S = 2  # Ray's autoscaler updates every 2 s
 FLAGS = (
     "--runtime", RUNTIME, "--head-cpu", "1", "--head-memory", "1",
     "--group", "data:min=1,max=2,cpu=1,memory=1,resource.data=1",
     "--group", "gpu:min=0,max=1,cpu=1,memory=1,gpu=1,accelerator=L40S,accelerator_label=7",
-    "--idle-timeout", "5", "--timeout", "240",
+    "--idle-timeout", str(IDLE_TIMEOUT_S), "--timeout", "240",
 )  # fmt: skip
 # A Ray job run on the head: a task that needs the `data` resource, then one that needs a
 # GPU; each reports where it ran (the node's labels and resources as Ray has them).
@@ -230,6 +232,7 @@ def test_scale_of_the_cpu_group_moves_its_min_and_adds_a_cpu_worker_only(
 def test_idle_workers_go_down_to_each_groups_own_min(duo: WorkspaceHandle) -> None:
     result = raycai(duo, "scale", NAME, "data=-1")
     assert "group data: autoscaling: min workers 2 -> 1 (max 2)" in result.stdout + result.stderr
+    scaled = time.monotonic()
     nodes = wait_workers(duo, {"data": 1, "gpu": 0}, timeout=120)
     assert len(nodes) == 1
     deadline = time.monotonic() + 60
@@ -240,5 +243,9 @@ def test_idle_workers_go_down_to_each_groups_own_min(duo: WorkspaceHandle) -> No
     log = autoscaler_log(duo)
     assert "Removing 1 nodes of type gpu (idle)." in log
     assert "Removing 1 nodes of type data (idle)." in log
-    # Both data workers were idle past the timeout when one went: the group stays at its min.
+    # The data worker left is idle too: once it has been idle past the timeout for two of
+    # the autoscaler's passes, it is still there (the group stays at its min).
+    while time.monotonic() < scaled + IDLE_TIMEOUT_S + 2 * AUTOSCALER_PASS_S + 1:
+        assert sorted(worker_apps(duo)) == nodes
+        time.sleep(0.5)
     assert sorted(worker_apps(duo)) == nodes
