@@ -160,6 +160,7 @@ def test_start_status_env_stop(data_dir):
     assert not_running.returncode == 1 and "not running" in not_running.stderr
 
 
+@pytest.mark.slow  # a crash and its recovery: several seconds of real processes
 def test_start_after_a_crash_kills_leftovers_and_restarts_apps(data_dir):
     assert raycai("local", "start", "--data-dir", str(data_dir)).returncode == 0
     api = Api(data_dir)
