@@ -1,0 +1,251 @@
+"""The head proxy program (raycai_core/launcher/head_proxy.py) as the launcher runs it, in its
+own process, between a client and two stand-in upstreams on loopback: a "dashboard" and a
+"Serve" that echo what reached them, and stream on /stream."""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+PROGRAM = Path(__file__).parents[1] / "raycai_core" / "launcher" / "head_proxy.py"
+TOKEN = "f00d" * 16
+WORKSPACE_KEY = "workspace-api-key"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Upstream:
+    """An HTTP server that answers every request with what it received (JSON), and on
+    /stream sends a first chunk, then waits for `release` before the second one."""
+
+    def __init__(self, name: str, port: int | None = None) -> None:
+        self.name = name
+        self.port = port or free_port()
+        self.release = threading.Event()
+        self.server: http.server.ThreadingHTTPServer | None = None
+        self.connections: list[socket.socket] = []
+
+    def start(self) -> None:
+        upstream = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                upstream.connections.append(self.connection)
+
+            def do_GET(self) -> None:
+                if self.path.endswith("/stream"):
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/plain")
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    self._chunk(b"first ")
+                    upstream.release.wait(30)
+                    self._chunk(b"second")
+                    self.wfile.write(b"0\r\n\r\n")
+                    return
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.dumps(
+                    {
+                        "upstream": upstream.name,
+                        "method": self.command,
+                        "path": self.path,
+                        "headers": {k.lower(): v for k, v in self.headers.items()},
+                        "body": self.rfile.read(length).decode() if length else "",
+                    }
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_POST = do_GET
+
+            def _chunk(self, data: bytes) -> None:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+        for connection in self.connections:  # kept-alive ones too: as if Ray went away
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+        self.connections.clear()
+
+
+class Running:
+    def __init__(self, port: int, dashboard: Upstream, serve: Upstream) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.dashboard = dashboard
+        self.serve = serve
+        self.client = httpx.Client(base_url=self.url, timeout=10, trust_env=False)
+
+    def get(self, path: str, **kwargs: object) -> httpx.Response:
+        return self.client.get(path, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def proxy(tmp_path: Path) -> Iterator[Running]:
+    token_file = tmp_path / "auth_token"
+    token_file.write_text(TOKEN + "\n")
+    token_file.chmod(0o600)
+    dashboard, serve = Upstream("dashboard"), Upstream("serve")
+    dashboard.start()
+    serve.start()
+    port = free_port()
+    env = {"PATH": "/usr/bin:/bin", "CDSW_APP_PORT": str(port), "RAYCAI_PROXY_HOST": "127.0.0.1"}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(PROGRAM),
+            "--dashboard",
+            f"http://127.0.0.1:{dashboard.port}",
+            "--serve",
+            f"http://127.0.0.1:{serve.port}",
+            "--token-file",
+            str(token_file),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    running = Running(port, dashboard, serve)
+    deadline = time.monotonic() + 30
+    while True:
+        with contextlib.suppress(httpx.TransportError):
+            running.get("/api/gcs_healthz")
+            break
+        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        assert time.monotonic() < deadline, "the proxy did not start"
+        time.sleep(0.1)
+    yield running
+    running.client.close()
+    process.terminate()
+    process.wait(10)
+    dashboard.release.set()
+    serve.release.set()
+    dashboard.stop()
+    serve.stop()
+
+
+def echo(response: httpx.Response) -> dict:
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_public_paths_need_no_token_and_reach_the_dashboard(proxy: Running) -> None:
+    for path in ("/", "/static/js/main.js", "/api/authentication_mode", "/api/gcs_healthz",
+                 "/-/healthz", "/api/healthz"):  # fmt: skip
+        seen = echo(proxy.get(path))
+        assert seen["upstream"] == "dashboard" and seen["path"] == path
+        assert "authorization" not in seen["headers"]
+    # A dot segment does not make a private path public.
+    assert proxy.get("/static/%2e%2e/api/jobs/").status_code == 401
+
+
+def test_everything_else_needs_the_token(proxy: Running) -> None:
+    for path in ("/serve/hello", "/serve", "/api/jobs/", "/api/v0/nodes"):
+        response = proxy.get(path)
+        assert response.status_code == 401, path
+        assert "token" in response.text
+    # The workspace credential alone is not the cluster's token.
+    auth = {"Authorization": f"Bearer {WORKSPACE_KEY}"}
+    assert proxy.get("/api/jobs/", headers=auth).status_code == 403
+    assert (
+        proxy.get("/serve/hello", headers={"X-Ray-Authorization": "Bearer wrong"}).status_code
+        == 403
+    )
+    proxy.client.cookies.set("ray-authentication-token", "wrong")
+    assert proxy.get("/api/jobs/").status_code == 403
+    proxy.client.cookies.clear()
+
+
+@pytest.mark.parametrize("form", ["x-ray-authorization", "authorization", "cookie"])
+def test_each_token_form_is_accepted(proxy: Running, form: str) -> None:
+    headers: dict[str, str] = {}
+    cookies: dict[str, str] = {}
+    if form == "x-ray-authorization":
+        # What a session sends: the workspace credential for CML's ingress, the token for Ray.
+        headers = {
+            "X-Ray-Authorization": f"Bearer {TOKEN}",
+            "Authorization": f"Bearer {WORKSPACE_KEY}",
+        }
+    elif form == "authorization":
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+    else:
+        cookies = {"ray-authentication-token": TOKEN, "other": "kept"}
+    proxy.client.cookies.clear()
+    proxy.client.cookies.update(cookies)
+    dashboard = echo(proxy.client.post("/api/jobs/", headers=headers, content=b"{}"))
+    assert dashboard["upstream"] == "dashboard" and dashboard["path"] == "/api/jobs/"
+    assert dashboard["method"] == "POST" and dashboard["body"] == "{}"
+    assert dashboard["headers"]["authorization"] == f"Bearer {TOKEN}"
+    assert "x-ray-authorization" not in dashboard["headers"]
+    assert WORKSPACE_KEY not in json.dumps(dashboard)
+    serve = echo(proxy.client.get("/serve/hello?x=1", headers=headers))
+    assert serve["upstream"] == "serve" and serve["path"] == "/hello?x=1"
+    assert "authorization" not in serve["headers"] and "x-ray-authorization" not in serve["headers"]
+    assert TOKEN not in json.dumps(serve) and WORKSPACE_KEY not in json.dumps(serve)
+    if form == "cookie":
+        assert serve["headers"]["cookie"] == "other=kept"
+    assert echo(proxy.get("/serve", headers=headers))["path"] == "/"
+    # /servex is not under the prefix: the dashboard's.
+    assert echo(proxy.get("/servex", headers=headers))["upstream"] == "dashboard"
+
+
+@pytest.mark.parametrize("upstream", ["serve", "dashboard"])
+def test_a_streamed_response_arrives_in_chunks_before_it_ends(
+    proxy: Running, upstream: str
+) -> None:
+    path = "/serve/stream" if upstream == "serve" else "/api/v0/logs/stream"
+    source = proxy.serve if upstream == "serve" else proxy.dashboard
+    headers = {"X-Ray-Authorization": f"Bearer {TOKEN}"}
+    with proxy.client.stream("GET", path, headers=headers) as response:
+        assert response.status_code == 200
+        chunks = response.iter_raw()
+        # The upstream sends "second" only after this first chunk reached the client.
+        assert next(chunks) == b"first "
+        source.release.set()
+        assert b"".join(chunks) == b"second"
+
+
+def test_503_while_an_upstream_is_down_then_recovery(proxy: Running) -> None:
+    headers = {"X-Ray-Authorization": f"Bearer {TOKEN}"}
+    proxy.serve.stop()
+    proxy.dashboard.stop()
+    down = proxy.get("/serve/hello", headers=headers)
+    assert down.status_code == 503 and "Ray is not answering" in down.text
+    assert proxy.get("/").status_code == 503
+    assert proxy.get("/serve/hello").status_code == 401  # the token rule first
+    proxy.serve.start()
+    proxy.dashboard.start()
+    assert echo(proxy.get("/serve/hello", headers=headers))["upstream"] == "serve"
+    assert echo(proxy.get("/"))["upstream"] == "dashboard"
