@@ -540,13 +540,16 @@ class CreateScreen(RaycaiScreen):
 
         if message.name != self.creating or not self.joining:
             return
+        if self not in self.app.screen_stack:
+            return  # a late tick reaching a form being left must not replace another screen
         steps = self.query_one(Steps)
         view = message.view
         steps.step("joined", message.line, "error" if view.failed_row is not None else "info")
         if view.ready:
             steps.done()
             self._creation_ended()
-            self.app.switch_screen(ClusterScreen(message.name))
+            if self.app.screen is self:  # not under a dialog: that would be replaced
+                self.app.switch_screen(ClusterScreen(message.name))
 
     def action_cancel(self) -> None:
         if self.creating is not None and not self.joining:
