@@ -11,6 +11,9 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1")
 
 
 class Secret:
@@ -67,8 +70,11 @@ class Credentials:
 
     @property
     def domain(self) -> str:
-        """The host without its scheme: apps are served at https://<subdomain>.<domain>."""
+        """The host without its scheme (app URLs: `app_url`)."""
         return re.sub(r"^[a-z]+://", "", self.host)
+
+    def app_url(self, subdomain: str) -> str:
+        return app_url(self.host, subdomain)
 
     def __repr__(self) -> str:
         return (
@@ -78,12 +84,26 @@ class Credentials:
 
 
 def normalise_host(value: str) -> str:
-    """`ml-x.example.com`, `https://ml-x.example.com/`, `.../api/v1` -> `https://ml-x.example.com`."""
+    """`ml-x.example.com`, `https://ml-x.example.com/`, `.../api/v1` -> `https://ml-x.example.com`;
+    a loopback host without a scheme (the local workspace's `localhost:<port>`) gets http."""
     host = value.strip().rstrip("/")
     host = re.sub(r"/api/v[12]$", "", host)
     if not re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", host):
-        host = f"https://{host}"
+        scheme = "http" if urlsplit(f"//{host}").hostname in LOOPBACK_HOSTS else "https"
+        host = f"{scheme}://{host}"
     return host.rstrip("/")
+
+
+def app_url(host: str, subdomain: str) -> str:
+    """An application's URL from the workspace's host or domain (`CDSW_DOMAIN`):
+    `https://<subdomain>.<domain>` on CML; on the local workspace (a loopback host,
+    `127.0.0.1:<port>` or `localhost:<port>`) `http://<subdomain>.localhost:<port>`, which
+    its ingress routes by the Host header (see DEVELOPERS.md, "Local workspace contract")."""
+    parts = urlsplit(host if "://" in host else f"//{host}")
+    if parts.hostname in LOOPBACK_HOSTS:
+        port = f":{parts.port}" if parts.port else ""
+        return f"http://{subdomain}.localhost{port}"
+    return f"{parts.scheme or 'https'}://{subdomain}.{parts.netloc}"
 
 
 def _first(*candidates: tuple[str | None, str]) -> tuple[str | None, str]:

@@ -99,4 +99,4 @@ class Services:
 
     def app_url(self, subdomain: str) -> str:
         """Where CML serves an application (behind CML authentication)."""
-        return f"https://{subdomain}.{self.target.credentials.domain}"
+        return self.target.credentials.app_url(subdomain)

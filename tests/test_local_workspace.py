@@ -75,7 +75,7 @@ async def test_serving_apps_run_with_cml_variables(local_workspace, cml_client):
         env = record["env"]
         assert env["CDSW_PROJECT_ID"] == local_workspace.project_id
         assert env["CDSW_PROJECT"] == "raycai-local"
-        assert env["CDSW_DOMAIN"] == local_workspace.url.split("://")[1]
+        assert env["CDSW_DOMAIN"] == "localhost:" + local_workspace.url.rsplit(":", 1)[1]
         assert env["HOME"] == str(project_dir) == record["cwd"]
         assert env["PATH"].split(os.pathsep)[0] == os.path.dirname(sys.executable)
         assert env["X"] == "1"

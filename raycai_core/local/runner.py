@@ -20,7 +20,8 @@ T = TypeVar("T")
 class WorkspaceHandle:
     """Thread-safe access to a workspace running on another thread's event loop.
 
-    `url`, `api_key` (str), `project_id`, `project_dir`, `data_dir`, `credentials()`;
+    `url`, `domain` (`localhost:<port>`), `app_url(subdomain)`, `api_key` (str),
+    `project_id`, `project_dir`, `data_dir`, `credentials()`;
     `stats()`, `reset_stats()`, `set_faults(...)`, `update_config(...)`, `app_info(id)`,
     `apps_info()`, and `workspace` (the LocalWorkspace, for use on its loop only).
     """
@@ -29,6 +30,7 @@ class WorkspaceHandle:
         self.workspace = workspace
         self.loop = loop
         self.url = workspace.url
+        self.domain = workspace.domain
         self.api_key = workspace.api_key
         self.workload_key = workspace.workload_key
         self.project_id = workspace.project_id
@@ -40,6 +42,9 @@ class WorkspaceHandle:
 
     def credentials(self) -> Credentials:
         return self.workspace.credentials()
+
+    def app_url(self, subdomain: str) -> str:
+        return self.workspace.app_url(subdomain)
 
     def call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run `function(*args, **kwargs)` on the workspace's loop and return its result."""

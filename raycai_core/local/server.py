@@ -36,8 +36,10 @@ APP_ID = r"{application_id:[^{}/:]+}"
 
 def build_app(ws: LocalWorkspace) -> web.Application:
     api = Api(ws)
+    # The ingress goes first: application hosts never reach the stats, faults or API auth.
     app = web.Application(
-        middlewares=[ws.faults.middleware, _errors, _auth(ws)], client_max_size=16 * 2**20
+        middlewares=[ws.ingress.middleware, ws.faults.middleware, _errors, _auth(ws)],
+        client_max_size=16 * 2**20,
     )
     p = "/api/v2/projects/{project_id}"
     app.router.add_post("/api/v2/auth/validate_key", api.validate_key)

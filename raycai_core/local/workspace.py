@@ -12,9 +12,10 @@ from typing import Any
 
 from aiohttp import web
 
-from raycai_core.credentials import Credentials, Secret
+from raycai_core.credentials import Credentials, Secret, app_url
 from raycai_core.local.config import WorkspaceConfig
 from raycai_core.local.faults import FaultConfig, FaultInjector, RequestStats
+from raycai_core.local.ingress import DOMAIN_HOST, Ingress
 from raycai_core.local.lifecycle import Supervisor
 from raycai_core.local.processes import kill_session, leftover_members
 from raycai_core.local.server import build_app
@@ -45,6 +46,7 @@ class LocalWorkspace:
         self.config = config or WorkspaceConfig()
         self.request_stats = RequestStats()
         self.faults = FaultInjector(self.request_stats)
+        self.ingress = Ingress(self)
         self.url = ""
         self.store: StateStore
         self.supervisor: Supervisor
@@ -61,6 +63,14 @@ class LocalWorkspace:
     def workload_key(self) -> str:
         """What apps get as CDSW_APIV2_KEY; acts as the user, never equal to `api_key`."""
         return self.store.state.workload_key
+
+    @property
+    def domain(self) -> str:
+        """`localhost:<port>` (CDSW_DOMAIN): the ingress serves `http://<subdomain>.<domain>`."""
+        return f"{DOMAIN_HOST}:{self.url.rsplit(':', 1)[-1]}"
+
+    def app_url(self, subdomain: str) -> str:
+        return app_url(self.domain, subdomain)
 
     @property
     def project_id(self) -> str:
@@ -138,6 +148,7 @@ class LocalWorkspace:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        await self.ingress.close()
         if hasattr(self, "supervisor"):
             await self.supervisor.shutdown()
         if self._cleanups:
@@ -154,7 +165,7 @@ class LocalWorkspace:
             {
                 "CDSW_PROJECT_ID": app.project_id,
                 "CDSW_PROJECT": project.name if project else "",
-                "CDSW_DOMAIN": self.url.split("://", 1)[-1],
+                "CDSW_DOMAIN": self.domain,
                 "CDSW_API_URL": f"{self.url}/api/v1",
                 "HOME": str(self.project_dir_of(app.project_id)),
                 "PYTHONUNBUFFERED": "1",

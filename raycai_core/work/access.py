@@ -129,7 +129,9 @@ def shell_exports(environment: dict[str, str]) -> str:
 
 
 def head_app_url(domain: str, project_id: str, name: str) -> str:
-    """The head application's CML URL (the Ray dashboard, behind CML's login and Ray's token)."""
+    """The head application's CML URL (the Ray dashboard, behind CML's login and Ray's token);
+    `domain` is the workspace's host or domain (http://<subdomain>.localhost:<port> locally)."""
+    from raycai_core.credentials import app_url
     from raycai_core.naming import HEAD_NODE, subdomain
 
-    return f"https://{subdomain(project_id, name, HEAD_NODE)}.{domain}"
+    return app_url(domain, subdomain(project_id, name, HEAD_NODE))

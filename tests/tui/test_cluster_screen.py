@@ -82,8 +82,8 @@ async def test_scale_restart_addresses_and_logs_keys(tui_workspace: WorkspaceHan
         addresses = app.screen
         assert isinstance(addresses, AddressesScreen)
         head = next(a for a in await cluster_apps(handle) if a.name == "raycai-demo-head")
-        domain = handle.url.split("://", 1)[1]
-        assert addresses.addresses.app_url == f"https://{head.subdomain}.{domain}"
+        port = handle.url.rsplit(":", 1)[1]
+        assert addresses.addresses.app_url == f"http://{head.subdomain}.localhost:{port}"
         assert addresses.addresses.client_address.startswith("ray://127.0.0.")
         assert addresses.addresses.dashboard_url.startswith("http://127.0.0.")
         await pilot.press("t")  # copy the token: asks first, Cancel focused
