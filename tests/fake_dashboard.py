@@ -94,6 +94,68 @@ def serve_running(replicas: int = 2, status: str = "RUNNING") -> dict[str, Any]:
     }
 
 
+def serve_config_problems(body: Any) -> list[str]:
+    """pydantic-like lines for what Ray's ServeDeploySchema would refuse (a few rules)."""
+    if not isinstance(body, dict) or not isinstance(body.get("applications"), list):
+        return ["applications\n  Field required [type=missing, input_type=dict]"]
+    problems = []
+    for index, app in enumerate(body["applications"]):
+        if not isinstance(app, dict) or not isinstance(app.get("import_path"), str):
+            problems.append(
+                f"applications.{index}.import_path\n  Field required [type=missing, "
+                f"input_value={app!r}, input_type=dict]\n    For further information visit "
+                "https://errors.pydantic.dev/2.11/v/missing"
+            )
+            continue
+        route = app.get("route_prefix", "/")
+        if route is not None and not str(route).startswith("/"):
+            problems.append(
+                f'applications.{index}.route_prefix\n  Value error, Got "{route}" for '
+                'route_prefix. Route prefix must start with "/".'
+            )
+        env = app.get("runtime_env") or {}
+        for uri in [env.get("working_dir"), *(env.get("py_modules") or [])]:
+            if isinstance(uri, str) and "://" not in uri:
+                problems.append(
+                    f"applications.{index}.runtime_env\n  Value error, runtime_envs in the "
+                    "Serve config support only remote URIs in working_dir and py_modules, or "
+                    '"local://" URIs for directories that already exist on every node. Got '
+                    f"error when parsing URI: Expected URI but received path {uri}"
+                )
+    return problems
+
+
+def serve_from_config(body: dict[str, Any]) -> dict[str, Any]:
+    now = time.time()
+    apps = {}
+    for app in body["applications"]:
+        name = app.get("name") or "default"
+        failed = app["import_path"].startswith("fail:")
+        deployment = {
+            "name": "Model",
+            "status": "DEPLOY_FAILED" if failed else "HEALTHY",
+            "message": "",
+            "target_num_replicas": 1,
+            "replicas": [] if failed else [{"replica_id": f"{name}-r0", "state": "RUNNING"}],
+        }
+        apps[name] = {
+            "name": name,
+            "route_prefix": app.get("route_prefix", "/"),
+            "status": "DEPLOY_FAILED" if failed else "RUNNING",
+            "message": f"ModuleNotFoundError: No module named '{name}_missing'" if failed else "",
+            "last_deployed_time_s": now,
+            "deployments": {} if failed else {"Model": deployment},
+        }
+    return {
+        "controller_info": {"node_id": "eaa2378f"},
+        "proxy_location": body.get("proxy_location", "EveryNode"),
+        "http_options": body.get("http_options", {}),
+        "proxies": {},
+        "applications": apps,
+        "target_capacity": None,
+    }
+
+
 @dataclass
 class FakeDashboard:
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -106,6 +168,7 @@ class FakeDashboard:
     in_flight: int = 0
     most_in_flight: int = 0  # the most requests answered at once
     submitted: list[dict[str, Any]] = field(default_factory=list)
+    serve_configs: list[Any] = field(default_factory=list)  # every accepted Serve PUT body
     url: str = ""
 
     # -- plumbing --------------------------------------------------------------------------
@@ -147,6 +210,8 @@ class FakeDashboard:
         app.router.add_get("/api/jobs/{id}/logs/tail", self.tail_logs)
         app.router.add_post("/api/jobs/{id}/stop", self.stop)
         app.router.add_get("/api/serve/applications/", self.get_serve)
+        app.router.add_put("/api/serve/applications/", self.put_serve)
+        app.router.add_delete("/api/serve/applications/", self.delete_serve)
         app.router.add_get("/api/packages/{protocol}/{name}", self.get_package)
         app.router.add_put("/api/packages/{protocol}/{name}", self.put_package)
         return app
@@ -214,6 +279,25 @@ class FakeDashboard:
         if request[FAULT] == "partial":
             return web.json_response({"applications": {"hello": {"deployments": {"D": {}}}}})
         return web.json_response(self.serve)
+
+    async def put_serve(self, request: web.Request) -> web.Response:
+        """Ray's checks, in short: pydantic's text on a bad body (400, nothing changes); an
+        application whose import_path starts with `fail:` goes DEPLOY_FAILED, like a
+        module that does not import; the others RUNNING with one deployment each."""
+        body = await request.json()
+        problems = serve_config_problems(body)
+        if problems:
+            text = f"{len(problems)} validation error(s) for ServeDeploySchema\n" + "\n".join(
+                problems
+            )
+            return web.Response(status=400, text=text)
+        self.serve_configs.append(body)
+        self.serve = serve_from_config(body)
+        return web.Response()
+
+    async def delete_serve(self, request: web.Request) -> web.Response:
+        self.serve = copy.deepcopy(SERVE_EMPTY)
+        return web.Response()
 
     async def get_package(self, request: web.Request) -> web.Response:
         if request.match_info["name"] in self.packages:

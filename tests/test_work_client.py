@@ -208,7 +208,7 @@ async def test_cli_serve(dash: FakeDashboard, tmp_path: Path) -> None:
     assert "Serve is not running" in (await run_cli(tmp_path, "serve", "demo")).stdout
     dash.serve = serve_running(status="UNHEALTHY")
     table = (await run_cli(tmp_path, "serve", "demo")).stdout
-    assert "http://127.0.0.1:8000/hello" in table and "UNHEALTHY" in table
+    assert f"{dash.url}/serve/hello" in table and "UNHEALTHY" in table
     assert "replica died: ValueError" in table
     state = json.loads((await run_cli(tmp_path, "serve", "demo", "--json")).stdout)
     assert state["applications"][0]["deployments"][0]["replicas"] == {"RUNNING": 2}

@@ -35,7 +35,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "run": ("raycai_core.cli.work_cmds", "run_command", "Run a command as a cluster's driver."),
     "dashboard": ("raycai_core.cli.work_cmds", "dashboard", "Print the Ray dashboard's URL."),
     "job": ("raycai_core.cli.work_cmds", "job", "Submit, list, follow and stop Ray Jobs."),
-    "serve": ("raycai_core.cli.work_cmds", "serve", "Show Ray Serve applications and replicas."),
+    "serve": ("raycai_core.cli.serve_cmds", "serve", "Deploy, show and delete Serve applications."),
 }
 
 

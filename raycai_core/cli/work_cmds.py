@@ -1,4 +1,4 @@
-"""`raycai env|run|dashboard|job|serve`: use a cluster from this project.
+"""`raycai env|run|dashboard|job`: use a cluster from this project (`serve`: serve_cmds).
 
 Kept light for start-up time (`raycai job submit` is often scripted): no pydantic, no CML
 client, no cluster lifecycle; the cluster is found from the project files alone, and only
@@ -34,7 +34,7 @@ from raycai_core.work.access import (
 
 if TYPE_CHECKING:
     from raycai_core.ray.client import RayClient
-    from raycai_core.ray.models import JobInfo, ServeStatus
+    from raycai_core.ray.models import JobInfo
 
 T = TypeVar("T")
 
@@ -406,72 +406,3 @@ def stop(target: Target, name: str, job_id: str) -> None:
 
     stopped = run(main())
     click.echo(f"{job_id}: stop requested" if stopped else f"{job_id}: had already ended")
-
-
-# -- serve -------------------------------------------------------------------------------------
-
-
-def serve_json(state: ServeStatus, head_ip: str) -> dict[str, Any]:
-    return {
-        "running": state.running,
-        "http_port": state.http_port,
-        "applications": [
-            {
-                "name": app.name,
-                "status": app.status,
-                "route_prefix": app.route_prefix,
-                "url": state.route_url(head_ip, app),
-                "message": app.message,
-                "last_deployed": app.last_deployed,
-                "deployments": [
-                    {
-                        "name": d.name,
-                        "status": d.status,
-                        "message": d.message,
-                        "target_replicas": d.target_replicas,
-                        "replicas": d.replicas,
-                    }
-                    for d in app.deployments
-                ],
-            }
-            for app in state.applications
-        ],
-    }
-
-
-@click.command()
-@click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@target_options
-def serve(target: Target, name: str, as_json: bool) -> None:
-    """Show Ray Serve on cluster NAME: applications, deployments, replicas, route URLs."""
-    access = access_of(target, name)
-
-    async def main() -> ServeStatus:
-        async with work_client(access) as client:
-            return await client.serve_status()
-
-    state = run(main())
-    head_ip = access.head.ip
-    if as_json:
-        click.echo(json.dumps(serve_json(state, head_ip), indent=2))
-        return
-    if not state.applications:
-        click.echo(f"Serve is not running on {name} (no applications).")
-        return
-    rows = [("APPLICATION", "STATUS", "ROUTE", "URL (inside the project)")]
-    for app in state.applications:
-        rows.append(
-            (app.name, app.status, app.route_prefix or "-", state.route_url(head_ip, app) or "-")
-        )
-    print_rows(rows)
-    for app in state.applications:
-        if app.message and not app.healthy:
-            click.echo(f"\n{app.name}: {app.message.strip()}")
-        click.echo(f"\n{app.name} deployments:")
-        rows = [("  DEPLOYMENT", "STATUS", "REPLICAS")]
-        rows += [(f"  {d.name}", d.status, d.replicas_text()) for d in app.deployments]
-        print_rows(rows)
-        for d in app.deployments:
-            if d.message and not d.healthy:
-                click.echo(f"  {d.name}: {d.message.strip()}")

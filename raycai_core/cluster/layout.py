@@ -40,6 +40,11 @@ class ClusterPaths:
         return self.root / "head.json"
 
     @property
+    def serve_json(self) -> Path:
+        """The Serve config last accepted by Ray: the cluster's desired Serve state."""
+        return self.root / "serve.json"
+
+    @property
     def nodes_dir(self) -> Path:
         return self.root / "nodes"
 

@@ -496,3 +496,27 @@ class RayClient:
         return await self._call(
             "GET", "/api/serve/applications/", "reading Serve's state", parse_serve
         )
+
+    async def deploy_serve(self, config: dict[str, Any]) -> None:
+        """PUTs the whole declarative Serve config: every application not in it is deleted.
+
+        Ray checks the config before it answers: a refusal is `JobRefused` with Ray's whole
+        text (pydantic's lines, unjoined), and nothing running changed. An application that
+        fails to build shows up later as DEPLOY_FAILED in `serve_status()`.
+        """
+        path = "/api/serve/applications/"
+        what = "the Serve config"
+        response = await self._request("PUT", path, what, json=config, ok=(200, 400))
+        if response.status_code == 400:
+            text = self._scrub(response.content.decode("utf-8", errors="replace").strip())
+            raise JobRefused(
+                f"Ray refused {what}:\n{text or '(no reason given)'}",
+                url=self.base_url,
+                operation=f"PUT {path}",
+                status=400,
+                server_message=text,
+            )
+
+    async def delete_serve(self) -> None:
+        """Shuts Serve down: every application, the controller and the proxies."""
+        await self._request("DELETE", "/api/serve/applications/", "shutting Serve down")

@@ -37,9 +37,11 @@ INT64_MAX = 2**63 - 1
 NAME_RE = re.compile(r"^[a-z](?:[a-z0-9-]*[a-z0-9])?$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RAY_VERSION_RE = re.compile(r"^\d+\.\d+\.\d+(?:(?:rc|a|b|\.dev|\.post)\d+)?$")
-# Names that would read as something other than a cluster in commands, paths and app names.
+# Names that would read as something other than a cluster in commands, paths and app names
+# (`raycai serve deploy|delete|status` are subcommands where a cluster name may also stand).
 RESERVED_NAMES = frozenset(
     {"all", "head", "worker", "workers", "local", "default", "none", "null", "raycai", "ray"}
+    | {"deploy", "delete", "status"}
 )
 # Variables the launchers and the platform own; a user value would break or hijack a node.
 RESERVED_ENV_PREFIXES = ("RAYCAI_", "CDSW_", "RAY_AUTH_")
