@@ -46,13 +46,11 @@ def head_app_port(access: ClusterAccess) -> int:
 
 
 def head_app_base(credentials: Credentials, cluster: str) -> str:
-    """`<scheme>://<head subdomain>.<domain>`, the scheme being the workspace's."""
-    from raycai_core.naming import HEAD_NODE, subdomain
+    """The head application's URL: `https://<head subdomain>.<domain>` on CML,
+    `http://<head subdomain>.localhost:<port>` on the local workspace."""
+    from raycai_core.work.access import head_app_url
 
-    scheme = credentials.host.partition("://")[0] if "://" in credentials.host else "https"
-    return (
-        f"{scheme}://{subdomain(credentials.project_id, cluster, HEAD_NODE)}.{credentials.domain}"
-    )
+    return head_app_url(credentials.host, credentials.project_id, cluster)
 
 
 def serve_path(route: str) -> str:

@@ -164,7 +164,7 @@ async def test_serve_view_states(dash: FakeDashboard, tmp_path: Path):
         apps = screen.query_one(ServeAppsTable)
         deployments = screen.query_one(DeploymentsTable)
         await until(pilot, lambda: apps.keys == ["hello"], "the application")
-        assert str(apps.cells_of("hello")[3]) == "http://127.0.0.1:8000/hello"  # type: ignore[index]
+        assert str(apps.cells_of("hello")[3]) == f"{dash.url}/serve/hello"  # type: ignore[index]
         assert str(deployments.cells_of("hello/Hello")[2]) == "2/2 RUNNING"  # type: ignore[index]
 
         dash.faults["/api/serve/applications/"] = 503
