@@ -74,7 +74,6 @@ def connect(
         if problems:
             raise VersionMismatch("; ".join(problems))
     _use_token_auth(access.token_path)
-    os.environ.setdefault("RAY_SERVE_DEFAULT_HTTP_HOST", "0.0.0.0")
     import ray
 
     if ray.is_initialized():

@@ -1,6 +1,7 @@
-"""The programs that run on a CML head or worker (the launchers, the autoscaler's provider and
-runner) are files in the cluster directory, run by a Python that has Ray but not raycai. Each
-rendered file is imported here in a fresh interpreter where every `raycai*` module is out of
+"""The programs that run on a CML head or worker (the launchers, the head proxy, the
+autoscaler's provider and runner) are files in the cluster directory, run by a Python that has
+Ray but not raycai. Each rendered file is imported here in a fresh interpreter where every
+`raycai*` module is out of
 reach, as on a CML head; an import of raycai anywhere at module level fails the test.
 (`./dev lint`'s contract checks the same for imports inside functions.)"""
 
@@ -72,8 +73,15 @@ def cluster_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_every_program_in_the_cluster_directory_imports_without_raycai(cluster_dir: Path) -> None:
     programs = sorted(cluster_dir.glob("*.py"))
     names = {path.name for path in programs}
-    # the launchers and, for an autoscaled cluster, the provider and the monitor's runner
-    assert {"head.py", "worker.py"} <= names and len(names) >= 4, names
+    # the launchers, the head proxy and, for an autoscaled cluster, the provider and the
+    # monitor's runner
+    assert names == {
+        "head.py",
+        "worker.py",
+        "raycai_head_proxy.py",
+        "raycai_cml_provider.py",
+        "raycai_autoscaler.py",
+    }, names
     results = _import_without_raycai(programs, cwd=cluster_dir)
     assert results == {str(path): "ok" for path in programs}
 

@@ -6,6 +6,7 @@ import ast
 import json
 import stat
 import sys
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,8 @@ def test_scripts_compile_on_python_38_grammar() -> None:
         source = render_script(role, ".raycai/clusters/demo")
         ast.parse(source, feature_version=(3, 8))
         compile(source, f"{role}.py", "exec")
+    proxy = resources.files("raycai_core.launcher").joinpath("head_proxy.py").read_text()
+    ast.parse(proxy, feature_version=(3, 8))
 
 
 def test_render_script_sets_constants_and_checks_inputs() -> None:
@@ -133,6 +136,9 @@ def test_launcher_json_contents() -> None:
         # The same sizes per group (a one-[workers] cluster has the group `worker`).
         "groups": {"worker": {**worker, "resources": {}, "labels": {}}},
         "env": {"FOO": "bar"},
+        # Where Serve listens, and the head proxy on the head application's port.
+        "serve": {"listen": "loopback"},
+        "proxy": {"program": "raycai_head_proxy.py", "prefix": "/serve", "log": "proxy.log"},
     }
     # The worker count is lifecycle's business: scaling does not touch launcher.json.
     assert launcher_config(spec(workers={"count": 9})) == launcher_config(
@@ -147,11 +153,17 @@ def _all_files(root: Path) -> list[Path]:
 def test_render_writes_files_token_and_is_idempotent(tmp_path: Path) -> None:
     result = render_cluster(tmp_path, spec())
     paths = result.paths
-    assert set(result.changed) == {"auth_token", "launcher.json", "head.py", "worker.py"}
+    assert set(result.changed) == {
+        "auth_token",
+        "launcher.json",
+        "head.py",
+        "worker.py",
+        "raycai_head_proxy.py",
+    }
     token = read_token(paths)
     assert isinstance(token, Secret) and len(token.reveal()) == 64
     assert stat.S_IMODE(paths.auth_token.stat().st_mode) == 0o600
-    for name in ("launcher.json", "head.py", "worker.py"):
+    for name in ("launcher.json", "head.py", "worker.py", "raycai_head_proxy.py"):
         assert stat.S_IMODE((paths.root / name).stat().st_mode) == 0o644
     assert json.loads(paths.launcher_json.read_text()) == result.launcher
     assert paths.nodes_dir.is_dir() and paths.logs_dir.is_dir()

@@ -65,12 +65,30 @@ if os.path.exists({exit_file!r} + ".raylet-id") and "--head" not in sys.argv:
     )
     with open({exit_file!r} + ".raylet", "w") as handle:
         handle.write(str(raylet.pid))
-if "--head" in sys.argv:  # stand in for the GCS
+if "--head" in sys.argv:  # stand in for the GCS and the dashboard
     gcs = socket.socket()
     gcs.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     gcs.bind((sys.argv[sys.argv.index("--node-ip-address") + 1],
               int(sys.argv[sys.argv.index("--port") + 1])))
     gcs.listen()
+    import http.server, threading
+
+    class Dashboard(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen = {{"path": self.path, "authorization": self.headers.get("Authorization")}}
+            body = json.dumps(seen).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    dashboard = http.server.ThreadingHTTPServer(
+        (sys.argv[sys.argv.index("--dashboard-host") + 1],
+         int(sys.argv[sys.argv.index("--dashboard-port") + 1])), Dashboard)
+    threading.Thread(target=dashboard.serve_forever, daemon=True).start()
 if os.path.exists({exit_file!r}) and open({exit_file!r}).read() == "refuse":
     print("ray.exceptions.AuthenticationError: RPC error: InvalidAuthToken: ...", flush=True)
     sys.exit(1)
@@ -309,6 +327,7 @@ def test_worker_waits_joins_rejoins_and_stops(fake: Project) -> None:
     assert env["RAY_AUTH_MODE"] == "token"
     assert env["RAY_AUTH_TOKEN_PATH"] == str(fake.paths.auth_token)
     assert "RAY_AUTH_TOKEN" not in env and env["EXTRA_SETTING"] == "on"
+    assert env["RAY_SERVE_DEFAULT_HTTP_HOST"] == "127.0.0.1"
     token = read_token(fake.paths).reveal()
     assert token not in json.dumps(first)
     # Own process group, same session: the platform's session kill reaches Ray.
@@ -397,19 +416,101 @@ def test_head_publishes_falls_back_to_free_ports_and_exits_with_ray(fake: Projec
     argv = starts(fake)[0]["argv"]
     assert argv[:3] == ["start", "--head", "--block"]
     assert head["gcs_port"] == int(flag(argv, "--port")) != taken.getsockname()[1]
-    assert head["ip"] == "127.0.0.1" and head["dashboard_port"] == app_port
+    assert head["ip"] == "127.0.0.1"
     assert head["client_port"] == int(flag(argv, "--ray-client-server-port"))
     assert head["ray_version"] == "2.60.0" and head["incarnation"] == record["head_incarnation"]
     assert flag(argv, "--dashboard-host") == "0.0.0.0"
-    assert flag(argv, "--dashboard-port") == str(app_port)
+    # The dashboard on a port of its own; the application's port is the head proxy's.
+    assert head["dashboard_port"] == int(flag(argv, "--dashboard-port")) != app_port
+    ports = [head[key] for key in ("gcs_port", "client_port", "dashboard_port", "serve_port")]
+    assert len({*ports, app_port}) == 5 and head["serve_port"] > 0 and head["app_port"] == app_port
     assert flag(argv, "--num-cpus") == "2" and flag(argv, "--node-name") == "raycai-demo-head"
-    assert http_status(app_port) is None  # the dashboard owns the app port, not the launcher
+    env = starts(fake)[0]["env"]
+    assert env["RAY_SERVE_DEFAULT_HTTP_HOST"] == "127.0.0.1"  # Serve on the head's loopback
+    taken.close()
+
+    # The head proxy starts once the dashboard answers; Ray's public paths need no token.
+    proxy = wait_for(lambda: running_proxy(fake), 30, "the head proxy")
+    assert proxy["restarts"] == 0
+    wait_for(lambda: proxy_get(app_port, "/")[0] == 200, 30, "the proxy to answer")
+    assert proxy_get(app_port, "/") == (200, {"path": "/", "authorization": None})
+    assert proxy_get(app_port, "/api/jobs/")[0] == 401
+    assert proxy_get(app_port, "/serve/hello")[0] == 401
+    token = read_token(fake.paths).reveal()
+    assert proxy_get(app_port, "/api/jobs/", token) == (
+        200,
+        {"path": "/api/jobs/", "authorization": f"Bearer {token}"},
+    )
+    # Serve has not started: its routes answer 503 while it does not listen.
+    assert proxy_get(app_port, "/serve/hello", token)[0] == 503
+
+    # Killed, it is started again (after a backoff) and answers again.
+    os.kill(proxy["pid"], signal.SIGKILL)
+    again = wait_for(
+        lambda: (p := running_proxy(fake)) and p["pid"] != proxy["pid"] and p, 30, "a restart"
+    )
+    assert again["restarts"] == 1
+    wait_for(lambda: proxy_get(app_port, "/")[0] == 200, 30, "the proxy to answer again")
+    log = fake.paths.node_log("head").read_text()
+    assert "the head proxy exited with code -9" in log
 
     fake.exit_file.touch()
     assert launcher.wait(10) == 1  # the platform restarts the app, which publishes anew
     record = fake.record("head")
     assert record["phase"] == "ray-exited" and "fake raylet died" in record["error"]
-    taken.close()
+    assert record["proxy"]["state"] == "off"  # stopped with Ray
+    wait_for(lambda: proxy_get(app_port, "/")[0] == 0, 10, "the proxy to be gone")
+
+
+def running_proxy(project: Project) -> dict[str, Any] | None:
+    proxy = project.record("head").get("proxy") or {}
+    return proxy if proxy.get("state") == "running" and proxy_get_ok(proxy) else None
+
+
+def proxy_get_ok(proxy: dict[str, Any]) -> bool:
+    return bool(proxy.get("pid")) and session_pids_state(int(proxy["pid"])) != "Z"
+
+
+def proxy_get(port: int, path: str, token: str | None = None) -> tuple[int, Any]:
+    """(status, JSON body or text) of GET `path` on the head's application port; 0 when
+    nothing answers."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+    if token is not None:
+        request.add_header("X-Ray-Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode("utf-8", "replace")
+    except OSError:
+        return 0, None
+
+
+def test_serve_listens_on_the_pod_network_when_the_spec_says_so(tmp_path: Path) -> None:
+    spec = {
+        "name": "demo",
+        "head": {"runtime_identifier": "img", "cpu": 1, "memory": 2},
+        "ray": {"search": [".venv"]},
+        "serve": {"listen": "pod"},
+    }
+    project = Project(tmp_path / "project", spec)
+    project.record_file = tmp_path / "ray-calls.jsonl"
+    project.exit_file = tmp_path / "ray-exit-now"
+    bin_dir = project.root / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    fake_ray(bin_dir, str(project.record_file), str(project.exit_file))
+    fake_python(bin_dir, "2.60.0")
+    gcs = socket.socket()
+    gcs.bind(("127.0.0.1", 0))
+    gcs.listen()
+    project.publish_head(gcs.getsockname()[1], "aaaa")
+    try:
+        project.start("worker", project.env("worker-1", "127.0.0.1", free_port()))
+        project.phase("worker-1", "joined")
+        assert starts(project)[0]["env"]["RAY_SERVE_DEFAULT_HTTP_HOST"] == "0.0.0.0"
+    finally:
+        project.cleanup()
+        gcs.close()
 
 
 @pytest.mark.parametrize("problem", ["missing", "version", "token-mode", "token-missing"])

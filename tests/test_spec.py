@@ -220,3 +220,20 @@ def test_form_fields_use_the_same_rules(field: str, raw: str, expected: str | No
         assert problem is None
     else:
         assert problem is not None and expected in problem
+
+
+def test_serve_listen_defaults_to_loopback_and_is_written_only_when_not_default() -> None:
+    plain = parse_spec({"name": "demo", "head": {"runtime_identifier": "r"}})
+    assert plain.serve.listen == "loopback"
+    assert "serve" not in plain.model_dump()  # an older raycai reads the cluster.json
+    assert "[serve]" not in plain.to_toml()
+    pod = parse_spec(
+        {"name": "demo", "head": {"runtime_identifier": "r"}, "serve": {"listen": "pod"}}
+    )
+    assert pod.model_dump()["serve"] == {"listen": "pod"}
+    assert load_spec_text(pod.to_toml()) == pod
+    with pytest.raises(SpecError) as caught:
+        parse_spec(
+            {"name": "demo", "head": {"runtime_identifier": "r"}, "serve": {"listen": "all"}}
+        )
+    assert caught.value.problems[0][0] == "serve.listen"

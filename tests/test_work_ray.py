@@ -1,6 +1,7 @@
 """Running work on a real cluster (head + 1 worker, shared by the whole module): drivers
 through `raycai env`, `raycai run` and `raycai.connect`; Ray Jobs through `raycai job`; a Serve
-application deployed by a job, seen through `raycai serve --json`.
+application deployed by a job, seen through `raycai serve --json` and reached through the head
+proxy with the token (not on Serve's port of any pod address).
 """
 
 from __future__ import annotations
@@ -257,8 +258,21 @@ def test_serve_application_deployed_by_a_job(
     (deployment,) = app["deployments"]
     assert deployment["status"] == "HEALTHY"
     assert deployment["replicas"] == {"RUNNING": 2} and deployment["target_replicas"] == 2
-    # The route as printed is reachable from another pod of the project.
-    assert httpx.get(app["url"], timeout=10).text == "hello from serve"
+    # The route as printed (the head application's port, under /serve) answers another pod
+    # of the project with the cluster's token, and 401 without it.
+    paths = ClusterPaths(cluster.project_dir, NAME)
+    token = paths.auth_token.read_text().strip()
+    with_token = {"X-Ray-Authorization": f"Bearer {token}"}
+    assert "/serve/hello" in app["url"]
+    assert httpx.get(app["url"], headers=with_token, timeout=10).text == "hello from serve"
+    assert httpx.get(app["url"], timeout=10).status_code == 401
+    # Serve itself listens on the head's loopback only: nothing on the pod addresses.
+    head = json.loads(paths.head_json.read_text())
+    worker_ip = json.loads(paths.node_record("worker-1").read_text())["ip"]
+    for ip in (head["ip"], worker_ip):
+        for port in {8000, head["serve_port"]}:
+            with pytest.raises(httpx.ConnectError):
+                httpx.get(f"http://{ip}:{port}/hello", timeout=5)
 
     table = raycai(cluster, "serve", NAME).stdout
     assert "2/2 RUNNING" in table and app["url"] in table

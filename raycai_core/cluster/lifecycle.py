@@ -76,7 +76,7 @@ from raycai_core.cluster.view import ClusterView
 from raycai_core.cml.client import CMLClient
 from raycai_core.cml.models import AppStatus, CreateApplication
 from raycai_core.launcher.autoscaling import autoscaler_files
-from raycai_core.launcher.render import render_cluster
+from raycai_core.launcher.render import head_programs, render_cluster
 from raycai_core.naming import (
     HEAD_NODE,
     app_environment,
@@ -793,6 +793,7 @@ def _remove_cluster_files(paths: ClusterPaths) -> None:
         paths.script("worker"),
         paths.cluster_json,
         *autoscaler_files(paths),
+        *head_programs(paths),
     ):
         file.unlink(missing_ok=True)
     shutil.rmtree(paths.nodes_dir, ignore_errors=True)

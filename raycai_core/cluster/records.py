@@ -20,6 +20,12 @@ class HeadAddress:
     started_at: float
     incarnation: str
     ray_version: str = ""
+    # Where Serve's proxy listens on the head (on its loopback unless the spec says
+    # `[serve] listen = "pod"`); None from a head launcher older than the head proxy.
+    serve_port: int | None = None
+    # The head application's port (the head proxy: Serve's routes under /serve and the
+    # dashboard, with the token); None from an older head, whose dashboard had that port.
+    app_port: int | None = None
 
     @property
     def gcs_address(self) -> str:
@@ -46,6 +52,8 @@ class HeadAddress:
                 started_at=float(data.get("started_at") or 0.0),
                 incarnation=str(data.get("incarnation") or ""),
                 ray_version=str(data.get("ray_version") or ""),
+                serve_port=int(data["serve_port"]) if data.get("serve_port") else None,
+                app_port=int(data["app_port"]) if data.get("app_port") else None,
             )
         except (KeyError, TypeError, ValueError):
             return None
@@ -53,7 +61,8 @@ class HeadAddress:
 
 @dataclass(frozen=True)
 class AutoscalerRecord:
-    """The head record's `autoscaler`: Ray's autoscaler beside the head (cluster/autoscaler.py).
+    """The head record's `autoscaler`: Ray's autoscaler beside the head (cluster/autoscaler.py);
+    its `proxy` (the head proxy program) has the same shape.
 
     `state`: off (not running; `reason` says why), starting, running, restarting.
     """
@@ -96,6 +105,7 @@ class NodeRecord:
     ray_node_id: str | None = None  # hex id of its Ray node, once joined
     drain: int = 0  # drain-request protocol the launcher understands (0: none)
     autoscaler: AutoscalerRecord | None = None  # the head's, when the cluster autoscales
+    proxy: AutoscalerRecord | None = None  # the head's proxy program (same shape)
 
     @classmethod
     def from_json(cls, data: Any) -> NodeRecord | None:
@@ -118,6 +128,7 @@ class NodeRecord:
             ray_node_id=(str(data["ray_node_id"]) if data.get("ray_node_id") else None),
             drain=_int(data.get("drain")),
             autoscaler=AutoscalerRecord.from_json(data.get("autoscaler")),
+            proxy=AutoscalerRecord.from_json(data.get("proxy")),
         )
 
     @property

@@ -27,9 +27,11 @@ from raycai_core.spec import ClusterSpec, NodeSpec, WorkerGroupSpec
 
 __all__ = [
     "LAUNCHER_SCHEMA",
+    "PROXY_FILE",
     "ROLES",
     "RenderedCluster",
     "ensure_token",
+    "head_programs",
     "launcher_config",
     "read_token",
     "render_cluster",
@@ -39,6 +41,11 @@ __all__ = [
 LAUNCHER_SCHEMA = 1
 ROLES = ("head", "worker")
 TOKEN_FILE = "auth_token"
+# The head proxy (head_proxy.py), copied beside the launchers; the head runs it on its
+# application's port with Ray's Python.
+PROXY_FILE = "raycai_head_proxy.py"
+PROXY_LOG = "proxy.log"  # in logs/
+SERVE_PREFIX = "/serve"  # a Serve route /hello is <head application URL>/serve/hello
 SCRIPT_MODE = 0o644
 TOKEN_MODE = 0o600
 _BLOCK_RE = re.compile(
@@ -132,8 +139,15 @@ def launcher_config(spec: ClusterSpec) -> dict[str, Any]:
         **({"worker": _resources(default)} if default is not None else {}),
         "groups": {name: _group(group) for name, group in spec.groups.items()},
         "env": dict(spec.env),
+        "serve": {"listen": spec.serve.listen},
+        "proxy": {"program": PROXY_FILE, "prefix": SERVE_PREFIX, "log": PROXY_LOG},
         **({"autoscaler": a} if (a := launcher_settings(spec)) else {}),
     }
+
+
+def head_programs(paths: ClusterPaths) -> list[Path]:
+    """The programs render_cluster copies for every cluster (the autoscaler's apart)."""
+    return [paths.root / PROXY_FILE]
 
 
 def ensure_token(paths: ClusterPaths, token: Secret | None = None) -> bool:
@@ -169,7 +183,8 @@ def _write_if_changed(path: Path, data: bytes, mode: int) -> bool:
 def render_cluster(
     project_dir: Path, spec: ClusterSpec, *, token: Secret | None = None
 ) -> RenderedCluster:
-    """Write launcher.json, head.py, worker.py and (once per cluster) auth_token.
+    """Write launcher.json, head.py, worker.py, the head proxy and (once per cluster)
+    auth_token.
 
     Idempotent: the same spec gives the same bytes and rewrites nothing. `token` replaces the
     cluster's token; without it one is generated when the cluster has none.
@@ -185,6 +200,9 @@ def render_cluster(
         paths.launcher_json: (json.dumps(config, indent=2, sort_keys=True) + "\n").encode(),
         paths.script("head"): render_script("head", paths.relative).encode("utf-8"),
         paths.script("worker"): render_script("worker", paths.relative).encode("utf-8"),
+        paths.root / PROXY_FILE: resources.files("raycai_core.launcher")
+        .joinpath("head_proxy.py")
+        .read_bytes(),
     }
     for path, data in files.items():
         if _write_if_changed(path, data, SCRIPT_MODE):

@@ -366,13 +366,16 @@ def ray_environment(config: dict, auth: dict) -> dict:
     env = dict(os.environ)
     env.pop("RAY_AUTH_TOKEN", None)  # the token file is the only source
     env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    # Serve's proxy listens on loopback by default; other pods of the project must reach it.
-    env.setdefault("RAY_SERVE_DEFAULT_HTTP_HOST", "0.0.0.0")
     if ROLE == "worker":
         # Bounds `ray start --address` if the head vanishes between our check and its connect.
         env.setdefault("RAY_gcs_server_port_wait_time_s", "15")
     env.update({str(k): str(v) for k, v in (config.get("env") or {}).items()})
     env["PYTHONUNBUFFERED"] = "1"
+    # Where a Serve started on this cluster listens (a job's driver runs on the head and
+    # inherits this): the head's loopback, reached through the head proxy with the token,
+    # unless the spec opens it on the pod network ([serve] listen = "pod").
+    listen = str((config.get("serve") or {}).get("listen") or "loopback")
+    env["RAY_SERVE_DEFAULT_HTTP_HOST"] = SERVE_HOSTS.get(listen, SERVE_HOSTS["loopback"])
     env.update(auth)
     return env
 
@@ -398,6 +401,16 @@ def free_port() -> int:
 
 def wanted_or_free(port: int) -> int:
     return port if port and port_free(port) else free_port()
+
+
+def port_for(wanted: int, taken: set) -> int:
+    """`wanted` when it is free, else a free port; never one in `taken` (which it joins)."""
+    port = wanted if wanted not in taken else 0
+    port = wanted_or_free(port)
+    while port in taken:
+        port = free_port()
+    taken.add(port)
+    return port
 
 
 def tcp_accepts(ip: str, port: int, timeout: float = 1.0) -> bool:
@@ -650,11 +663,17 @@ def find_raylet(pgid: int) -> tuple[int, str] | None:
     return None
 
 
-# --- Ray's autoscaler on the head ---------------------------------------------------------
+# --- programs beside Ray on the head (the autoscaler, the head proxy) ---------------------
 
 AUTOSCALER_OFF_CODES = (3, 4)  # raycai_autoscaler.py: no credentials, Ray's autoscaler missing
-AUTOSCALER_BACKOFF_S = (1.0, 60.0)  # first and longest wait before starting it again
-AUTOSCALER_STOP_GRACE_S = 5.0
+SUPERVISED_BACKOFF_S = (1.0, 60.0)  # first and longest wait before starting one again
+SUPERVISED_STOP_GRACE_S = 5.0
+PROXY_PROGRAM = "raycai_head_proxy.py"
+PROXY_LOG = "proxy.log"
+SERVE_PREFIX = "/serve"
+SERVE_HOSTS = {"loopback": "127.0.0.1", "pod": "0.0.0.0"}  # [serve] listen
+DASHBOARD_PORT = 8265  # Ray's default; the head application's port belongs to the proxy
+SERVE_PORT = 8000  # Serve's default (what a driver's serve.run() listens on)
 
 
 def ray_python(ray_exe: str) -> str:
@@ -682,101 +701,87 @@ def autoscaler_unavailable(cluster_dir: str, settings: dict) -> str | None:
     return None
 
 
-class HeadAutoscaler:
-    """Ray's autoscaler for this cluster in a process of its own (raycai_autoscaler.py),
-    started once the head's GCS answers and started again with a growing delay when it exits;
-    `ray start --block` would stop the whole head if its own monitor child died. The state
-    is in the head's record: autoscaler = {state: off|starting|running|restarting, reason}."""
+class Supervised:
+    """A program in a process (group) of its own beside the head's Ray, started when the head
+    is ready for it and started again with a growing delay when it exits (`ray start --block`
+    would stop the whole head if a child of its own died). Its state is in the head's record
+    under `key`: {state: off|starting|running|restarting, reason, pid, restarts, since}."""
 
-    def __init__(self, launcher: Launcher, settings: dict | None, reason: str | None) -> None:
+    key = ""
+    what = ""
+    off_codes: tuple = ()
+
+    def __init__(self, launcher: Launcher, enabled: bool, log_name: str) -> None:
         self.launcher = launcher
-        self.settings = settings or {}
-        self.enabled = bool(settings) and reason is None
+        self.enabled = enabled
+        self.log_name = log_name
         self.proc: subprocess.Popen | None = None
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
         self.restarts = 0
 
-    @classmethod
-    def for_head(cls, launcher: Launcher) -> HeadAutoscaler:
-        settings = launcher.config.get("autoscaler")
-        if not isinstance(settings, dict) or not settings:
-            return cls(launcher, None, None)
-        reason = autoscaler_unavailable(launcher.dir, settings)
-        autoscaler = cls(launcher, settings, reason)
-        if reason:
-            autoscaler.record("off", reason)
-            launcher.log.info("autoscaling off: " + reason)
-        else:
-            autoscaler.record("starting", "waiting for the head's GCS")
-        return autoscaler
-
     def record(self, state: str, reason: str | None, pid: int | None = None) -> None:
         self.launcher.status.update(
-            autoscaler={
-                "state": state,
-                "reason": reason,
-                "pid": pid,
-                "restarts": self.restarts,
-                "since": now(),
+            **{
+                self.key: {
+                    "state": state,
+                    "reason": reason,
+                    "pid": pid,
+                    "restarts": self.restarts,
+                    "since": now(),
+                }
             }
         )
 
-    def start(self, gcs_address: str) -> None:
+    def command(self) -> tuple[list[str], dict]:
+        raise NotImplementedError
+
+    def started(self) -> bool:
+        return self.thread is not None
+
+    def start(self) -> None:
         if not self.enabled or self.thread is not None:
             return
-        self.thread = threading.Thread(
-            target=self._supervise, args=(gcs_address,), name="autoscaler", daemon=True
-        )
+        self.thread = threading.Thread(target=self._supervise, name=self.key, daemon=True)
         self.thread.start()
 
-    def _supervise(self, gcs_address: str) -> None:
+    def _supervise(self) -> None:
         failures = 0
         try:
             while not self.stopping.is_set():
                 started = time.monotonic()
-                code = self._run_once(gcs_address)
+                code = self._run_once()
                 if code is None or self.stopping.is_set():
                     return
                 ran = time.monotonic() - started
-                why = f"the autoscaler exited with code {code} after {ran:.0f} s"
+                why = f"the {self.what} exited with code {code} after {ran:.0f} s"
                 last = self._last_line()
                 if last:
                     why += f" ({last})"
-                if code in AUTOSCALER_OFF_CODES:
+                if code in self.off_codes:
                     self.record("off", why)
-                    self.launcher.log.info("autoscaling off: " + why)
+                    self.launcher.log.info(f"{self.what} off: {why}")
                     return
-                failures = 1 if ran > AUTOSCALER_BACKOFF_S[1] else failures + 1
-                delay = min(AUTOSCALER_BACKOFF_S[1], AUTOSCALER_BACKOFF_S[0] * 2 ** (failures - 1))
+                failures = 1 if ran > SUPERVISED_BACKOFF_S[1] else failures + 1
+                delay = min(SUPERVISED_BACKOFF_S[1], SUPERVISED_BACKOFF_S[0] * 2 ** (failures - 1))
                 self.restarts += 1
                 self.record("restarting", f"{why}; starting it again in {delay:.0f} s")
                 self.launcher.log.info(f"{why}; starting it again in {delay:.0f} s")
                 self.stopping.wait(delay)
-        except Exception as exc:  # never let the autoscaler take the head down
-            self.launcher.log.info("autoscaler supervisor crashed:\n" + traceback.format_exc())
-            self.record("off", one_line(f"the autoscaler's supervisor crashed: {exc!r}"))
+        except Exception as exc:  # never let a program beside Ray take the head down
+            self.launcher.log.info(f"{self.what} supervisor crashed:\n" + traceback.format_exc())
+            self.record("off", one_line(f"the {self.what}'s supervisor crashed: {exc!r}"))
 
     def log_path(self) -> str:
-        return os.path.join(self.launcher.dir, "logs", str(self.settings.get("log")))
+        return os.path.join(self.launcher.dir, "logs", self.log_name)
 
-    def _run_once(self, gcs_address: str) -> int | None:
-        """Run the autoscaler until it exits (its code) or the head stops (None)."""
+    def _run_once(self) -> int | None:
+        """Run the program until it exits (its code) or the head stops (None)."""
         path = self.log_path()
         with contextlib.suppress(OSError):
             if os.path.getsize(path) > LOG_ROTATE_BYTES:
                 os.replace(path, path + ".1")
-        env = dict(self.launcher.ray_env)
-        env["AUTOSCALER_UPDATE_INTERVAL_S"] = str(int(self.settings.get("update_interval_s", 5)))
-        env["RAY_ENABLE_CLUSTER_STATUS_LOG"] = "0"  # the status block on every pass
-        argv = [
-            ray_python(self.launcher.ray_exe),
-            os.path.join(self.launcher.dir, str(self.settings["runner"])),
-            "--address",
-            gcs_address,
-            "--config",
-            os.path.join(self.launcher.dir, str(self.settings["config"])),
-        ]
+        argv, env = self.command()
         kwargs: dict = {}
         if sys.version_info >= (3, 11):
             kwargs["process_group"] = 0
@@ -793,9 +798,7 @@ class HeadAutoscaler:
                 **kwargs,
             )
         self.proc = proc
-        self.launcher.log.info(
-            f"autoscaler started (pid {proc.pid}, log logs/{self.settings['log']})"
-        )
+        self.launcher.log.info(f"{self.what} started (pid {proc.pid}, log logs/{self.log_name})")
         self.record("running", None, pid=proc.pid)
         while proc.poll() is None:
             if self.stopping.wait(1.0):
@@ -812,7 +815,6 @@ class HeadAutoscaler:
         return one_line(lines[-1], 200) if lines else ""
 
     def stop(self) -> None:
-        """Stop the autoscaler (first, so that it creates nothing while the head goes)."""
         if not self.enabled or self.stopping.is_set():
             return
         self.stopping.set()
@@ -821,12 +823,88 @@ class HeadAutoscaler:
             with contextlib.suppress(OSError):
                 os.killpg(proc.pid, signal.SIGTERM)
             try:
-                proc.wait(AUTOSCALER_STOP_GRACE_S)
+                proc.wait(SUPERVISED_STOP_GRACE_S)
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(OSError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         self.record("off", "the head is stopping")
+
+
+class HeadAutoscaler(Supervised):
+    """Ray's autoscaler for this cluster (raycai_autoscaler.py), started once the head's GCS
+    answers; stopped first, so that it creates nothing while the head goes."""
+
+    key = "autoscaler"
+    what = "autoscaler"
+    off_codes = AUTOSCALER_OFF_CODES
+
+    def __init__(self, launcher: Launcher, settings: dict | None, reason: str | None) -> None:
+        super().__init__(launcher, bool(settings) and reason is None, "")
+        self.settings = settings or {}
+        self.log_name = str(self.settings.get("log"))
+        self.gcs_address = ""
+
+    @classmethod
+    def for_head(cls, launcher: Launcher) -> HeadAutoscaler:
+        settings = launcher.config.get("autoscaler")
+        if not isinstance(settings, dict) or not settings:
+            return cls(launcher, None, None)
+        reason = autoscaler_unavailable(launcher.dir, settings)
+        autoscaler = cls(launcher, settings, reason)
+        if reason:
+            autoscaler.record("off", reason)
+            launcher.log.info("autoscaling off: " + reason)
+        else:
+            autoscaler.record("starting", "waiting for the head's GCS")
+        return autoscaler
+
+    def start_for(self, gcs_address: str) -> None:
+        self.gcs_address = gcs_address
+        self.start()
+
+    def command(self) -> tuple[list[str], dict]:
+        env = dict(self.launcher.ray_env)
+        env["AUTOSCALER_UPDATE_INTERVAL_S"] = str(int(self.settings.get("update_interval_s", 5)))
+        env["RAY_ENABLE_CLUSTER_STATUS_LOG"] = "0"  # the status block on every pass
+        argv = [
+            ray_python(self.launcher.ray_exe),
+            os.path.join(self.launcher.dir, str(self.settings["runner"])),
+            "--address",
+            self.gcs_address,
+            "--config",
+            os.path.join(self.launcher.dir, str(self.settings["config"])),
+        ]
+        return argv, env
+
+
+class HeadProxy(Supervised):
+    """The program on the head application's port (raycai_head_proxy.py, Ray's Python for its
+    aiohttp): Serve's routes under the prefix, the dashboard for the rest, the token rule for
+    both. Started once the dashboard answers."""
+
+    key = "proxy"
+    what = "head proxy"
+
+    def __init__(self, launcher: Launcher, dashboard: str, serve: str) -> None:
+        settings = launcher.config.get("proxy") or {}
+        super().__init__(launcher, True, str(settings.get("log") or PROXY_LOG))
+        self.program = os.path.join(launcher.dir, str(settings.get("program") or PROXY_PROGRAM))
+        self.prefix = str(settings.get("prefix") or SERVE_PREFIX)
+        self.dashboard = dashboard
+        self.serve = serve
+        self.record("starting", "waiting for Ray's dashboard")
+
+    def command(self) -> tuple[list[str], dict]:
+        env = dict(os.environ)  # CDSW_APP_PORT, CDSW_IP_ADDRESS; no Ray token variable
+        env.pop("RAY_AUTH_TOKEN", None)
+        env["PYTHONUNBUFFERED"] = "1"
+        argv = [ray_python(self.launcher.ray_exe), self.program]
+        argv += ["--dashboard", self.dashboard, "--serve", self.serve, "--prefix", self.prefix]
+        token = self.launcher.ray_env.get("RAY_AUTH_TOKEN_PATH")
+        if token:
+            argv += ["--token-file", token]
+        return argv, env
 
 
 # --- the launcher -------------------------------------------------------------------------
@@ -1004,16 +1082,28 @@ class Launcher:
 
     def run_head(self, ip: str, app_port: int) -> int:
         ray_config = self.config.get("ray") or {}
-        gcs_port = wanted_or_free(int(ray_config.get("gcs_port") or 6379))
-        client_port = wanted_or_free(int(ray_config.get("client_port") or 10001))
+        taken = {app_port}  # the head proxy's
+        gcs_port = port_for(int(ray_config.get("gcs_port") or 6379), taken)
+        client_port = port_for(int(ray_config.get("client_port") or 10001), taken)
+        dashboard_port = port_for(DASHBOARD_PORT, taken)
+        serve_port = port_for(SERVE_PORT, taken)
+        ports = {"gcs": gcs_port, "dashboard": dashboard_port, "client": client_port}
+        ports.update(serve=serve_port, app=app_port)
         argv = [self.ray_exe, "start", "--head", "--block", "--port", str(gcs_port)]
-        argv += ["--dashboard-host", "0.0.0.0", "--dashboard-port", str(app_port)]
+        argv += ["--dashboard-host", "0.0.0.0", "--dashboard-port", str(dashboard_port)]
         argv += ["--ray-client-server-port", str(client_port)]
         argv += self.common_args(ip, self.config["head"])
         autoscaler = HeadAutoscaler.for_head(self)
         if autoscaler.enabled:
             argv.append("--no-monitor")  # ours runs apart: its crash must not stop the head
-        self.phase("starting-ray", detail=f"GCS port {gcs_port}, client port {client_port}")
+        proxy = HeadProxy(
+            self, "http://" + address(ip, dashboard_port), f"http://127.0.0.1:{serve_port}"
+        )
+        self.phase(
+            "starting-ray",
+            detail=f"GCS port {gcs_port}, client port {client_port}, "
+            f"dashboard port {dashboard_port}, Serve port {serve_port}",
+        )
         started = now()
         ray = self.start_ray(argv)
         published = False
@@ -1021,30 +1111,36 @@ class Launcher:
             while ray.poll() is None:
                 if self.stopping.is_set():
                     autoscaler.stop()
+                    proxy.stop()
                     return self.stop_and_wait(ray)
                 if not published and tcp_accepts(ip, gcs_port, 0.5):
-                    head = self.publish_head(ip, gcs_port, app_port, client_port, started)
+                    head = self.publish_head(ip, ports, started)
                     self.phase("running", head_incarnation=head["incarnation"])
                     published = True
-                    autoscaler.start(address(ip, gcs_port))
+                    autoscaler.start_for(address(ip, gcs_port))
+                if published and not proxy.started() and tcp_accepts(ip, dashboard_port, 0.5):
+                    proxy.start()
                 self.wait(float(self.timing["publish_poll_s"]) if not published else 1.0)
         finally:
             autoscaler.stop()
+            proxy.stop()
         if self.stopping.is_set():
             return self.stop_and_wait(ray)
         self.phase("ray-exited", error=ray.describe_exit() + "; the application will restart")
         ray.signal_group(signal.SIGKILL)
         return EXIT_RAY
 
-    def publish_head(self, ip: str, gcs: int, dashboard: int, client: int, started: float) -> dict:
+    def publish_head(self, ip: str, ports: dict, started: float) -> dict:
         head = {
             "schema": SCHEMA,
             "cluster": self.cluster,
             "node": self.node,
             "ip": ip,
-            "gcs_port": gcs,
-            "dashboard_port": dashboard,
-            "client_port": client,
+            "gcs_port": ports["gcs"],
+            "dashboard_port": ports["dashboard"],
+            "client_port": ports["client"],
+            "serve_port": ports["serve"],
+            "app_port": ports["app"],  # the head proxy's: the head application's URL
             "started_at": started,
             "incarnation": secrets.token_hex(8),
             "ray_version": self.ray_version,
@@ -1053,7 +1149,9 @@ class Launcher:
         }
         write_json(os.path.join(self.dir, "head.json"), head)
         self.log.info(
-            "published head.json: {} incarnation {}".format(address(ip, gcs), head["incarnation"])
+            "published head.json: {} incarnation {}".format(
+                address(ip, ports["gcs"]), head["incarnation"]
+            )
         )
         return head
 

@@ -5,7 +5,7 @@ messages. Modules, each importing only those above it:
 
   values.py    limits, name patterns, SpecError, the checks of single values
   nodes.py     NodeSpec (one application) and WorkerGroupSpec (one group of workers)
-  settings.py  cluster-wide settings: RaySettings, AutoscalingSettings
+  settings.py  cluster-wide settings: RaySettings, AutoscalingSettings, ServeSettings
   groups.py    worker-group names and the two shapes of [workers] (in and out)
   tomlout.py   spec_to_toml
   cluster.py   ClusterSpec; parse_spec, load_spec_text, load_spec_file
@@ -26,7 +26,7 @@ from raycai_core.spec.flags import GROUP_FLAG_KEYS, parse_group_flag, spec_from_
 from raycai_core.spec.form import FORM_FIELDS, bounds_problem, field_problem, group_field_problem
 from raycai_core.spec.groups import RESERVED_GROUP_NAMES, group_name_problem
 from raycai_core.spec.nodes import NodeSpec, WorkerGroupSpec, resolve_bounds
-from raycai_core.spec.settings import AutoscalingSettings, RaySettings
+from raycai_core.spec.settings import AutoscalingSettings, RaySettings, ServeSettings
 from raycai_core.spec.tomlout import spec_to_toml
 from raycai_core.spec.values import (
     AUTOSCALING_KEYS,
@@ -62,6 +62,7 @@ __all__ = [
     "ClusterSpec",
     "NodeSpec",
     "RaySettings",
+    "ServeSettings",
     "SpecError",
     "WorkerGroupSpec",
     "bounds_problem",

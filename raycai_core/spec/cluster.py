@@ -29,7 +29,7 @@ from raycai_core.spec.groups import (
     _ShapeError,
 )
 from raycai_core.spec.nodes import NodeSpec, WorkerGroupSpec
-from raycai_core.spec.settings import AutoscalingSettings, RaySettings
+from raycai_core.spec.settings import AutoscalingSettings, RaySettings, ServeSettings
 from raycai_core.spec.tomlout import spec_to_toml
 from raycai_core.spec.values import (
     AUTOSCALING_KEYS,
@@ -67,6 +67,7 @@ class ClusterSpec(BaseModel):
     )
     autoscaling: AutoscalingSettings = Field(default_factory=AutoscalingSettings)
     ray: RaySettings = Field(default_factory=RaySettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
     env: dict[str, str] = Field(default_factory=dict)
     healing: bool = True
 
@@ -169,6 +170,9 @@ class ClusterSpec(BaseModel):
             elif key == "autoscaling":
                 if not one_table:
                     result["autoscaling"] = value
+            elif key == "serve":
+                if self.serve != ServeSettings():  # an older raycai reads a default spec
+                    result["serve"] = value
             else:
                 result[key] = value
         return result

@@ -1,9 +1,10 @@
-"""The cluster-wide settings: Ray's (version, where to find it, ports) and its autoscaler's."""
+"""The cluster-wide settings: Ray's (version, where to find it, ports), its autoscaler's and
+where Ray Serve listens."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -77,3 +78,15 @@ class AutoscalingSettings(BaseModel):
     @classmethod
     def _upscaling_speed(cls, value: Any) -> Any:
         return _upscaling_speed_value(value)
+
+
+class ServeSettings(BaseModel):
+    """Where Ray Serve's one HTTP proxy (on the head) listens: `loopback` (the default; reached
+    through the head application's URL with the cluster's token) or `pod` (every interface of
+    the head's pod too, with no authentication at all)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    listen: Literal["loopback", "pod"] = Field(
+        default="loopback", description="loopback, or pod: open on the pod network, no token"
+    )

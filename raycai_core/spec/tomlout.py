@@ -40,6 +40,8 @@ def spec_to_toml(spec: ClusterSpec) -> str:
             lines += table(f"workers.{name}", group)
         lines += table("autoscaling", data["autoscaling"])
     lines += table("ray", data["ray"])
+    if "serve" in data:  # only when not the default (see ClusterSpec's serializer)
+        lines += table("serve", data["serve"])
     lines.append("[env]")
     lines.extend(f"{json.dumps(key)} = {value(item)}" for key, item in data["env"].items())
     return "\n".join(lines) + "\n"

@@ -48,9 +48,8 @@ class ClusterAccess:
             "RAY_AUTH_MODE": "token",
             "RAY_AUTH_TOKEN_PATH": str(self.token_path),
             "RAY_API_SERVER_ADDRESS": self.dashboard_url,
-            # A driver that starts Serve decides where its proxy listens: every interface,
-            # so that the project's other pods reach the routes.
-            "RAY_SERVE_DEFAULT_HTTP_HOST": "0.0.0.0",
+            # No RAY_SERVE_DEFAULT_HTTP_HOST: a Serve a driver starts listens on Ray's
+            # default, loopback (reached through the head proxy with the token).
         }
 
 
