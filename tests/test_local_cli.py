@@ -121,6 +121,8 @@ def test_start_status_env_stop(data_dir):
     status = raycai("local", "status", "--data-dir", str(data_dir))
     assert status.returncode == 0
     assert info["url"] in status.stdout and info["project_id"] in status.stdout
+    port = info["url"].rsplit(":", 1)[1]
+    assert f"http://<subdomain>.localhost:{port}" in status.stdout
     for output in [*outputs, again.stdout, status.stdout, status.stderr]:
         assert info["api_key"] not in output
 

@@ -8,13 +8,15 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import httpx
 import pytest
 
 from raycai_core.cml.client import CMLClient
-from raycai_core.credentials import app_url
+from raycai_core.credentials import app_url, normalise_host
 from raycai_core.local import WorkspaceHandle
 from raycai_core.local.ingress import SESSION_COOKIE, app_subdomain
+from raycai_core.work.access import head_app_url
 from tests.fixtures.workspace import new_app, wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -134,6 +136,10 @@ def test_app_url_of_local_and_cml_workspaces() -> None:
     assert app_url("localhost:8123", "web") == "http://web.localhost:8123"  # CDSW_DOMAIN
     assert app_url("https://ml-1.example.com", "web") == "https://web.ml-1.example.com"
     assert app_url("ml-1.example.com", "web") == "https://web.ml-1.example.com"
+    assert normalise_host("localhost:8123") == "http://localhost:8123"  # CDSW_DOMAIN, locally
+    assert normalise_host("ml-1.example.com") == "https://ml-1.example.com"
+    head = head_app_url("127.0.0.1:8123", "abcd-1234", "demo")  # what `raycai dashboard` prints
+    assert head.startswith("http://ray-demo-") and head.endswith("-h.localhost:8123")
 
 
 async def test_key_login_cookie_and_what_is_forwarded(local_workspace, cml_client, raw) -> None:
@@ -268,3 +274,48 @@ async def test_apps_get_the_localhost_domain(local_workspace, cml_client) -> Non
     domain = f"localhost:{_port(local_workspace)}"
     assert values["CDSW_DOMAIN"] == local_workspace.workspace.domain == domain
     assert app_url(values["CDSW_DOMAIN"], "domain") == f"http://domain.{domain}"
+
+
+# An aiohttp app (the workspace's interpreter has aiohttp) that echoes WebSocket messages
+# with the Authorization header it saw.
+WEBSOCKET_APP = """\
+import os
+from aiohttp import web
+
+async def socket(request):
+    ws = web.WebSocketResponse(protocols=("chat",))
+    await ws.prepare(request)
+    async for message in ws:
+        await ws.send_str(f"echo {message.data} {request.headers.get('Authorization', '-')}")
+    return ws
+
+async def root(request):
+    return web.Response(text="ok")
+
+app = web.Application()
+app.router.add_get("/", root)
+app.router.add_get("/ws", socket)
+web.run_app(app, host="127.0.0.1", port=int(os.environ["CDSW_APP_PORT"]), print=None)
+"""
+
+
+async def test_websocket_passes_through(local_workspace, cml_client) -> None:
+    (local_workspace.project_dir / "ws.py").write_text(WEBSOCKET_APP)
+    app = await cml_client.create_application(new_app("sockets", "sockets", "ws.py"))
+
+    async def running() -> bool:
+        return (await cml_client.get_application(app.id)).status.value == "running"
+
+    await wait_for(running, 20)
+    url = f"{local_workspace.url}/ws"
+    host = _host(local_workspace, "sockets")
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await session.ws_connect(url, headers=host)
+        assert refused.value.status == 401
+        headers = {**host, **_bearer(local_workspace.api_key)}
+        async with session.ws_connect(url, headers=headers, protocols=("chat",)) as ws:
+            assert ws.protocol == "chat"
+            for text in ("hello", "again"):
+                await ws.send_str(text)
+                assert await ws.receive_str(timeout=10) == f"echo {text} -"

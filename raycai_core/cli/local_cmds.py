@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from raycai_core.credentials import app_url
 from raycai_core.local import daemon
 
 data_dir_option = click.option(
@@ -29,6 +30,8 @@ def _dir(data_dir: Path | None) -> Path:
 def _print_status(info: dict[str, Any]) -> None:
     started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info["started_at"]))
     click.echo(f"url:         {info['url']}")
+    app_urls = app_url(info["url"], "<subdomain>")
+    click.echo(f"app urls:    {app_urls} (the API key as Bearer, or log in from a browser)")
     click.echo(f"project id:  {info['project_id']}")
     click.echo(f"project dir: {info['project_dir']}")
     click.echo(f"data dir:    {info['data_dir']}")

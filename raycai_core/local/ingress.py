@@ -186,7 +186,8 @@ class Ingress:
         return self._client
 
     def _upstream_headers(self, request: web.Request) -> CIMultiDict[str]:
-        drop = _hop_by_hop(request.headers)
+        # Expect: 100-continue was answered here; the body follows the request upstream.
+        drop = _hop_by_hop(request.headers) | {"expect"}
         headers: CIMultiDict[str] = CIMultiDict()
         for name, value in request.headers.items():
             lower = name.lower()
