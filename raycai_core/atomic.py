@@ -36,8 +36,11 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, *, mode: int = 0o
     atomic_write_bytes(path, text.encode("utf-8"), mode=mode)
 
 
-def atomic_write_json(path: str | os.PathLike[str], value: Any, *, mode: int = 0o644) -> None:
-    atomic_write_text(path, json.dumps(value, indent=2, sort_keys=True) + "\n", mode=mode)
+def atomic_write_json(
+    path: str | os.PathLike[str], value: Any, *, mode: int = 0o644, sort_keys: bool = True
+) -> None:
+    """`sort_keys=False` keeps the order of `value`'s mappings (a spec's worker groups)."""
+    atomic_write_text(path, json.dumps(value, indent=2, sort_keys=sort_keys) + "\n", mode=mode)
 
 
 def read_json(path: str | os.PathLike[str]) -> Any | None:

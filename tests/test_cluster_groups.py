@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from raycai_core.cluster.desired import read_desired
+from raycai_core.cluster.desired import read_desired, write_desired
 from raycai_core.cluster.layout import ClusterPaths
 from raycai_core.cluster.lifecycle import ClusterManager
 from raycai_core.cluster.lock import cluster_lock
@@ -18,7 +19,7 @@ from raycai_core.cluster.types import Progress, ScaleTarget
 from raycai_core.cml.client import CMLClient
 from raycai_core.local import WorkspaceHandle
 from raycai_core.naming import HEAD_NODE, app_name, subdomain
-from raycai_core.spec import ClusterSpec, parse_spec, spec_from_flags
+from raycai_core.spec import ClusterSpec, load_spec_text, parse_spec, spec_from_flags
 from tests.fixtures.workspace import RUNTIME, wait_for
 from tests.helpers import cluster_apps, nodes_of, raycai, status_json
 from tests.test_reliability import assert_nodes, run_until
@@ -346,3 +347,17 @@ def test_scale_moves_each_named_groups_bounds_while_the_autoscaler_runs(
     assert (types["gpu"]["min_workers"], types["gpu"]["max_workers"]) == (3, 3)
     assert (types["data"]["min_workers"], types["data"]["max_workers"]) == (2, 2)
     assert nodes_of(asyncio.run(cluster_apps(handle)), "auto") == []  # the autoscaler's job
+
+
+def test_cluster_json_keeps_the_order_of_the_groups(tmp_path: Path) -> None:
+    """The order a user gave the groups is the order status and the TUI show them in."""
+    spec = load_spec_text(
+        'name = "order"\n[head]\nruntime_identifier = "img"\n'
+        "[workers.zeta]\ncpu = 1\nmemory = 1\ncount = 1\n"
+        "[workers.alpha]\ncpu = 1\nmemory = 1\ncount = 1\n"
+    )
+    paths = ClusterPaths(tmp_path, "order")
+    write_desired(paths, spec)
+    desired = read_desired(paths)
+    assert desired is not None
+    assert list(desired.spec.groups) == ["zeta", "alpha"]

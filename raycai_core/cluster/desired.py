@@ -70,4 +70,5 @@ def write_desired(paths: ClusterPaths, spec: ClusterSpec, state: DesiredState = 
             "updated_at": now,
             "spec": spec.model_dump(mode="json"),
         },
+        sort_keys=False,  # the worker groups keep the order the user gave them
     )

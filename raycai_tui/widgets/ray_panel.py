@@ -65,7 +65,12 @@ class RayPanel(Vertical):
         add_to_history(self.query_one("#alive-history", Sparkline), self._alive, nodes_alive)
 
     def show(self, view: ClusterView, failing_since: float | None = None) -> None:
-        expected = view.desired_workers + 1
+        # An autoscaled cluster has a floor, not a count: more nodes than that is no fault.
+        expected = (
+            f"at least {view.desired_workers + 1}"
+            if view.autoscaled
+            else f"{view.desired_workers + 1}"
+        )
         text = Text()
         if view.ray_not_answering:
             text.append("nodes unknown while Ray does not answer", style="yellow")
