@@ -20,7 +20,7 @@ from raycai_core.work.serve_config import (
     rewrite_paths,
     without_app,
 )
-from tests.fake_dashboard import TOKEN, FakeDashboard, running_dashboard
+from tests.fake_dashboard import TOKEN, FakeDashboard, running_dashboard, serve_running
 from tests.test_work_client import publish_fake, run_cli
 
 
@@ -249,3 +249,16 @@ async def test_pod_listening_is_warned_about_and_deployed_open(
     assert dash.serve_configs[-1]["http_options"] == {"host": "0.0.0.0", "port": 8765}
     shown = await run_cli(tmp_path, "serve", "demo")
     assert '[serve] listen = "pod"' in shown.stderr and "http://127.0.0.1:8765" in shown.stderr
+
+
+async def test_a_serve_started_elsewhere_is_said_to_listen_elsewhere(
+    dash: FakeDashboard, tmp_path: Path
+) -> None:
+    publish_fake(tmp_path, dash)
+    dash.serve = serve_running()
+    dash.serve["http_options"] = {"host": "0.0.0.0", "port": 8000}  # a driver's serve.run
+    config = write(tmp_path / "a.yaml", "applications:\n- {name: a, import_path: m:a}\n")
+    deployed = await run_cli(tmp_path, "serve", "deploy", "demo", str(config))
+    assert deployed.returncode == 0, deployed.stderr
+    assert "Serve already runs with its proxy on 0.0.0.0:8000" in deployed.stderr
+    assert "`raycai serve delete demo`" in deployed.stderr

@@ -69,7 +69,7 @@ def serve() -> None:
 # -- deploy ------------------------------------------------------------------------------------
 
 
-@serve.command()
+@serve.command(short_help="Deploy a Serve config file (merged by application name).")
 @click.argument("name")
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
@@ -109,7 +109,11 @@ def deploy(target: Target, name: str, config: Path, wait: bool, timeout: float) 
 
     async def main() -> dict[str, ServeApplication | None] | None:
         async with work_client(access) as client:
-            before = await serve_deploy.deployed_times(client)
+            state = await client.serve_status()
+            before = {app.name: app.last_deployed for app in state.applications}
+            mismatch = serve_deploy.listen_mismatch(state, serve_deploy.serve_listen(access))
+            if mismatch:
+                note(f"warning: {mismatch.replace('NAME', name)}", "yellow")
             try:
                 await serve_deploy.apply_config(client, access, prepared.config)
             except JobRefused as exc:
@@ -155,7 +159,7 @@ def report_outcome(name: str, outcome: dict[str, ServeApplication | None]) -> in
 # -- delete ------------------------------------------------------------------------------------
 
 
-@serve.command()
+@serve.command(short_help="Delete one application, or all of Serve (asks first).")
 @click.argument("name")
 @click.argument("app", required=False)
 @click.option("--yes", is_flag=True, help="Shut Serve down without asking.")
@@ -242,7 +246,7 @@ def listen_warnings(access: ClusterAccess) -> list[str]:
     ]
 
 
-@serve.command()
+@serve.command(short_help="Applications, replicas, route URLs and curl lines.")
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option(

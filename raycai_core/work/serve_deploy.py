@@ -33,7 +33,7 @@ from raycai_core.work.serve_config import (
 
 if TYPE_CHECKING:
     from raycai_core.ray.client import RayClient
-    from raycai_core.ray.models import ServeApplication
+    from raycai_core.ray.models import ServeApplication, ServeStatus
     from raycai_core.work.access import ClusterAccess
 
 # Serve's own default port, used until the head publishes the port it chose (`serve_port`
@@ -150,6 +150,15 @@ async def wait_settled(
         await asyncio.sleep(interval)
 
 
-async def deployed_times(client: RayClient) -> dict[str, float | None]:
-    state = await client.serve_status()
-    return {app.name: app.last_deployed for app in state.applications}
+def listen_mismatch(state: ServeStatus, listen: Listen) -> str | None:
+    """Why the running Serve does not listen where raycai wants it (its HTTP options were
+    fixed when it started, by a driver or an older raycai), or None."""
+    if not state.running or state.http_host is None:
+        return None
+    if (state.http_host, state.http_port) == (listen.host, listen.port):
+        return None
+    return (
+        f"Serve already runs with its proxy on {state.http_host}:{state.http_port} (fixed "
+        f"when it started); raycai's {listen.host}:{listen.port} takes effect once Serve "
+        "restarts (`raycai serve delete NAME`, then deploy again)"
+    )
