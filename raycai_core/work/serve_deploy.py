@@ -36,8 +36,8 @@ if TYPE_CHECKING:
     from raycai_core.ray.models import ServeApplication, ServeStatus
     from raycai_core.work.access import ClusterAccess
 
-# Serve's own default port, used until the head publishes the port it chose (`serve_port`
-# in head.json): two heads on one host would collide on it.
+# Serve's own default port, for a head launcher older than the head proxy (its head.json has
+# no `serve_port`; two heads on one host would collide on it).
 SERVE_PORT_FALLBACK = 8000
 SETTLED = frozenset({"RUNNING", "DEPLOY_FAILED", "UNHEALTHY"})
 
@@ -59,10 +59,7 @@ def _spec_listen(access: ClusterAccess) -> str:
 def serve_listen(access: ClusterAccess) -> Listen:
     """Where the cluster's Serve proxy listens: the head's published port, on loopback
     unless the spec opens it to the pod network."""
-    port = getattr(access.head, "serve_port", None)
-    if not port:
-        raw = read_json(access.paths.head_json)
-        port = raw.get("serve_port") if isinstance(raw, dict) else None
+    port = access.head.serve_port
     pod = _spec_listen(access) == "pod"
     return Listen(POD_NETWORK if pod else LOOPBACK, int(port or SERVE_PORT_FALLBACK), pod)
 

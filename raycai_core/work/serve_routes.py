@@ -12,8 +12,6 @@ import shlex
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from raycai_core.atomic import read_json
-
 if TYPE_CHECKING:
     from raycai_core.credentials import Credentials
     from raycai_core.work.access import ClusterAccess
@@ -36,13 +34,9 @@ class RouteAddress:
 
 
 def head_app_port(access: ClusterAccess) -> int:
-    """The head application's port (CDSW_APP_PORT): published as `app_port`, else the
-    dashboard's port, which was the application's port before the head had a proxy."""
-    port = getattr(access.head, "app_port", None)
-    if not port:
-        raw = read_json(access.paths.head_json)
-        port = raw.get("app_port") if isinstance(raw, dict) else None
-    return int(port or access.head.dashboard_port)
+    """The head application's port (CDSW_APP_PORT, the head proxy's); a head launcher older
+    than the proxy publishes no `app_port` and its dashboard had the application's port."""
+    return access.head.app_port or access.head.dashboard_port
 
 
 def head_app_base(credentials: Credentials, cluster: str) -> str:
