@@ -262,3 +262,22 @@ async def test_a_serve_started_elsewhere_is_said_to_listen_elsewhere(
     assert deployed.returncode == 0, deployed.stderr
     assert "Serve already runs with its proxy on 0.0.0.0:8000" in deployed.stderr
     assert "`raycai serve delete demo`" in deployed.stderr
+
+
+def test_what_raycai_sends_passes_rays_own_schema(tmp_path: Path) -> None:
+    """The rewritten, listen-set, merged config is valid for Ray 2.60's ServeDeploySchema
+    (the check behind the PUT's 400), and the user's plain path would not have been."""
+    schema = pytest.importorskip("ray.serve.schema").ServeDeploySchema
+    (tmp_path / "code").mkdir()
+    user = {
+        "http_options": {"host": "0.0.0.0", "port": 9000},
+        "applications": [app("a", "/a", runtime_env={"working_dir": "code"})],
+    }
+    with pytest.raises(ValueError, match="Expected URI but received path"):
+        schema.model_validate(user)
+    config, _ = rewrite_paths(user, tmp_path, tmp_path)
+    config, _ = apply_listen(config, 8123)
+    config = merge({"applications": [app("b", "/b")]}, config)
+    parsed = schema.model_validate(config)
+    assert parsed.proxy_location == "HeadOnly" and parsed.http_options.port == 8123
+    assert [a.name for a in parsed.applications] == ["b", "a"]
