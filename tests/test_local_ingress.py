@@ -31,6 +31,7 @@ release = threading.Event()
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # else ~40 ms per kept-alive request behind any proxy
 
     def _send(self, status, body):
         self.send_response(status)
@@ -319,3 +320,36 @@ async def test_websocket_passes_through(local_workspace, cml_client) -> None:
             for text in ("hello", "again"):
                 await ws.send_str(text)
                 assert await ws.receive_str(timeout=10) == f"echo {text} -"
+
+
+# Answers the readiness poll once, then closes its port and keeps running.
+CLOSES_PORT_APP = """\
+import http.server, os, time
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+server = http.server.HTTPServer(("127.0.0.1", int(os.environ["CDSW_APP_PORT"])), Handler)
+server.handle_request()
+server.server_close()
+while True:
+    time.sleep(1)
+"""
+
+
+async def test_running_app_with_nothing_on_its_port_is_502(local_workspace, cml_client, raw):
+    (local_workspace.project_dir / "closes.py").write_text(CLOSES_PORT_APP)
+    app = await cml_client.create_application(new_app("closes", "closes", "closes.py"))
+
+    async def running() -> bool:
+        return (await cml_client.get_application(app.id)).status.value == "running"
+
+    await wait_for(running, 20)
+    headers = {**_host(local_workspace, "closes"), **_bearer(local_workspace.api_key)}
+    response = await raw.get("/", headers=headers)
+    assert response.status_code == 502 and "not answering" in response.text

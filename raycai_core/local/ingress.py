@@ -217,7 +217,7 @@ class Ingress:
             upstream = await self._client_session().request(
                 request.method, url, headers=headers, data=body, allow_redirects=False
             )
-        except (aiohttp.ClientError, OSError) as exc:
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
             log.debug("ingress: %s did not answer: %r", app.name, exc)
             return _text(502, f"Application {app.name!r} is not answering on its port.\n")
         try:
