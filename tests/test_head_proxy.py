@@ -4,6 +4,7 @@ own process, between a client and two stand-in upstreams on loopback: a "dashboa
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.server
 import json
@@ -112,14 +113,13 @@ class Running:
         return self.client.get(path, **kwargs)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def proxy(tmp_path: Path) -> Iterator[Running]:
+def start_proxy(
+    tmp_path: Path, dashboard_port: int, serve_port: int
+) -> tuple[subprocess.Popen, int]:
+    """The program as the launcher starts it; returns once it answers."""
     token_file = tmp_path / "auth_token"
     token_file.write_text(TOKEN + "\n")
     token_file.chmod(0o600)
-    dashboard, serve = Upstream("dashboard"), Upstream("serve")
-    dashboard.start()
-    serve.start()
     port = free_port()
     env = {"PATH": "/usr/bin:/bin", "CDSW_APP_PORT": str(port), "RAYCAI_PROXY_HOST": "127.0.0.1"}
     process = subprocess.Popen(
@@ -127,9 +127,9 @@ def proxy(tmp_path: Path) -> Iterator[Running]:
             sys.executable,
             str(PROGRAM),
             "--dashboard",
-            f"http://127.0.0.1:{dashboard.port}",
+            f"http://127.0.0.1:{dashboard_port}",
             "--serve",
-            f"http://127.0.0.1:{serve.port}",
+            f"http://127.0.0.1:{serve_port}",
             "--token-file",
             str(token_file),
         ],
@@ -137,19 +137,30 @@ def proxy(tmp_path: Path) -> Iterator[Running]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    running = Running(port, dashboard, serve)
     deadline = time.monotonic() + 30
     while True:
-        with contextlib.suppress(httpx.TransportError):
-            running.get("/api/gcs_healthz")
-            break
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return process, port
         assert process.poll() is None, process.stderr.read() if process.stderr else ""
         assert time.monotonic() < deadline, "the proxy did not start"
         time.sleep(0.1)
+
+
+def stop_proxy(process: subprocess.Popen) -> None:
+    process.terminate()
+    assert process.wait(10) == 0  # SIGTERM: a clean exit
+
+
+@pytest.fixture
+def proxy(tmp_path: Path) -> Iterator[Running]:
+    dashboard, serve = Upstream("dashboard"), Upstream("serve")
+    dashboard.start()
+    serve.start()
+    process, port = start_proxy(tmp_path, dashboard.port, serve.port)
+    running = Running(port, dashboard, serve)
     yield running
     running.client.close()
-    process.terminate()
-    process.wait(10)
+    stop_proxy(process)
     dashboard.release.set()
     serve.release.set()
     dashboard.stop()
@@ -249,3 +260,59 @@ def test_503_while_an_upstream_is_down_then_recovery(proxy: Running) -> None:
     proxy.dashboard.start()
     assert echo(proxy.get("/serve/hello", headers=headers))["upstream"] == "serve"
     assert echo(proxy.get("/"))["upstream"] == "dashboard"
+
+
+class WebSocketDashboard:
+    """A dashboard whose job log tail is a WebSocket (aiohttp, as Ray's): sends a line, then
+    echoes what it receives; records the upgrade request's Authorization."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.authorization: list[str | None] = []
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        threading.Thread(target=self._run, args=(ready,), daemon=True).start()
+        assert ready.wait(10)
+
+    def _run(self, ready: threading.Event) -> None:
+        from aiohttp import web
+
+        async def tail(request: web.Request) -> web.WebSocketResponse:
+            self.authorization.append(request.headers.get("Authorization"))
+            ws = web.WebSocketResponse()
+            await ws.prepare(request)
+            await ws.send_str("line 1")
+            async for message in ws:
+                await ws.send_str("echo " + message.data)
+            return ws
+
+        asyncio.set_event_loop(self.loop)
+        app = web.Application()
+        app.router.add_get("/api/jobs/j1/logs/tail", tail)
+        runner = web.AppRunner(app)
+        self.loop.run_until_complete(runner.setup())
+        self.loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", self.port).start())
+        ready.set()
+        self.loop.run_forever()
+
+
+async def test_a_websocket_reaches_the_dashboard_with_the_token(tmp_path: Path) -> None:
+    import aiohttp
+
+    dashboard = WebSocketDashboard()
+    process, port = await asyncio.to_thread(start_proxy, tmp_path, dashboard.port, free_port())
+    url = f"http://127.0.0.1:{port}/api/jobs/j1/logs/tail"
+    try:
+        async with aiohttp.ClientSession() as session:
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await session.ws_connect(url)
+            assert refused.value.status == 401
+            headers = {"X-Ray-Authorization": f"Bearer {TOKEN}"}
+            async with session.ws_connect(url, headers=headers) as ws:
+                assert (await ws.receive_str(timeout=10)) == "line 1"
+                await ws.send_str("hello")
+                assert (await ws.receive_str(timeout=10)) == "echo hello"
+        assert dashboard.authorization == [f"Bearer {TOKEN}"]
+    finally:
+        stop_proxy(process)
+        dashboard.loop.call_soon_threadsafe(dashboard.loop.stop)
