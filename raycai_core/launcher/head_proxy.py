@@ -67,6 +67,7 @@ HOP_BY_HOP = frozenset(
         "transfer-encoding",
         "upgrade",
         "host",
+        "expect",  # this server answers `100-continue` itself
     }
 )
 TOKEN_HEADERS = frozenset({"authorization", "x-ray-authorization"})
@@ -233,8 +234,16 @@ class Proxy:
             if chunked and not bodiless:
                 response.enable_chunked_encoding()
             await response.prepare(request)
-            async for chunk in upstream.content.iter_any():  # as it arrives: never buffered
-                await response.write(chunk)
+            try:
+                async for chunk in upstream.content.iter_any():  # as it arrives, unbuffered
+                    await response.write(chunk)
+            except client_exceptions.ClientPayloadError:
+                # The upstream broke off (Ray restarted): so does this response, not a clean end.
+                if request.transport is not None:
+                    request.transport.close()
+                return response
+            except ConnectionResetError:
+                return response  # the client went away (a stream it stopped reading)
             await response.write_eof()
             return response
         finally:
