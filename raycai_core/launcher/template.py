@@ -709,6 +709,7 @@ class Supervised:
 
     key = ""
     what = ""
+    off_label = ""  # the log's words when an exit code turns it off
     off_codes: tuple = ()
 
     def __init__(self, launcher: Launcher, enabled: bool, log_name: str) -> None:
@@ -760,7 +761,7 @@ class Supervised:
                     why += f" ({last})"
                 if code in self.off_codes:
                     self.record("off", why)
-                    self.launcher.log.info(f"{self.what} off: {why}")
+                    self.launcher.log.info(f"{self.off_label}: {why}")
                     return
                 failures = 1 if ran > SUPERVISED_BACKOFF_S[1] else failures + 1
                 delay = min(SUPERVISED_BACKOFF_S[1], SUPERVISED_BACKOFF_S[0] * 2 ** (failures - 1))
@@ -837,6 +838,7 @@ class HeadAutoscaler(Supervised):
 
     key = "autoscaler"
     what = "autoscaler"
+    off_label = "autoscaling off"
     off_codes = AUTOSCALER_OFF_CODES
 
     def __init__(self, launcher: Launcher, settings: dict | None, reason: str | None) -> None:
