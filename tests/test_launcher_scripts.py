@@ -85,10 +85,15 @@ if "--head" in sys.argv:  # stand in for the GCS and the dashboard
         def log_message(self, *args):
             pass
 
-    dashboard = http.server.ThreadingHTTPServer(
-        (sys.argv[sys.argv.index("--dashboard-host") + 1],
-         int(sys.argv[sys.argv.index("--dashboard-port") + 1])), Dashboard)
-    threading.Thread(target=dashboard.serve_forever, daemon=True).start()
+    def serve_dashboard():  # once `.dashboard-wait` is gone (as Ray's, some seconds late)
+        while os.path.exists({exit_file!r} + ".dashboard-wait"):
+            time.sleep(0.05)
+        dashboard = http.server.ThreadingHTTPServer(
+            (sys.argv[sys.argv.index("--dashboard-host") + 1],
+             int(sys.argv[sys.argv.index("--dashboard-port") + 1])), Dashboard)
+        dashboard.serve_forever()
+
+    threading.Thread(target=serve_dashboard, daemon=True).start()
 if os.path.exists({exit_file!r}) and open({exit_file!r}).read() == "refuse":
     print("ray.exceptions.AuthenticationError: RPC error: InvalidAuthToken: ...", flush=True)
     sys.exit(1)
@@ -410,6 +415,8 @@ def test_head_publishes_falls_back_to_free_ports_and_exits_with_ray(fake: Projec
     config["ray"]["gcs_port"] = taken.getsockname()[1]
     fake.paths.launcher_json.write_text(json.dumps(config))
     app_port = free_port()
+    dashboard_wait = Path(str(fake.exit_file) + ".dashboard-wait")
+    dashboard_wait.touch()
     launcher = fake.start("head", fake.env("head", "127.0.0.1", app_port))
     record = fake.phase("head", "running")
     head = json.loads(fake.paths.head_json.read_text())
@@ -429,7 +436,12 @@ def test_head_publishes_falls_back_to_free_ports_and_exits_with_ray(fake: Projec
     assert env["RAY_SERVE_DEFAULT_HTTP_HOST"] == "127.0.0.1"  # Serve on the head's loopback
     taken.close()
 
-    # The head proxy starts once the dashboard answers; Ray's public paths need no token.
+    # The head proxy starts once the dashboard answers (not before), then Ray's public paths
+    # need no token.
+    time.sleep(1.5)  # a launcher poll or more: the dashboard does not answer yet
+    assert fake.record("head")["proxy"]["state"] == "starting"
+    assert proxy_get(app_port, "/")[0] == 0
+    dashboard_wait.unlink()
     proxy = wait_for(lambda: running_proxy(fake), 30, "the head proxy")
     assert proxy["restarts"] == 0
     wait_for(lambda: proxy_get(app_port, "/")[0] == 200, 30, "the proxy to answer")
