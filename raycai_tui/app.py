@@ -23,6 +23,7 @@ from textual.binding import Binding
 from textual.screen import ModalScreen
 from textual.worker import Worker, WorkerState
 
+from raycai_core.aio import DaemonThreadExecutor
 from raycai_tui.format import describe_error
 from raycai_tui.messages import (
     ClusterEvent,
@@ -125,6 +126,8 @@ class RaycaiApp(App[None]):
         return self.poller.backoff
 
     def on_mount(self) -> None:
+        # Quitting never waits for a thread stuck in a blocking read (see raycai_core.aio).
+        asyncio.get_running_loop().set_default_executor(DaemonThreadExecutor())
         self.push_screen(ClustersScreen())
         if self.polling_enabled:
             self.call_after_refresh(self.connect)

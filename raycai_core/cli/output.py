@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from raycai_core.cli.aio import run_async
+from raycai_core.aio import run_async
 
 if TYPE_CHECKING:  # the lifecycle pulls in pydantic and httpx: not for `raycai env`
     from raycai_core.cluster.types import Progress

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from raycai_core.cli.aio import run_async
+from raycai_core.aio import run_async
 from raycai_core.cli.options import target_options
 from raycai_core.cli.output import EXIT_AUTH, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, fail
 from raycai_core.target import Target

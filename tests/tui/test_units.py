@@ -277,3 +277,16 @@ def test_before_the_first_ray_answer_the_launchers_records_say_who_joined() -> N
     assert unknown.row("worker-1").joined  # its record says so, and its launcher is alive
     answered_empty = view.with_ray([], None)  # Ray answered and lists no node
     assert answered_empty.ray_known and not answered_empty.row("worker-1").joined
+
+
+async def test_the_apps_threads_are_daemons_that_quitting_never_waits_for() -> None:
+    """A thread stuck in a blocking read must not keep raycai-tui alive after `q`."""
+    import asyncio
+    import threading
+
+    from raycai_tui.app import RaycaiApp, Settings
+
+    app = RaycaiApp(Settings(poll_s=0))
+    async with app.run_test():
+        thread = await asyncio.to_thread(threading.current_thread)
+    assert thread.daemon and thread.name == "raycai-io"

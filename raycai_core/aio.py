@@ -1,4 +1,4 @@
-"""`asyncio.run` for CLI commands, except that ending one never waits for a worker thread.
+"""`asyncio.run` for CLI commands (and raycai-tui's loop), never waiting for a worker thread.
 
 `asyncio.run` joins its default executor's threads when it ends, and Python joins every
 ThreadPoolExecutor thread at exit. A thread stuck in a blocking call (a read on a hung
