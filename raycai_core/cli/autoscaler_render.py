@@ -6,11 +6,7 @@ from datetime import datetime
 
 import click
 
-from raycai_core.cluster.autoscaler_status import (
-    AutoscalerStatus,
-    group_line,
-    pending_text,
-)
+from raycai_core.cluster.autoscaler_status import AutoscalerStatus, pending_text
 
 
 def print_autoscaler(status: AutoscalerStatus | None) -> None:
@@ -25,9 +21,7 @@ def print_autoscaler(status: AutoscalerStatus | None) -> None:
         f"min {status.min}, max {status.max}, idle timeout {status.idle_timeout_s:g} s; "
         f"kept by {status.kept_by}"
     )
-    if len(status.groups) > 1:
-        for group in status.groups:
-            click.echo(f"    group {group_line(group)}")
+    # Each group's min/max/current/target is on the status's own group lines, above.
     if status.pending:
         click.echo("    pending: " + "; ".join(pending_text(status, d) for d in status.pending))
     elif status.pending_error:
