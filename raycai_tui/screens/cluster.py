@@ -23,7 +23,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
-from textual.widgets import Header, Static
+from textual.widgets import Static
 
 from raycai_tui.format import describe_error
 from raycai_tui.messages import ClusterEvent, ClustersPolled, OperationChanged, PollStatus
@@ -32,6 +32,7 @@ from raycai_tui.screens.base import RaycaiScreen
 from raycai_tui.widgets.apps_table import AppsTable, grouped
 from raycai_tui.widgets.events import EventsLog
 from raycai_tui.widgets.footer import KeyFooter
+from raycai_tui.widgets.header import RaycaiHeader
 from raycai_tui.widgets.ray_panel import RayPanel
 from raycai_tui.widgets.status_line import StatusLine
 from raycai_tui.widgets.text_line import show_text
@@ -210,7 +211,7 @@ class ClusterScreen(RaycaiScreen):
         self._group_keys = False  # the footer names the scale keys for groups
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield RaycaiHeader()
         yield Static(Text(self.cluster, style="bold"), id="cluster-title")
         yield Static("", id="operations")
         yield Static("", id="work-line")

@@ -8,7 +8,7 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Footer, Input, Static
 
 from raycai_tui.messages import (
     ClustersPolled,
@@ -20,6 +20,7 @@ from raycai_tui.messages import (
 )
 from raycai_tui.screens.base import RaycaiScreen
 from raycai_tui.widgets.clusters_table import ClustersTable, summary_rows
+from raycai_tui.widgets.header import RaycaiHeader
 from raycai_tui.widgets.status_line import StatusLine
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ class ClustersScreen(RaycaiScreen):
         self._dirty = False
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield RaycaiHeader()
         yield Input(placeholder="filter clusters by name (enter: done, esc: clear)", id="filter")
         yield ClustersTable(id="clusters")
         yield Static(Text("Connecting to the workspace…", style="dim"), id="empty")

@@ -26,11 +26,12 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
+from textual.widgets import Button, Footer, Input, Label, Select, Static
 
 from raycai_tui.format import describe_error
 from raycai_tui.messages import OperationChanged, ReadinessChanged
 from raycai_tui.screens.base import RaycaiScreen
+from raycai_tui.widgets.header import RaycaiHeader
 
 if TYPE_CHECKING:
     from raycai_core.cml.models import Runtime
@@ -209,7 +210,7 @@ class CreateScreen(RaycaiScreen):
         self._runtimes: list[tuple[str, str]] = []  # (label, identifier) for added groups
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield RaycaiHeader()
         with VerticalScroll(id="form"):
             yield Label("New Ray cluster", classes="form-title")
             yield from self._field(NAME, "e.g. demo: lower-case letters, digits, hyphens")

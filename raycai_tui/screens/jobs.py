@@ -20,10 +20,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Header, Input, Label, Static
+from textual.widgets import Button, Footer, Input, Label, Static
 
 from raycai_tui.format import age, describe_error
 from raycai_tui.screens.base import PolledScreen, RaycaiScreen
+from raycai_tui.widgets.header import RaycaiHeader
 from raycai_tui.widgets.keyed_table import Column, KeyedTable, Row
 from raycai_tui.widgets.status_line import StatusLine
 
@@ -113,7 +114,7 @@ class JobsScreen(PolledScreen):
         self.work = open_work(self.project_dir, cluster)
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield RaycaiHeader()
         yield Static(Text(f"Jobs of {self.cluster}", style="bold"), id="jobs-title")
         yield JobsTable(id="jobs")
         yield StatusLine(id="jobs-status")

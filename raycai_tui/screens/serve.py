@@ -17,10 +17,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Header, Input, Label, Static
+from textual.widgets import Button, Footer, Input, Label, Static
 
 from raycai_tui.format import describe_error
 from raycai_tui.screens.base import PolledScreen
+from raycai_tui.widgets.header import RaycaiHeader
 from raycai_tui.widgets.keyed_table import Column, KeyedTable, Row
 from raycai_tui.widgets.status_line import StatusLine
 
@@ -167,7 +168,7 @@ class ServeScreen(PolledScreen):
         self.work = ClusterWork(Path(project_dir), cluster)
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield RaycaiHeader()
         yield Static(Text(f"Serve on {self.cluster}", style="bold"), id="serve-title")
         yield Static(self.note, id="serve-note")
         yield ServeAppsTable(id="serve-apps")

@@ -290,3 +290,24 @@ async def test_the_apps_threads_are_daemons_that_quitting_never_waits_for() -> N
     async with app.run_test():
         thread = await asyncio.to_thread(threading.current_thread)
     assert thread.daemon and thread.name == "raycai-io"
+
+
+async def test_a_sub_title_change_while_a_header_lacks_its_title_does_not_end_the_app() -> None:
+    """Textual 8's Header crashes the app (NoMatches) when the sub-title changes while its
+    title widget is not mounted, as on a screen being composed or dismissed when raycai-tui
+    connects; RaycaiHeader does not."""
+    from textual.app import App
+    from textual.widgets._header import HeaderTitle
+
+    from raycai_tui.widgets.header import RaycaiHeader
+
+    class Bare(App[None]):
+        def compose(self):  # type: ignore[no-untyped-def]
+            yield RaycaiHeader()
+
+    app = Bare()
+    async with app.run_test() as pilot:
+        await app.query_one(HeaderTitle).remove()
+        app.sub_title = "connected"
+        await pilot.pause()
+        assert app.is_running and app._exception is None
