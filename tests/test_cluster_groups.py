@@ -234,6 +234,7 @@ GROUP_FLAGS = (
 )  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 async def test_up_killed_midway_then_rerun_converges_every_group(
     fake_ray: WorkspaceHandle,

@@ -94,9 +94,13 @@ def data_dir(tmp_path) -> Iterator[Path]:
 
 
 def test_help_on_every_command():
+    from click.testing import CliRunner
+
+    from raycai_core.cli.main import cli
+
     for command in ([], ["start"], ["status"], ["stop"], ["env"]):
-        result = raycai("local", *command, "--help")
-        assert result.returncode == 0 and "Usage:" in result.stdout, command
+        result = CliRunner().invoke(cli, ["local", *command, "--help"], prog_name="raycai")
+        assert result.exit_code == 0 and "Usage:" in result.output, command
 
 
 def test_start_status_env_stop(data_dir):

@@ -139,6 +139,7 @@ def small_spec(workers: int):
     )
 
 
+@pytest.mark.slow
 async def test_a_scale_up_that_cannot_create_one_worker_reports_the_others(
     idle_workspace: WorkspaceHandle,
 ) -> None:

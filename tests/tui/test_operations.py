@@ -305,6 +305,7 @@ async def test_the_scale_dialog_takes_a_count_or_a_change(tui_workspace: Workspa
         assert stored_workers(handle) == 3 and len(await worker_apps(handle)) == 3
 
 
+@pytest.mark.slow
 async def test_a_scale_that_fails_part_way_shows_what_was_done_and_what_failed(
     tui_workspace: WorkspaceHandle,
 ) -> None:
