@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 
+import pytest
 from textual.app import App
 from textual.widgets import Input, Static
 
