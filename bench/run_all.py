@@ -24,6 +24,7 @@ BENCHES = {
     "p10": "p10_many_clusters.py",
     "p11": "p11_tui_cpu.py",
     "p12": "p12_idle_requests.py",
+    "p13": "p13_head_proxy.py",
 }
 
 
