@@ -302,6 +302,17 @@ def not_answering(what: str, url: str) -> web.Response:
     )
 
 
+def event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where Ray's Python has it (ray[serve] brings it, with uvicorn[standard]): less
+    of the proxy's own CPU per request, which Serve's replicas share the head's cores with
+    (bench/p13_head_proxy.py); asyncio's own loop otherwise."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
@@ -328,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
             print=None,
             handle_signals=True,
             reuse_address=True,
+            loop=event_loop(),
         )
     except OSError as exc:
         sys.stderr.write(f"raycai head proxy: cannot listen on {args.host}:{args.port}: {exc}\n")
