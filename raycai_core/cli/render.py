@@ -9,6 +9,7 @@ import click
 from raycai_core.cluster import autoscaler_status
 from raycai_core.cluster.autoscaler_status import AutoscalerStatus
 from raycai_core.cluster.view import ClusterView, GroupCounts
+from raycai_core.naming import DEFAULT_GROUP
 
 
 def group_to_json(counts: GroupCounts) -> dict[str, Any]:
@@ -120,7 +121,9 @@ def print_view(view: ClusterView, autoscaler: AutoscalerStatus | None = None) ->
     ready = "READY" if view.ready else "NOT READY"
     click.echo(f"cluster {view.name}: {ready}  {workers_line(view)}")
     kept = {g.name: g for g in autoscaler.groups} if autoscaler is not None else {}
-    for counts in view.groups:
+    # A cluster of the one default group reads as it always did: its first line says it all.
+    grouped = [c.name for c in view.groups] != [DEFAULT_GROUP]
+    for counts in view.groups if grouped else ():
         status = kept.get(counts.name)
         if status is not None and status.autoscale:
             click.echo(f"  group {autoscaler_status.group_line(status)}")
