@@ -281,3 +281,18 @@ def test_what_raycai_sends_passes_rays_own_schema(tmp_path: Path) -> None:
     parsed = schema.model_validate(config)
     assert parsed.proxy_location == "HeadOnly" and parsed.http_options.port == 8123
     assert [a.name for a in parsed.applications] == ["b", "a"]
+
+
+async def test_a_deploy_waits_for_ray_longer_than_other_calls(dash: FakeDashboard) -> None:
+    """Ray answers a Serve PUT once the controller took it, which the first deploy (Serve
+    starting) makes slow: it must not be cut off by the timeout of ordinary calls."""
+    from raycai_core.ray.client import RayClient
+    from raycai_core.ray.errors import RayDashboardUnreachable
+
+    dash.delay_s = 1.0
+    config = {"applications": [{"name": "a", "route_prefix": "/a", "import_path": "m:app"}]}
+    async with RayClient(dash.url, token=TOKEN, timeout=0.3) as client:
+        with pytest.raises(RayDashboardUnreachable):
+            await client.serve_status()
+        await client.deploy_serve(config)
+    assert dash.serve_configs[-1] == config

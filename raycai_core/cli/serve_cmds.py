@@ -95,7 +95,7 @@ def deploy(target: Target, name: str, config: Path, wait: bool, timeout: float) 
     proxy_location and http_options host and port are overwritten. Exit 1 when an
     application failed to deploy, 2 when Ray refused the config (nothing changed then).
     """
-    from raycai_core.ray.errors import JobRefused
+    from raycai_core.ray.errors import JobRefused, RayDashboardUnreachable
     from raycai_core.work import serve_deploy
     from raycai_core.work.serve_config import ServeConfigError
 
@@ -121,6 +121,13 @@ def deploy(target: Target, name: str, config: Path, wait: bool, timeout: float) 
                     f"{exc}\nNothing changed: the running applications and "
                     f"{access.paths.serve_json.name} are as they were.",
                     status=exc.status,
+                ) from None
+            except RayDashboardUnreachable as exc:
+                # The PUT may have reached Ray: the same deploy again is harmless.
+                raise RayDashboardUnreachable(
+                    f"{exc}\nRay may still apply the config: `raycai serve status {name}` "
+                    f"shows what runs; deploying the same file again changes nothing more. "
+                    f"{access.paths.serve_json.name} was not updated.",
                 ) from None
             names = ", ".join(prepared.names)
             note(f"Ray accepted the config: {names} (stored in {access.paths.serve_json})")

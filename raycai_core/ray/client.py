@@ -51,6 +51,7 @@ from raycai_core.ray.parsers import (
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=3.0)
+SERVE_DEPLOY_TIMEOUT_S = 120.0  # a deploy or a shutdown of Serve answers when done
 NODE_LIST_LIMIT = 1000
 
 # Ray's own text for the two token refusals (dashboard/http_server_head.py, 2.60).
@@ -162,7 +163,7 @@ class RayClient:
             message = f"{server_message or 'no such job'} (on {self.base_url})"
             return JobNotFound(message, server_message=server_message, **common)
         if status == 400 and path.startswith(_WORK_PATHS):
-            message = f"Ray refused {what}: {server_message}"
+            message = f"Ray refused the Serve config: {server_message}"
             return JobRefused(message, server_message=server_message, **common)
         if status == 501 and path.startswith("/api/serve/"):
             message = (
@@ -236,12 +237,18 @@ class RayClient:
         json: Any = None,
         content: bytes | None = None,
         ok: tuple[int, ...] = (200,),
+        timeout: httpx.Timeout | None = None,
     ) -> httpx.Response:
         """The response when its status is in `ok`; every failure mapped to the family."""
         operation = f"{method} {path}"
         try:
             response = await self._http.request(
-                method, path, params=params, json=json, content=content
+                method,
+                path,
+                params=params,
+                json=json,
+                content=content,
+                timeout=timeout or self._timeout,
             )
         except httpx.TransportError as exc:
             raise self._unreachable(exc, operation, what) from None
@@ -505,12 +512,17 @@ class RayClient:
         fails to build shows up later as DEPLOY_FAILED in `serve_status()`.
         """
         path = "/api/serve/applications/"
-        what = "the Serve config"
-        response = await self._request("PUT", path, what, json=config, ok=(200, 400))
+        what = "deploying the Serve config"
+        # Ray answers once the controller took the config: the first deploy starts Serve
+        # (its controller and proxy), which takes tens of seconds on a busy head.
+        timeout = httpx.Timeout(SERVE_DEPLOY_TIMEOUT_S, connect=self._timeout.connect)
+        response = await self._request(
+            "PUT", path, what, json=config, ok=(200, 400), timeout=timeout
+        )
         if response.status_code == 400:
             text = self._scrub(response.content.decode("utf-8", errors="replace").strip())
             raise JobRefused(
-                f"Ray refused {what}:\n{text or '(no reason given)'}",
+                f"Ray refused the Serve config:\n{text or '(no reason given)'}",
                 url=self.base_url,
                 operation=f"PUT {path}",
                 status=400,
@@ -519,4 +531,7 @@ class RayClient:
 
     async def delete_serve(self) -> None:
         """Shuts Serve down: every application, the controller and the proxies."""
-        await self._request("DELETE", "/api/serve/applications/", "shutting Serve down")
+        timeout = httpx.Timeout(SERVE_DEPLOY_TIMEOUT_S, connect=self._timeout.connect)
+        await self._request(
+            "DELETE", "/api/serve/applications/", "shutting Serve down", timeout=timeout
+        )
