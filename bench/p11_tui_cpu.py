@@ -13,8 +13,14 @@ the process's utime + stime (/proc/<pid>/stat, every thread) over `--seconds` of
 A bare Textual app (a header and a footer) runs on its own pseudo-terminal during both
 windows: the baseline, measured over the same time.
 
+`--compare TREE`: a second raycai-tui runs the code in TREE (its raycai, raycai_core and
+raycai_tui first on PYTHONPATH, e.g. from `git archive <commit> raycai raycai_core raycai_tui |
+tar -x -C TREE`) on a pseudo-terminal of its own, measured over the same windows: a before and
+after under the same load.
+
 Usage: python bench/p11_tui_cpu.py [--seconds 60] [--settle 5] [--stand-in] [--profile DIR]
-       [--quick]      (--quick: 15 s windows; --profile: py-spy flame graphs of each window)
+       [--quick] [--compare TREE]
+       (--quick: 15 s windows; --profile: py-spy flame graphs of each window)
 """
 
 from __future__ import annotations
@@ -282,32 +288,53 @@ class Result:
     bare: list[Window]
     clusters: Window
     cluster: Window
+    compared: list[Window]  # --compare: the other tree's list, then cluster screen
 
 
-def watch(handle: WorkspaceHandle, seconds: float, settle: float, profile: Path | None) -> Result:
+def watch(
+    handle: WorkspaceHandle,
+    seconds: float,
+    settle: float,
+    profile: Path | None,
+    compare: Path | None = None,
+) -> Result:
     env = tui_env(handle)
     bare = Terminal([sys.executable, "-c", BARE_TEXTUAL], env)
-    tui = Terminal([str(BIN / "raycai-tui")], env)
+    tuis = [Terminal([str(BIN / "raycai-tui")], env)]
+    if compare is not None:
+        tuis.append(Terminal([str(BIN / "raycai-tui")], {**env, "PYTHONPATH": str(compare)}))
     try:
         bare.wait_for(["raycai", "^p"], "the bare Textual app")
-        tui.wait_for([*CLUSTERS, "CML: updated"], "the clusters list")
+        for tui in tuis:
+            tui.wait_for([*CLUSTERS, "CML: updated"], "the clusters list")
         time.sleep(settle)
-        tui_list, bare_list = measure([tui.pid, bare.pid], seconds, profile, "clusters-list")
-        print(f"clusters list: {describe(tui_list)} (bare app {bare_list.percent:.2f} %)")
-        tui.forget()
-        tui.press(b"\r")
-        workers = CLUSTERS[WATCHED]
-        tui.wait_for(
-            [WATCHED, f"workers: {workers} wanted", f"{workers + 1} alive", "Ray: updated"],
-            f"the cluster screen of {WATCHED}",
+        pids = [tui.pid for tui in tuis]
+        tui_list, bare_list, *old_list = measure(
+            [pids[0], bare.pid, *pids[1:]], seconds, profile, "clusters-list"
         )
+        print(f"clusters list: {describe(tui_list)} (bare app {bare_list.percent:.2f} %)")
+        for tui in tuis:
+            tui.forget()
+            tui.press(b"\r")
+        workers = CLUSTERS[WATCHED]
+        for tui in tuis:
+            tui.wait_for(
+                [WATCHED, f"workers: {workers} wanted", f"{workers + 1} alive", "Ray: updated"],
+                f"the cluster screen of {WATCHED}",
+            )
         time.sleep(settle)
-        tui_one, bare_one = measure([tui.pid, bare.pid], seconds, profile, "cluster-screen")
+        tui_one, bare_one, *old_one = measure(
+            [pids[0], bare.pid, *pids[1:]], seconds, profile, "cluster-screen"
+        )
         print(f"cluster screen: {describe(tui_one)} (bare app {bare_one.percent:.2f} %)")
+        for name, window in (("clusters list", old_list), ("cluster screen", old_one)):
+            if window:
+                print(f"{name}, {compare}: {describe(window[0])}")
     finally:
-        tui.close()
+        for tui in tuis:
+            tui.close()
         bare.close()
-    return Result([bare_list, bare_one], tui_list, tui_one)
+    return Result([bare_list, bare_one], tui_list, tui_one, [*old_list, *old_one])
 
 
 def main() -> None:
@@ -317,6 +344,7 @@ def main() -> None:
     parser.add_argument("--stand-in", action="store_true", help="the stand-in Ray, not Ray")
     parser.add_argument("--profile", type=Path, help="write py-spy flame graphs here")
     parser.add_argument("--quick", action="store_true", help="15 s windows")
+    parser.add_argument("--compare", type=Path, help="also measure the code in this tree")
     args = parser.parse_args()
     ensure_private_netns()
     from raycai_core.local import WorkspaceConfig, run_workspace_in_thread
@@ -332,7 +360,7 @@ def main() -> None:
             asyncio.run(bring_up(handle))
             print(f"clusters up in {time.monotonic() - started:.1f} s: {dict(CLUSTERS)} workers")
             try:
-                result = watch(handle, seconds, args.settle, args.profile)
+                result = watch(handle, seconds, args.settle, args.profile, args.compare)
             finally:
                 asyncio.run(bring_down(handle))
     bare_cpu = sum(w.cpu_s for w in result.bare)
@@ -356,6 +384,10 @@ def main() -> None:
         TARGET_PERCENT,
         " %",
     )
+    if result.compared:
+        old_list, old_one = result.compared
+        report.add(f"clusters list, {args.compare} (%)", old_list.percent, unit=" %")
+        report.add(f"cluster screen, {args.compare} (%)", old_one.percent, unit=" %")
     floor = max(bare.percent, 0.01)  # an idle app may use no tick at all
     report.add("clusters list / bare app", result.clusters.percent / floor, unit="x")
     report.add("cluster screen / bare app", result.cluster.percent / floor, unit="x")

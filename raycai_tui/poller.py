@@ -9,6 +9,9 @@ Jobs/Serve screens all run through it (as dolphie's pollers do).
   they make it run again right after the one in flight.
 - `paused` (e.g. "my screen is not current"): a poll that falls due meanwhile waits for
   `resume()`, so a covered screen does no work and catches up once shown again.
+- `follows`: the owner calls `poll_now()` on each tick of another poller (the cluster screen's
+  Ray poll follows the app's list, so both answers are shown in one repaint); its own timer
+  is then a fallback, FOLLOW_SLACK intervals after a success, for when those ticks stop.
 - Any failure, of the fetch or of showing its answer, is shown and retried, never fatal.
 """
 
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 SOON_S = 0.1  # "poll soon": after an operation ended, a submit, a refresh key
+FOLLOW_SLACK = 1.5
 
 
 class Poller(Generic[T]):
@@ -48,6 +52,7 @@ class Poller(Generic[T]):
         check: Callable[[T], str | None] | None = None,
         on_status: Callable[[Backoff], None] | None = None,
         paused: Callable[[], bool] | None = None,
+        follows: bool = False,
     ) -> None:
         self.owner = owner
         self.name = name
@@ -60,6 +65,7 @@ class Poller(Generic[T]):
         self._check = check
         self._on_status = on_status
         self._paused = paused
+        self._follows = follows
         self._active = False
         self._running = False
         self._again = False  # asked to poll while one ran: once more right after it
@@ -155,7 +161,7 @@ class Poller(Generic[T]):
         now = time.time()
         if reason is None:
             self.polls += 1
-            delay = self.backoff.succeeded(now)
+            delay = self.backoff.succeeded(now) * (FOLLOW_SLACK if self._follows else 1.0)
         else:
             self.failures += 1
             delay = self.backoff.failed(reason, now)

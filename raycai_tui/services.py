@@ -9,17 +9,20 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
 from raycai_core.cluster.apps import ClusterApp
+from raycai_core.cluster.layout import ClusterPaths
 from raycai_core.cluster.lifecycle import (
     ClusterManager,
     ClusterSummary,
     ProgressCallback,
     summarise,
 )
-from raycai_core.cluster.observe import Observer
+from raycai_core.cluster.observe import ClusterFiles, Observer
+from raycai_core.cluster.records import HeadAddress, read_head_address
 from raycai_core.cml.client import CMLClient, RetryPolicy
 from raycai_core.cml.models import Runtime
 from raycai_core.target import Target
@@ -32,14 +35,24 @@ TUI_TIMEOUT = httpx.Timeout(15.0, connect=5.0, pool=10.0)
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Every cluster of the project at one moment: one app list call plus the project files."""
+    """Every cluster of the project at one moment: one app list call plus the project files
+    (read once per tick: the cluster screen merges from them too, see `files`)."""
 
     members: dict[str, list[ClusterApp]]
     summaries: list[ClusterSummary]
     taken_at: float
+    heads: dict[str, HeadAddress | None] = field(default_factory=dict)  # head.json, by cluster
 
     def summary(self, name: str) -> ClusterSummary | None:
         return next((s for s in self.summaries if s.name == name), None)
+
+    def files(self, name: str) -> ClusterFiles | None:
+        """The cluster's project files as this snapshot read them; None when it did not
+        read them all (a snapshot built by hand has no head addresses)."""
+        summary = self.summary(name)
+        if summary is None or name not in self.heads:
+            return None
+        return ClusterFiles(summary.desired, self.heads[name], summary.records)
 
 
 @dataclass
@@ -86,10 +99,11 @@ class Services:
         )
 
     async def snapshot(self) -> Snapshot:
-        """One CML API call (the app list), then the project files, read off the UI thread."""
+        """One CML API call (the app list), then the project files, read off the UI thread
+        (in one thread: starting one costs more than reading a few small files)."""
         members = await self.observer.list_members()
-        summaries = await asyncio.to_thread(summarise, self.target.project_dir, members)
-        return Snapshot(members, summaries, time.time())
+        summaries, heads = await asyncio.to_thread(_read_project, self.target.project_dir, members)
+        return Snapshot(members, summaries, time.time(), heads)
 
     async def runtimes(self) -> list[Runtime]:
         if self._runtimes is None:
@@ -100,3 +114,11 @@ class Services:
     def app_url(self, subdomain: str) -> str:
         """Where CML serves an application (behind CML authentication)."""
         return self.target.credentials.app_url(subdomain)
+
+
+def _read_project(
+    project_dir: Path, members: dict[str, list[ClusterApp]]
+) -> tuple[list[ClusterSummary], dict[str, HeadAddress | None]]:
+    summaries = summarise(project_dir, members)
+    heads = {s.name: read_head_address(ClusterPaths(project_dir, s.name)) for s in summaries}
+    return summaries, heads

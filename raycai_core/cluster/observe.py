@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from raycai_core.cluster.apps import APP_FILTER, ClusterApp, group_by_cluster
@@ -22,6 +24,15 @@ from raycai_core.cml.client import CMLClient
 from raycai_core.credentials import Secret
 from raycai_core.ray.client import RayClient
 from raycai_core.ray.errors import RayDashboardError
+
+
+@dataclass(frozen=True)
+class ClusterFiles:
+    """What the project directory says of one cluster: cluster.json, head.json, records."""
+
+    desired: Desired | None
+    head: HeadAddress | None
+    records: Mapping[str, NodeRecord]
 
 
 class Observer:
@@ -69,13 +80,21 @@ class Observer:
             return [], str(exc)
 
     async def observe(
-        self, name: str, members: list[ClusterApp] | None = None, *, with_ray: bool = True
+        self,
+        name: str,
+        members: list[ClusterApp] | None = None,
+        *,
+        with_ray: bool = True,
+        files: ClusterFiles | None = None,
     ) -> ClusterView:
-        """The merged view of one cluster. Pass `members` to reuse this tick's app list."""
+        """The merged view of one cluster. Pass `members` to reuse this tick's app list, and
+        `files` to reuse this tick's read of the project files (no thread, no parse)."""
         if members is None:
             members = (await self.list_members()).get(name, [])
-        # A project directory may be a network mount: never read it on the event loop.
-        desired, head, records = await asyncio.to_thread(_read_files, self.project_dir, name)
+        if files is None:
+            # A project directory may be a network mount: never read it on the event loop.
+            files = await asyncio.to_thread(read_cluster_files, self.project_dir, name)
+        desired, head, records = files.desired, files.head, dict(files.records)
         nodes: list[RayNodeInfo] | None = None  # not asked: the launchers' records decide
         error: str | None = None
         if with_ray:
@@ -83,12 +102,11 @@ class Observer:
         return merge_cluster(name, desired, members, records, head, nodes, error)
 
 
-def _read_files(
-    project_dir: Path, name: str
-) -> tuple[Desired | None, HeadAddress | None, dict[str, NodeRecord]]:
+def read_cluster_files(project_dir: Path, name: str) -> ClusterFiles:
+    """The cluster's project files (blocking: call it in a thread)."""
     paths = ClusterPaths(project_dir, name)
     try:
         desired = read_desired(paths)
     except CorruptClusterFile:
         desired = None
-    return desired, read_head_address(paths), read_node_records(paths)
+    return ClusterFiles(desired, read_head_address(paths), read_node_records(paths))

@@ -15,6 +15,7 @@ needs the cluster's data is dimmed, and says why when pressed, until that data a
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -40,6 +41,7 @@ from raycai_tui.widgets.text_line import show_text
 if TYPE_CHECKING:
     from raycai_core.cluster.apps import ClusterApp
     from raycai_core.cluster.lifecycle import ClusterSummary
+    from raycai_core.cluster.observe import ClusterFiles
     from raycai_core.cluster.view import ClusterView, NodeRow, RayNodeInfo
     from raycai_core.work.session import ClusterWork
     from raycai_tui.backoff import Backoff
@@ -203,6 +205,7 @@ class ClusterScreen(RaycaiScreen):
             check=lambda answer: answer[0].ray_error if answer[0].ray_not_answering else None,
             on_status=self._show_ray_status,
             paused=lambda: not self.is_current,
+            follows=True,  # polled on each of the app's ticks (on_clusters_polled)
         )
         self._ray_nodes: list[RayNodeInfo] | None = None  # no Ray answer yet
         self._ray_error: str | None = None
@@ -296,11 +299,18 @@ class ClusterScreen(RaycaiScreen):
         self.refresh_bindings()  # the keys that waited for the cluster's data
         if self.is_current:
             self.remerge()
+            # Ray's poll follows the app's (the same tick's files; one status repaint for
+            # both), unless it is backing off after failures.
+            if not self.ray_poller.running and not self.ray_backoff.stale:
+                self.ray_poller.poll_now()
         else:  # covered by a dialog or the logs: merge when shown again
             self._dirty = True
 
     def on_poll_status(self, message: PollStatus) -> None:
-        self.query_one(StatusLine).set_source("CML", message.backoff)
+        # While the Ray poll that followed this tick runs, its answer shows both sources.
+        backoff = message.backoff
+        show = backoff.stale or not self.ray_poller.running
+        self.query_one(StatusLine).set_source("CML", backoff, show=show)
 
     def on_cluster_event(self, message: ClusterEvent) -> None:
         if message.event.cluster == self.cluster:
@@ -319,9 +329,40 @@ class ClusterScreen(RaycaiScreen):
         if operation.ended:
             self.ray_poller.poll_soon(0.2)
 
+    def remerge(self) -> None:
+        """The new app list with the project files and the last Ray answer (no API call):
+        at once from the files the app's snapshot read this tick, else read in a worker."""
+        if self.services is None:
+            return
+        files = self._snapshot_files()
+        if files is None:
+            self._remerge_read()
+            return
+        from raycai_core.cluster.view import merge_cluster
+
+        view = merge_cluster(
+            self.cluster,
+            files.desired,
+            self.members,
+            dict(files.records),
+            files.head,
+            self._ray_nodes,
+            self._ray_error,
+        )
+        self.show_view(view)
+
+    def _snapshot_files(self, max_age: float | None = None) -> ClusterFiles | None:
+        """This cluster's project files from the app's latest snapshot (None: it has none,
+        or it is older than `max_age` seconds)."""
+        snapshot = self.raycai.snapshot
+        if snapshot is None:
+            return None
+        if max_age is not None and time.time() - snapshot.taken_at > max_age:
+            return None
+        return snapshot.files(self.cluster)
+
     @work(group="merge", exclusive=True, exit_on_error=False)
-    async def remerge(self) -> None:
-        """The new app list with the project files and the last Ray answer (no API call)."""
+    async def _remerge_read(self) -> None:
         services = self.services
         if services is None:
             return
@@ -335,7 +376,9 @@ class ClusterScreen(RaycaiScreen):
         services = self.services
         if services is None:
             raise RuntimeError("not connected to a workspace")
-        view = await services.observer.observe(self.cluster, members=self.members)
+        # The files of the app's last snapshot (read this tick), unless its poll fell behind.
+        files = self._snapshot_files(max_age=2 * self.ray_backoff.interval + 1.0)
+        view = await services.observer.observe(self.cluster, members=self.members, files=files)
         return view, await self._work_line(view)
 
     async def _work_line(self, view: ClusterView) -> str:

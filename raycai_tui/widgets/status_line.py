@@ -44,9 +44,12 @@ class StatusLine(Static):
     def text(self) -> str:
         return self._compose_text().plain
 
-    def set_source(self, label: str, backoff: Backoff | None) -> None:
+    def set_source(self, label: str, backoff: Backoff | None, *, show: bool = True) -> None:
+        """`show=False`: kept for the next change shown (saves a repaint when another
+        source's update follows at once)."""
         self._sources[label] = backoff
-        self._refresh()
+        if show:
+            self._refresh()
 
     def set_message(self, message: str | None, style: str = "bold red") -> None:
         """A message that replaces the sources, e.g. why the app could not connect."""
