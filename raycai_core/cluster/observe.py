@@ -11,7 +11,7 @@ from pathlib import Path
 from raycai_core.cluster.apps import APP_FILTER, ClusterApp, group_by_cluster
 from raycai_core.cluster.desired import CorruptClusterFile, Desired, read_desired
 from raycai_core.cluster.layout import ClusterPaths
-from raycai_core.cluster.ray_info import fetch_ray_nodes
+from raycai_core.cluster.ray_info import combine
 from raycai_core.cluster.records import (
     HeadAddress,
     NodeRecord,
@@ -24,6 +24,7 @@ from raycai_core.cml.client import CMLClient
 from raycai_core.credentials import Secret
 from raycai_core.ray.client import RayClient
 from raycai_core.ray.errors import RayDashboardError
+from raycai_core.ray.models import ClusterUsage, RayNode
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ class Observer:
         self.project_dir = Path(project_dir)
         self.ray_timeout = ray_timeout
         self._dashboards: dict[str, tuple[tuple[str, Secret | None], RayClient]] = {}
+        # Each cluster's last usage answer, with the alive nodes it was asked for.
+        self._usage: dict[str, tuple[frozenset[str], ClusterUsage]] = {}
 
     async def aclose(self) -> None:
         for _, client in self._dashboards.values():
@@ -70,12 +73,35 @@ class Observer:
         return client
 
     async def ray_nodes(
-        self, name: str, head: HeadAddress | None
+        self, name: str, head: HeadAddress | None, *, reuse_usage: bool = False
     ) -> tuple[list[RayNodeInfo], str | None]:
+        """Ray's node list (authoritative, real time) joined with its usage (may lag or be
+        absent at start). `reuse_usage`: the last usage answer, when the same nodes are
+        alive, instead of asking (a watcher's light tick; the usage lags 2-8 s anyway)."""
         if head is None:
             return [], "the head has not published its address yet"
         try:
-            return await fetch_ray_nodes(await self.dashboard(name, head)), None
+            client = await self.dashboard(name, head)
+            cached = self._usage.get(name) if reuse_usage else None
+            if cached is not None:
+                nodes = await client.nodes()
+                if _alive(nodes) == cached[0]:
+                    return combine(nodes, cached[1]), None
+            nodes_result, usage_result = await asyncio.gather(
+                client.nodes(), client.cluster_usage(), return_exceptions=True
+            )
+            if isinstance(nodes_result, BaseException):
+                raise nodes_result
+            usage = usage_result if isinstance(usage_result, ClusterUsage) else None
+            if isinstance(usage_result, BaseException) and not isinstance(
+                usage_result, RayDashboardError
+            ):
+                raise usage_result
+            if usage is None:
+                self._usage.pop(name, None)
+            else:
+                self._usage[name] = (_alive(nodes_result), usage)
+            return combine(nodes_result, usage), None
         except RayDashboardError as exc:
             return [], str(exc)
 
@@ -86,6 +112,7 @@ class Observer:
         *,
         with_ray: bool = True,
         files: ClusterFiles | None = None,
+        reuse_usage: bool = False,
     ) -> ClusterView:
         """The merged view of one cluster. Pass `members` to reuse this tick's app list, and
         `files` to reuse this tick's read of the project files (no thread, no parse)."""
@@ -98,7 +125,7 @@ class Observer:
         nodes: list[RayNodeInfo] | None = None  # not asked: the launchers' records decide
         error: str | None = None
         if with_ray:
-            nodes, error = await self.ray_nodes(name, head)
+            nodes, error = await self.ray_nodes(name, head, reuse_usage=reuse_usage)
         return merge_cluster(name, desired, members, records, head, nodes, error)
 
 
@@ -110,3 +137,7 @@ def read_cluster_files(project_dir: Path, name: str) -> ClusterFiles:
     except CorruptClusterFile:
         desired = None
     return ClusterFiles(desired, read_head_address(paths), read_node_records(paths))
+
+
+def _alive(nodes: list[RayNode]) -> frozenset[str]:
+    return frozenset(node.node_id for node in nodes if node.state == "ALIVE")

@@ -47,6 +47,8 @@ if TYPE_CHECKING:
     from raycai_tui.backoff import Backoff
     from raycai_tui.operations import Operation
 
+# The Ray poll asks for usage and jobs on every third tick only (the nodes on each).
+FULL_EVERY = 3
 # Keys that act on the cluster's stored state (the app's snapshot of it is enough)...
 NEEDS_SUMMARY = frozenset({"scale_up", "scale_down", "scale", "delete"})
 # ...and keys that act on a node row (this screen's merged view).
@@ -212,6 +214,8 @@ class ClusterScreen(RaycaiScreen):
         self._dirty = False
         self._work: ClusterWork | None = None  # the jobs client, kept between polls
         self._group_keys = False  # the footer names the scale keys for groups
+        self._ray_ticks = 0  # Ray polls so far (every FULL_EVERY-th asks usage and jobs)
+        self._work_text: str | None = None  # the last jobs/autoscaler line (None: ask)
 
     def compose(self) -> ComposeResult:
         yield RaycaiHeader()
@@ -327,6 +331,7 @@ class ClusterScreen(RaycaiScreen):
             return
         self._show_operations()
         if operation.ended:
+            self._work_text = None  # ask for everything again
             self.ray_poller.poll_soon(0.2)
 
     def remerge(self) -> None:
@@ -378,8 +383,16 @@ class ClusterScreen(RaycaiScreen):
             raise RuntimeError("not connected to a workspace")
         # The files of the app's last snapshot (read this tick), unless its poll fell behind.
         files = self._snapshot_files(max_age=2 * self.ray_backoff.interval + 1.0)
-        view = await services.observer.observe(self.cluster, members=self.members, files=files)
-        return view, await self._work_line(view)
+        # Usage and jobs are asked on every FULL_EVERY-th tick (or when the alive nodes
+        # changed, the screen came back, an operation ended); the node list on every tick.
+        full = self._ray_ticks % FULL_EVERY == 0 or self._work_text is None
+        self._ray_ticks += 1
+        view = await services.observer.observe(
+            self.cluster, members=self.members, files=files, reuse_usage=not full
+        )
+        if full or view.ray_error:
+            self._work_text = await self._work_line(view)
+        return view, self._work_text
 
     async def _work_line(self, view: ClusterView) -> str:
         """Jobs (running, pending, failed) and the autoscaler, in one line; a failure of
@@ -439,6 +452,7 @@ class ClusterScreen(RaycaiScreen):
 
     def on_screen_resume(self) -> None:
         self._show_notes()
+        self._work_text = None  # back from the Jobs screen, say: ask for everything again
         self.ray_poller.resume()
         if self._dirty:
             self._dirty = False
