@@ -88,9 +88,11 @@ async def test_refuses_bad_input_then_creates_with_live_steps(
         await pilot.press("enter", "down", "enter")  # pick the first runtime
         assert select.value == RUNTIME
         assert all(not problem(screen, f) for f in ("name", "runtime", "workers-memory"))
+        # Taken before: with the stand-in Ray, the cluster may be ready (and the form replaced
+        # by the cluster screen) by the time the key press is processed on a busy machine.
+        steps = screen.query_one(Steps)
         await pilot.press("ctrl+s")
 
-        steps = screen.query_one(Steps)
         await until(pilot, lambda: "nodes joined Ray" in steps.text, "the creation steps")
         text = steps.text
         for expected in ("launcher scripts written", "head application", "head ready"):
