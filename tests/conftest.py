@@ -93,3 +93,39 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 _TMP_KEY = pytest.StashKey[Path]()
+
+
+@pytest.hookimpl(optionalhook=True)  # without pytest-xdist (-p no:xdist) it is never called
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """`--dist loadfile` (how .ci/run spreads the real-Ray modules over two workers), except
+    that some modules share a worker: those whose clusters run Serve (a head takes Serve's
+    port 8000 when it is free at its start, so two heads started side by side could both take
+    it) and those that start Ray at fixed loopback addresses of their own (127.0.0.2, ...;
+    the local workspace's apps start at a random place in 127.0.0.0/8 instead)."""
+    if config.getoption("dist", None) != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class ServeModulesTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            name = module.rsplit("/", 1)[-1]
+            if name in SERVE_MODULES:
+                return "serve-modules"
+            return "fixed-address-modules" if name in FIXED_ADDRESS_MODULES else module
+
+    return ServeModulesTogether(config, log)
+
+
+# Real-Ray modules that start Serve on their cluster (see pytest_xdist_make_scheduler).
+SERVE_MODULES = frozenset({"test_serve_ray.py", "test_work_ray.py"})
+# Real-Ray modules that start Ray at fixed loopback addresses (not through the workspace).
+FIXED_ADDRESS_MODULES = frozenset(
+    {
+        "test_ray_dashboard.py",
+        "test_logs_screen.py",
+        "test_launcher_scripts.py",
+        "test_autoscaler_ray_labels.py",
+        "test_secrets.py",
+    }
+)

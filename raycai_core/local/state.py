@@ -187,8 +187,10 @@ class WorkspaceState:
     projects: dict[str, ProjectRecord] = field(default_factory=dict)
     apps: dict[str, AppRecord] = field(default_factory=dict)
     next_seq: int = 1
-    ip_cursor: int = 0
-    port_cursor: int = 0
+    # A new workspace starts at a random place in its address and port pools: pod IPs are
+    # arbitrary on CML too, and workspaces started side by side (parallel tests) rarely meet.
+    ip_cursor: int = field(default_factory=lambda: secrets.randbelow(60_000))
+    port_cursor: int = field(default_factory=lambda: secrets.randbelow(10_000))
     last_port: int = 0
     # Processes of deleted apps still being stopped: [pid, pid start time] pairs.
     orphans: list[list[int]] = field(default_factory=list)

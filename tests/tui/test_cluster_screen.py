@@ -84,8 +84,8 @@ async def test_scale_restart_addresses_and_logs_keys(tui_workspace: WorkspaceHan
         head = next(a for a in await cluster_apps(handle) if a.name == "raycai-demo-head")
         port = handle.url.rsplit(":", 1)[1]
         assert addresses.addresses.app_url == f"http://{head.subdomain}.localhost:{port}"
-        assert addresses.addresses.client_address.startswith("ray://127.0.0.")
-        assert addresses.addresses.dashboard_url.startswith("http://127.0.0.")
+        assert addresses.addresses.client_address.startswith("ray://127.")
+        assert addresses.addresses.dashboard_url.startswith("http://127.")
         await pilot.press("t")  # copy the token: asks first, Cancel focused
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("enter")
