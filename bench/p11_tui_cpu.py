@@ -57,6 +57,8 @@ ANSI = re.compile(
 )
 CLUSTERS = {"p11a": 2, "p11b": 0}  # name: workers (p11a sorts first: enter opens it)
 WATCHED = "p11a"
+GROUPS = ["data:cpu=1,memory=1,count=1", "gpu:cpu=1,memory=1,gpu=1,count=1"]
+GROUPED = False  # --groups
 BARE_TEXTUAL = """
 from textual.app import App
 from textual.widgets import Footer, Header
@@ -231,14 +233,17 @@ async def bring_up(handle: WorkspaceHandle) -> None:
         ops = ClusterManager(cml, handle.project_dir)
         try:
             for name, workers in CLUSTERS.items():
+                # --groups: the watched cluster's workers in two groups (one of each).
+                groups = GROUPS if (name == WATCHED and GROUPED) else None
                 spec = spec_from_flags(
                     name=name,
                     runtime=runtime,
-                    workers=workers,
-                    cpu=1,
-                    memory=1,
+                    workers=None if groups else workers,
+                    cpu=None if groups else 1,
+                    memory=None if groups else 1,
                     head_cpu=1,
                     head_memory=1,
+                    groups=groups,
                 )
                 view = await ops.up(spec, timeout=300)
                 if not view.ready:
@@ -318,8 +323,9 @@ def watch(
             tui.press(b"\r")
         workers = CLUSTERS[WATCHED]
         for tui in tuis:
+            wanted = "workers in 2 groups" if GROUPED else f"workers: {workers} wanted"
             tui.wait_for(
-                [WATCHED, f"workers: {workers} wanted", f"{workers + 1} alive", "Ray: updated"],
+                [WATCHED, wanted, f"{workers + 1} alive", "Ray: updated"],
                 f"the cluster screen of {WATCHED}",
             )
         time.sleep(settle)
@@ -345,7 +351,12 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, help="write py-spy flame graphs here")
     parser.add_argument("--quick", action="store_true", help="15 s windows")
     parser.add_argument("--compare", type=Path, help="also measure the code in this tree")
+    parser.add_argument(
+        "--groups", action="store_true", help="the watched cluster's workers in two groups"
+    )
     args = parser.parse_args()
+    global GROUPED
+    GROUPED = args.groups
     ensure_private_netns()
     from raycai_core.local import WorkspaceConfig, run_workspace_in_thread
 
