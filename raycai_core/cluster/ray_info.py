@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from raycai_core.cluster.view import RayNodeInfo
-from raycai_core.ray.client import RayClient
-from raycai_core.ray.errors import RayDashboardError
 from raycai_core.ray.models import ClusterUsage, RayNode
 
 
@@ -36,16 +32,3 @@ def combine(nodes: list[RayNode], usage: ClusterUsage | None) -> list[RayNodeInf
         )
         for node in nodes
     ]
-
-
-async def fetch_ray_nodes(client: RayClient) -> list[RayNodeInfo]:
-    """The node list (authoritative, real time) and usage (may lag or be absent at start)."""
-    nodes_result, usage_result = await asyncio.gather(
-        client.nodes(), client.cluster_usage(), return_exceptions=True
-    )
-    if isinstance(nodes_result, BaseException):
-        raise nodes_result
-    usage = usage_result if isinstance(usage_result, ClusterUsage) else None
-    if isinstance(usage_result, BaseException) and not isinstance(usage_result, RayDashboardError):
-        raise usage_result
-    return combine(nodes_result, usage)
