@@ -35,6 +35,7 @@ from raycai_core.work.access import (
 if TYPE_CHECKING:
     from raycai_core.ray.client import RayClient
     from raycai_core.ray.models import JobInfo
+    from raycai_core.work.tracked_jobs import JobList
 
 T = TypeVar("T")
 
@@ -182,10 +183,14 @@ def job_json(job: JobInfo) -> dict[str, Any]:
     return asdict(job)
 
 
-def print_rows(rows: list[tuple[str, ...]]) -> None:
+def print_rows(rows: list[tuple[str, ...]], red: list[bool] | None = None) -> None:
+    """A table; `red[i]` colours rows[i + 1] (after the header) on a terminal."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    for index, row in enumerate(rows):
+        line = "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        if red and index and red[index - 1]:
+            line = click.style(line, fg="red")
+        click.echo(line)
 
 
 STATUS_COLORS = {
@@ -194,7 +199,15 @@ STATUS_COLORS = {
     "PENDING": "yellow",
     "FAILED": "red",
     "STOPPED": "magenta",
+    "LOST": "red",  # raycai's: a job a restarted head forgot (work/job_merge.py)
 }
+
+
+def warn_unrecorded(problem: str | None) -> None:
+    if problem:
+        click.echo(
+            click.style(f"# warning: jobs.json not updated: {problem}", fg="yellow"), err=True
+        )
 
 
 @click.group()
@@ -265,6 +278,8 @@ def submit(
     access = access_of(target, name)
 
     async def main() -> int:
+        from raycai_core.work import tracked_jobs
+
         nonlocal request
         async with work_client(access) as client:
             if working_dir is not None:
@@ -277,19 +292,24 @@ def submit(
                 verb = "uploaded" if uploaded else "already on the cluster:"
                 click.echo(f"working dir {verb} {package.uri} ({package.files} files)", err=True)
                 request = replace(request, working_dir_uri=package.uri)
-            job_id = await client.submit_job(request)
+            submitted = await tracked_jobs.submit(client, access, request)
+            job_id = submitted.job_id
             click.echo(job_id)
             sys.stdout.flush()
+            warn_unrecorded(submitted.unrecorded)
             if not wait:
                 return 0
-            return await follow_job(client, job_id, until_end=True)
+            return await follow_job(client, job_id, until_end=True, access=access)
 
     note = f"interrupted; a submitted job goes on (`raycai job stop {name} ID`)"
     sys.exit(run(main(), interrupted=note))
 
 
-async def follow_job(client: RayClient, job_id: str, *, until_end: bool) -> int:
-    """Print the job's log as it is written; then its outcome. 0 when it succeeded."""
+async def follow_job(
+    client: RayClient, job_id: str, *, until_end: bool, access: ClusterAccess | None = None
+) -> int:
+    """Print the job's log as it is written; then its outcome. 0 when it succeeded.
+    With `access`, the outcome is recorded in the cluster's ledger (jobs.json)."""
     printed = False
     async for chunk in client.tail_job_logs(job_id):
         printed = printed or bool(chunk)
@@ -302,6 +322,10 @@ async def follow_job(client: RayClient, job_id: str, *, until_end: bool) -> int:
     while not info.terminal:  # the stream ends with the job; its status may lag a moment
         await asyncio.sleep(0.5)
         info = await client.job(job_id)
+    if access is not None:
+        from raycai_core.work import tracked_jobs
+
+        warn_unrecorded(await tracked_jobs.seen(access, [info]))
     color = STATUS_COLORS.get(info.status)
     summary = f"job {job_id} {click.style(info.status, fg=color, bold=True)}"
     if info.status != "SUCCEEDED" and info.message:
@@ -316,14 +340,24 @@ async def follow_job(client: RayClient, job_id: str, *, until_end: bool) -> int:
 @click.option("--all", "show_all", is_flag=True, help="Also drivers that connected themselves.")
 @target_options
 def list_jobs(target: Target, name: str, as_json: bool, show_all: bool) -> None:
-    """List the jobs of cluster NAME, newest first."""
+    """List the jobs of cluster NAME, newest first.
+
+    Jobs raycai submitted that Ray no longer knows (a head that restarted without its state)
+    are listed from raycai's record (jobs.json): LOST when last seen not finished.
+    """
     access = access_of(target, name)
 
-    async def main() -> list[JobInfo]:
-        async with work_client(access) as client:
-            return await client.list_jobs()
+    async def main() -> JobList:
+        from raycai_core.work import tracked_jobs
 
-    jobs = [j for j in run(main()) if show_all or j.is_submission]
+        async with work_client(access) as client:
+            return await tracked_jobs.list_jobs(client, access)
+
+    from raycai_core.ray.models import LOST
+
+    listed = run(main())
+    warn_unrecorded(listed.unrecorded)
+    jobs = [j for j in listed.jobs if show_all or j.is_submission]
     if as_json:
         click.echo(json.dumps([job_json(j) for j in jobs], indent=2))
         return
@@ -339,10 +373,10 @@ def list_jobs(target: Target, name: str, as_json: bool, show_all: bool) -> None:
                 format_start(j.start_time),
                 format_duration(j.duration()),
                 first_line(j.entrypoint, 50),
-                first_line(j.message, 60),
+                first_line(j.message, 80 if j.status == LOST else 60),
             )
         )
-    print_rows(rows)
+    print_rows(rows, red=[j.status == LOST for j in jobs])
 
 
 @job.command()
@@ -351,19 +385,24 @@ def list_jobs(target: Target, name: str, as_json: bool, show_all: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @target_options
 def status(target: Target, name: str, job_id: str, as_json: bool) -> None:
-    """Show one job of cluster NAME."""
+    """Show one job of cluster NAME; exit 1 when it is LOST (a restarted head forgot it)."""
     access = access_of(target, name)
 
     async def main() -> JobInfo:
+        from raycai_core.work import tracked_jobs
+
         async with work_client(access) as client:
-            return await client.job(job_id)
+            return await tracked_jobs.job(client, access, job_id)
+
+    from raycai_core.ray.models import LOST
 
     info = run(main())
+    lost = EXIT_FAILED if info.status == LOST else 0
     if as_json:
         click.echo(json.dumps(job_json(info), indent=2))
-        return
+        sys.exit(lost)
     click.echo(f"id:          {info.id}")
-    click.echo(f"status:      {info.status}")
+    click.echo(f"status:      {click.style(info.status, fg=STATUS_COLORS.get(info.status))}")
     click.echo(f"entrypoint:  {info.entrypoint}")
     click.echo(f"started:     {format_start(info.start_time)}")
     click.echo(f"duration:    {format_duration(info.duration())}")
@@ -371,6 +410,7 @@ def status(target: Target, name: str, job_id: str, as_json: bool) -> None:
         click.echo(f"exit code:   {info.driver_exit_code}")
     if info.message:
         click.echo(f"message:     {info.message.rstrip()}")
+    sys.exit(lost)
 
 
 @job.command()

@@ -45,6 +45,16 @@ class ClusterPaths:
         return self.root / "serve.json"
 
     @property
+    def jobs_json(self) -> Path:
+        """The ledger of the jobs raycai submitted (raycai_core.work.ledger)."""
+        return self.root / "jobs.json"
+
+    @property
+    def jobs_lock(self) -> Path:
+        """flock'ed around each read-modify-write of jobs.json (CLI and TUI both write)."""
+        return self.root / ".jobs.lock"
+
+    @property
     def nodes_dir(self) -> Path:
         return self.root / "nodes"
 

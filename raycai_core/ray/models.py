@@ -105,8 +105,12 @@ class ClusterUsage:
 
 # -- jobs -----------------------------------------------------------------------------------
 
-TERMINAL = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
-STATUSES = ("PENDING", "RUNNING", "STOPPED", "SUCCEEDED", "FAILED")
+STATUSES = ("PENDING", "RUNNING", "STOPPED", "SUCCEEDED", "FAILED")  # Ray's own
+RAY_TERMINAL = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
+# raycai's, never Ray's: a job raycai submitted that a head restarted without its state no
+# longer knows, last seen not finished (raycai_core.work.job_merge). It is over: terminal.
+LOST = "LOST"
+TERMINAL = RAY_TERMINAL | {LOST}
 
 
 @dataclass(frozen=True)
@@ -115,7 +119,7 @@ class JobInfo:
 
     id: str  # the submission id, else Ray's job id
     type: str
-    status: str  # PENDING|RUNNING|STOPPED|SUCCEEDED|FAILED, or "UNKNOWN"
+    status: str  # PENDING|RUNNING|STOPPED|SUCCEEDED|FAILED, "UNKNOWN", or raycai's LOST
     entrypoint: str
     message: str
     error_type: str | None = None

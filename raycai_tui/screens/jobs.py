@@ -2,7 +2,8 @@
 
 The list comes from the screen's Poller (raycai_tui.poller): one poll at a time, backing off
 while the dashboard fails, paused while another screen covers this one; a failure is shown in
-the status line and the last list stays.
+the status line and the last list stays. It is Ray's list merged with raycai's ledger
+(raycai_core.work.tracked_jobs): a job a restarted head forgot shows LOST, in red.
 Submitting and stopping are named workers; their failures are notified, never fatal.
 """
 
@@ -40,6 +41,7 @@ JOB_STATUS_STYLES = {
     "FAILED": "bold red",
     "STOPPED": "magenta",
     "UNKNOWN": "dim",
+    "LOST": "bold red",  # raycai's: a job a head that restarted without its state forgot
 }
 
 
@@ -131,9 +133,13 @@ class JobsScreen(PolledScreen):
     # -- polling ---------------------------------------------------------------------------
 
     async def fetch(self) -> list[JobInfo]:
-        """One dashboard request (a failure: access, dashboard, an answer we cannot read)."""
+        """One dashboard request (a failure: access, dashboard, an answer we cannot read),
+        recorded in and merged with the cluster's ledger (written only when it changed)."""
+        from raycai_core.work import tracked_jobs
+
         client = await self.work.client()
-        return await client.list_jobs()
+        assert self.work.access is not None  # set by client()
+        return (await tracked_jobs.list_jobs(client, self.work.access)).jobs
 
     def show(self, answer: list[JobInfo]) -> None:
         self.jobs = answer
@@ -178,6 +184,9 @@ class JobsScreen(PolledScreen):
         if not job.is_submission:
             self.notify("Ray keeps logs for submitted jobs only.", severity="warning")
             return
+        if job.status == "LOST":
+            self.notify(f"{job.id} is LOST: its logs went with the head.", severity="warning")
+            return
         self.app.push_screen(JobLogsScreen(self.cluster, job.id, self.work, self.project_dir))
 
     def action_submit(self) -> None:
@@ -191,20 +200,29 @@ class JobsScreen(PolledScreen):
     async def submit(self, draft: JobDraft) -> None:
         from dataclasses import replace
 
+        from raycai_core.work import tracked_jobs
         from raycai_core.work.packages import build_package
 
         try:
             client = await self.work.client()
+            assert self.work.access is not None  # set by client()
             request = draft.request
             if draft.working_dir is not None:
                 package = await self._run_off_thread(build_package, draft.working_dir)
                 await client.ensure_package(package)
                 request = replace(request, working_dir_uri=package.uri)
-            job_id = await client.submit_job(request)
+            submitted = await tracked_jobs.submit(client, self.work.access, request)
         except Exception as exc:
             self.notify(describe_error(exc), title="Submit failed", severity="error", markup=False)
             return
-        self.notify(f"Submitted {job_id}", title=self.cluster)
+        self.notify(f"Submitted {submitted.job_id}", title=self.cluster)
+        if submitted.unrecorded:
+            self.notify(
+                submitted.unrecorded,
+                title="Not recorded in jobs.json",
+                severity="warning",
+                markup=False,
+            )
         self.poll_now()
 
     @staticmethod
