@@ -304,7 +304,7 @@ def main() -> None:
     rounds = 10 if args.quick else 30
     ticks = 5 if args.quick else args.ticks
     load_before = load_average()
-    config = WorkspaceConfig(stop_grace_s=2.0, restart_delay_s=1.0, ready_poll_s=0.5)
+    config = WorkspaceConfig(stop_grace_s=2.0, ready_poll_s=0.5)
     with short_tmpdir() as tmp, run_workspace_in_thread(tmp / "ws", config) as handle:
         empty_list, _ = raycai_list(handle, runs)
         started = time.monotonic()

@@ -363,7 +363,7 @@ def main() -> None:
     seconds = 15.0 if args.quick else args.seconds
     load_before = load_average()
     with short_tmpdir("p11-") as tmp:
-        config = WorkspaceConfig(restart_delay_s=0.5, stop_grace_s=20.0)
+        config = WorkspaceConfig(stop_grace_s=20.0)
         with run_workspace_in_thread(tmp / "ws", config) as handle:
             if args.stand_in:
                 install_stand_in(handle)

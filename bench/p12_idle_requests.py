@@ -73,7 +73,7 @@ def main() -> None:
     cluster = "p12"
     report = Report("P12 CML API requests by an idle autoscaled cluster; P9 in the same run")
     with short_tmpdir("p12-") as tmp:
-        config = WorkspaceConfig(restart_delay_s=0.5, stop_grace_s=10.0)
+        config = WorkspaceConfig(stop_grace_s=10.0)
         with run_workspace_in_thread(tmp / "ws", config) as handle:
             paths = asyncio.run(bring_up(handle, cluster, args.idle_timeout))
             wait_autoscaler(paths)

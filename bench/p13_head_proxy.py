@@ -269,7 +269,7 @@ def main() -> None:
     seconds = 6.0 if args.quick else args.seconds
     load_before = load_average()
     with short_tmpdir("p13-") as tmp:
-        config = WorkspaceConfig(restart_delay_s=0.5, stop_grace_s=10.0)
+        config = WorkspaceConfig(stop_grace_s=10.0)
         with run_workspace_in_thread(tmp / "ws", config) as handle:
             started = time.monotonic()
             asyncio.run(bring_up(handle))

@@ -161,7 +161,7 @@ async def ours(tmp: Path, round_no: int, runtime: str) -> float:
     from raycai_core.local import WorkspaceConfig, run_workspace_in_thread
     from raycai_core.spec import spec_from_flags
 
-    config = WorkspaceConfig(restart_delay_s=0.5, stop_grace_s=20.0)
+    config = WorkspaceConfig(stop_grace_s=20.0)
     with run_workspace_in_thread(tmp / f"ws{round_no}", config) as handle:
         spec = spec_from_flags(
             name=f"p1r{round_no}",

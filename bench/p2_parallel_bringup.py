@@ -92,7 +92,7 @@ async def bring_up(
     from raycai_core.spec import spec_from_flags
 
     runtime = DEFAULT_RUNTIMES[0]["image_identifier"]
-    config = WorkspaceConfig(start_delay_s=delay, restart_delay_s=1.0, stop_grace_s=5.0)
+    config = WorkspaceConfig(start_delay_s=delay, stop_grace_s=5.0)
     head_ready = 0.0
     with run_workspace_in_thread(tmp / f"ws-{label}", config) as handle:
         install(Path(handle.project_dir) / ".venv")

@@ -169,7 +169,7 @@ def main() -> None:
     ray_starts: list[float] = []
     report = Report("P9 autoscaling: unschedulable task -> new worker, idle -> removed")
     with short_tmpdir("p9-") as tmp:
-        config = WorkspaceConfig(restart_delay_s=0.5, stop_grace_s=10.0)
+        config = WorkspaceConfig(stop_grace_s=10.0)
         with run_workspace_in_thread(tmp / "ws", config) as handle:
             paths = asyncio.run(bring_up(handle, cluster, args.idle_timeout))
             deadline = time.monotonic() + 60

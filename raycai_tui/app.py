@@ -215,9 +215,23 @@ class RaycaiApp(App[None]):
         return await self.services.snapshot()
 
     def _snapshot_arrived(self, snapshot: Snapshot) -> None:
-        self.snapshot = snapshot
+        previous, self.snapshot = self.snapshot, snapshot
         self.broadcast(ClustersPolled, snapshot)
+        if previous is not None:
+            self._note_recoveries(previous, snapshot)
         self._heal_if_needed(snapshot)
+
+    def _note_recoveries(self, previous: Snapshot, snapshot: Snapshot) -> None:
+        """Events for what recovered by itself since the last poll (Ray restarted in place,
+        a platform restart, the Serve config re-applied), from the launchers' records."""
+        from raycai_core.cluster.records import recovery_notes  # the app starts without it
+
+        for summary in snapshot.summaries:
+            before = previous.summary(summary.name)
+            if before is None:
+                continue
+            for _node, text, level in recovery_notes(before.records, summary.records):
+                self.add_event(Event(time.time(), summary.name, text, level), notify=True)
 
     def apply_snapshot(self, snapshot: Snapshot) -> None:
         """Hand a snapshot to the screens, as a poll does (tests call this with fixed data)."""

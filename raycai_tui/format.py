@@ -24,6 +24,7 @@ PHASE_STYLES = {
     "failed": "bold red",
     "ray-exited": "red",
     "rejoining": "yellow",
+    "recovering": "yellow",
     "waiting-for-head": "yellow",
     "starting-ray": "yellow",
     "stopped": "dim",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -36,6 +37,13 @@ def cli_env(handle: WorkspaceHandle) -> dict[str, str]:
         RAYCAI_PROJECT_DIR=str(handle.project_dir),
     )
     return env
+
+
+def as_in_a_terminal() -> None:
+    """Popen's preexec_fn for a CLI that a test interrupts: ctrl+c's SIGINT handled as in a
+    terminal, even when the test runs where SIGINT is ignored (a background job of a script,
+    which its children inherit and Python then leaves ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def raycai_argv(*args: str) -> list[str]:

@@ -72,7 +72,7 @@ def duo() -> Iterator[WorkspaceHandle]:
     """A workspace with cluster NAME up (head + data-1) and its autoscaler running."""
     if os.environ.get("RAYCAI_NETNS") != "0" and not in_private_netns():
         pytest.skip("needs a loopback-only network namespace: run with ./dev test")
-    config = WorkspaceConfig(restart_delay_s=0.5, stop_grace_s=5.0, ready_poll_s=0.05)
+    config = WorkspaceConfig(stop_grace_s=5.0, ready_poll_s=0.05)
     with (
         tempfile.TemporaryDirectory(prefix="gr-") as data,
         run_workspace_in_thread(Path(data) / "ws", config) as handle,

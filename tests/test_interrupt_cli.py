@@ -20,7 +20,7 @@ import pytest
 
 from raycai_core.cluster.layout import ClusterPaths
 from raycai_core.local import WorkspaceHandle
-from tests.helpers import cli_env, raycai_argv
+from tests.helpers import as_in_a_terminal, cli_env, raycai_argv
 
 EXIT_INTERRUPTED = 130
 PROMPTLY = 20  # seconds; a command that waits for its stuck thread never ends before release
@@ -76,6 +76,7 @@ def start(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=as_in_a_terminal,
     )
 
 

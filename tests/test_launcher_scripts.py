@@ -413,6 +413,8 @@ def test_head_publishes_falls_back_to_free_ports_and_exits_with_ray(fake: Projec
     taken.listen()
     config = json.loads(fake.paths.launcher_json.read_text())
     config["ray"]["gcs_port"] = taken.getsockname()[1]
+    # One restart of Ray in place, then the platform's turn.
+    config.setdefault("timing", {}).update(recover_max=1, recover_backoff_s=0.1)
     fake.paths.launcher_json.write_text(json.dumps(config))
     app_port = free_port()
     dashboard_wait = Path(str(fake.exit_file) + ".dashboard-wait")
@@ -466,10 +468,22 @@ def test_head_publishes_falls_back_to_free_ports_and_exits_with_ray(fake: Projec
     log = fake.paths.node_log("head").read_text()
     assert "the head proxy exited with code -9" in log
 
+    # Ray exits unasked: started again in this application (the proxy stays up), once; the
+    # second time the budget is spent and the launcher exits for the platform to restart it.
+    fake.exit_file.touch()
+    record = wait_for(
+        lambda: (r := fake.record("head"))["ray_restarts"] == 1 and r["phase"] == "running" and r,
+        30,
+        "Ray restarted in place",
+    )
+    assert "fake raylet died" in record["recoveries"][-1]["why"]
+    assert len(starts(fake)) == 2 and launcher.poll() is None
+    assert fake.record("head")["proxy"]["pid"] == again["pid"]
     fake.exit_file.touch()
     assert launcher.wait(10) == 1  # the platform restarts the app, which publishes anew
     record = fake.record("head")
     assert record["phase"] == "ray-exited" and "fake raylet died" in record["error"]
+    assert "leaves the restart to the platform" in record["error"]
     assert record["proxy"]["state"] == "off"  # stopped with Ray
     wait_for(lambda: proxy_get(app_port, "/")[0] == 0, 10, "the proxy to be gone")
 

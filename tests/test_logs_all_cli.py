@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import raycai_argv
+from tests.helpers import as_in_a_terminal, raycai_argv
 
 
 def stamp(second: int) -> str:
@@ -133,6 +133,7 @@ def test_follow_shows_new_lines_of_every_node_and_new_nodes(tmp_path: Path, logs
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=as_in_a_terminal,
     )
     seen: queue.Queue[str] = queue.Queue()
     assert process.stdout is not None

@@ -84,9 +84,9 @@ def local() -> None:
 @click.option(
     "--restart-delay",
     type=float,
-    default=1.0,
+    default=300.0,
     show_default=True,
-    help="Seconds between a failure and its platform restart.",
+    help="Seconds between a failure and its platform restart (CML: 300).",
 )
 @click.option(
     "--timeout",

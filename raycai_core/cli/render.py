@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import click
@@ -108,6 +109,12 @@ def view_to_json(view: ClusterView) -> dict[str, Any]:
                 "cpu": row.app.app.cpu if row.app else None,
                 "memory": row.app.app.memory if row.app else None,
                 "gpu": row.app.app.nvidia_gpu if row.app else None,
+                "platform_restarts": row.record.restarts if row.record else 0,
+                "ray_restarts": row.record.ray_restarts if row.record else 0,
+                "recoveries": [
+                    {"at": r.at, "why": r.why, "state_kept": r.state_kept, "logs": r.logs}
+                    for r in (row.record.recoveries if row.record else ())
+                ],
             }
             for row in view.rows
         ],
@@ -160,6 +167,34 @@ def print_view(view: ClusterView, autoscaler: AutoscalerStatus | None = None) ->
             )
         )
     print_table(rows)
+    for line in recovery_lines(view):
+        click.echo(line)
+
+
+def recovery_lines(view: ClusterView) -> list[str]:
+    """What recovered by itself, per node: Ray restarted inside its application (the last
+    time, why, and where the crashed session's logs are kept) and the platform's restarts."""
+    lines = []
+    for row in view.rows:
+        record = row.record
+        if record is None or not (record.ray_restarts or record.restarts):
+            continue
+        counts = []
+        if record.ray_restarts:
+            counts.append(f"Ray restarted in place {record.ray_restarts}x")
+        if record.restarts:
+            counts.append(f"application restarted by the platform {record.restarts}x")
+        lines.append(f"  {row.node}: " + ", ".join(counts))
+        if record.recoveries:
+            last = record.recoveries[-1]
+            when = time.strftime("%H:%M:%S", time.localtime(last.at))
+            lines.append(f"    {when} {last.describe(row.node)}")
+            if last.logs:
+                lines.append(f"    the crashed session's Ray logs: {last.logs}")
+        if record.serve_reapplied is not None:
+            when = time.strftime("%H:%M:%S", time.localtime(record.serve_reapplied.at))
+            lines.append(f"    {when} {record.serve_reapplied.describe()}")
+    return lines
 
 
 def print_table(rows: list[tuple[str, ...]]) -> None:

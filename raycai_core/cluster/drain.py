@@ -99,7 +99,8 @@ def drain_end(record: NodeRecord | None, now: float) -> DrainEnd | None:
         return "gone"
     if record.phase == phases.DRAINED:  # by this request or an earlier one: Ray is stopped
         return "drained"
-    if record.phase in (phases.STOPPED, phases.FAILED, phases.RAY_EXITED, phases.WAITING_FOR_HEAD):
+    gone = (phases.STOPPED, phases.FAILED, phases.RAY_EXITED, phases.RECOVERING)
+    if record.phase in (*gone, phases.WAITING_FOR_HEAD):
         return "gone"
     if phases.is_stale(record, now):
         return "gone"

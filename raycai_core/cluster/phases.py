@@ -19,6 +19,7 @@ RUNNING = "running"  # the head: Ray up and head.json published
 JOINED = "joined"  # a worker: its Ray node is in the cluster
 REJOINING = "rejoining"  # a worker: the head restarted, joining the new one
 RAY_EXITED = "ray-exited"
+RECOVERING = "recovering"  # Ray exited unasked; the launcher starts it again in place
 DRAINING = "draining"  # a worker: Ray schedules nothing new on it, its tasks finish
 DRAINED = "drained"  # a worker: drained and its Ray stopped; waits to be deleted
 STOPPING = "stopping"
@@ -34,6 +35,7 @@ PHASES = (
     JOINED,
     REJOINING,
     RAY_EXITED,
+    RECOVERING,
     DRAINING,
     DRAINED,
     STOPPING,
@@ -42,13 +44,13 @@ PHASES = (
 )
 READY_PHASES = frozenset({RUNNING, JOINED})
 # Phases still on the way to being ready (the reason shown is the phase and its detail).
-PROGRESS_PHASES = frozenset({STARTING, CHECKING_RAY, STARTING_RAY, REJOINING})
+PROGRESS_PHASES = frozenset({STARTING, CHECKING_RAY, STARTING_RAY, REJOINING, RECOVERING})
 # A removal in progress: healing leaves such a node alone.
 LEAVING_PHASES = frozenset({DRAINING, DRAINED, STOPPING, STOPPED})
 
 # Launcher exit codes.
 EXIT_STOPPED = 0  # stopped on request
-EXIT_RAY = 1  # the head's Ray exited on its own: the platform restarts the application
+EXIT_RAY = 1  # Ray kept exiting on its own (in-place restarts spent): the platform's turn
 EXIT_FATAL = 2  # configuration problem (Ray missing or wrong version, token file)
 EXIT_REFUSED = 3  # the head refused this worker's token
 
@@ -70,6 +72,7 @@ LAUNCHER_CONSTANTS: dict[str, object] = {
     "JOINED": JOINED,
     "REJOINING": REJOINING,
     "RAY_EXITED": RAY_EXITED,
+    "RECOVERING": RECOVERING,
     "DRAINING": DRAINING,
     "DRAINED": DRAINED,
     "STOPPING": STOPPING,

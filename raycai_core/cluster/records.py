@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -60,6 +61,63 @@ class HeadAddress:
 
 
 @dataclass(frozen=True)
+class Recovery:
+    """One restart of Ray inside its application by the launcher (`recoveries` in a node
+    record): when, why (Ray's exit), whether the head's GCS state was kept, and where the
+    crashed session's Ray logs are (kept on the node's disk)."""
+
+    at: float
+    why: str
+    state_kept: bool | None = None
+    logs: str | None = None
+
+    @classmethod
+    def from_json(cls, data: Any) -> Recovery | None:
+        if not isinstance(data, dict) or _float(data.get("at")) is None:
+            return None
+        kept = data.get("state_kept")
+        return cls(
+            at=float(data["at"]),
+            why=str(data.get("why") or ""),
+            state_kept=kept if isinstance(kept, bool) else None,
+            logs=(str(data["logs"]) if data.get("logs") else None),
+        )
+
+    def describe(self, node: str) -> str:
+        if node != "head":
+            return f"{node}: Ray restarted in place after {self.why}"
+        if self.state_kept is False:
+            return f"head restarted with a new state after {self.why}"
+        return f"head restarted (state kept) after {self.why}"
+
+
+@dataclass(frozen=True)
+class ServeReapplied:
+    """The head's `serve_reapplied`: the stored Serve config deployed again by the head after
+    it came back without its state (`error` when Ray refused it)."""
+
+    at: float
+    apps: int = 0
+    error: str | None = None
+
+    @classmethod
+    def from_json(cls, data: Any) -> ServeReapplied | None:
+        if not isinstance(data, dict) or _float(data.get("at")) is None:
+            return None
+        return cls(
+            at=float(data["at"]),
+            apps=_int(data.get("apps")),
+            error=(str(data["error"]) if data.get("error") else None),
+        )
+
+    def describe(self) -> str:
+        if self.error:
+            return f"head restarted on a new pod; re-applying the Serve config failed: {self.error}"
+        apps = f"{self.apps} application" + ("" if self.apps == 1 else "s")
+        return f"head restarted on a new pod, Serve config re-applied ({apps})"
+
+
+@dataclass(frozen=True)
 class AutoscalerRecord:
     """The head record's `autoscaler`: Ray's autoscaler beside the head (cluster/autoscaler.py);
     its `proxy` (the head proxy program) has the same shape.
@@ -106,6 +164,9 @@ class NodeRecord:
     drain: int = 0  # drain-request protocol the launcher understands (0: none)
     autoscaler: AutoscalerRecord | None = None  # the head's, when the cluster autoscales
     proxy: AutoscalerRecord | None = None  # the head's proxy program (same shape)
+    ray_restarts: int = 0  # Ray restarted inside the application (`restarts`: the platform's)
+    recoveries: tuple[Recovery, ...] = ()  # the last few of them
+    serve_reapplied: ServeReapplied | None = None
 
     @classmethod
     def from_json(cls, data: Any) -> NodeRecord | None:
@@ -129,6 +190,13 @@ class NodeRecord:
             drain=_int(data.get("drain")),
             autoscaler=AutoscalerRecord.from_json(data.get("autoscaler")),
             proxy=AutoscalerRecord.from_json(data.get("proxy")),
+            ray_restarts=_int(data.get("ray_restarts")),
+            recoveries=tuple(
+                r for r in map(Recovery.from_json, data.get("recoveries") or []) if r is not None
+            )
+            if isinstance(data.get("recoveries"), list)
+            else (),
+            serve_reapplied=ServeReapplied.from_json(data.get("serve_reapplied")),
         )
 
     @property
@@ -177,3 +245,27 @@ def read_token(paths: ClusterPaths) -> Secret | None:
     except (FileNotFoundError, NotADirectoryError):
         return None
     return Secret(value) if value else None
+
+
+def recovery_notes(
+    before: Mapping[str, NodeRecord], after: Mapping[str, NodeRecord]
+) -> list[tuple[str, str, str]]:
+    """(node, text, level) for what recovered between two readings of the node records:
+    Ray restarted in place, the platform's restart of an application, the Serve config
+    re-applied by a head that lost its state. Nodes first seen in `after` say nothing (the
+    first reading is the baseline, not news)."""
+    notes: list[tuple[str, str, str]] = []
+    for node, record in after.items():
+        old = before.get(node)
+        if old is None:
+            continue
+        seen = {r.at for r in old.recoveries}
+        for recovery in record.recoveries:
+            if recovery.at not in seen:
+                notes.append((node, recovery.describe(node), "warning"))
+        if record.restarts > old.restarts:
+            notes.append((node, f"{node}: the platform restarted its application", "warning"))
+        done = record.serve_reapplied
+        if done is not None and (old.serve_reapplied is None or old.serve_reapplied.at != done.at):
+            notes.append((node, done.describe(), "error" if done.error else "info"))
+    return notes

@@ -26,6 +26,8 @@ import tempfile
 import threading
 import time
 import traceback
+import urllib.error
+import urllib.request
 
 # raycai:constants-begin
 ROLE = "worker"
@@ -43,6 +45,7 @@ RUNNING = "running"
 JOINED = "joined"
 REJOINING = "rejoining"
 RAY_EXITED = "ray-exited"
+RECOVERING = "recovering"
 DRAINING = "draining"
 DRAINED = "drained"
 STOPPING = "stopping"
@@ -85,6 +88,12 @@ DEFAULT_TIMING = {
     "drain_poll_s": 0.25,  # while Ray drains this node: is its raylet gone?
     "drain_command_timeout_s": 30.0,  # `ray drain-node` (it imports Ray)
     "sigterm_drain_s": 10.0,  # on SIGTERM, grace for running tasks (the platform kills later)
+    # Ray restarted in place when it exits unasked: at most recover_max times within
+    # recover_window_s (then the platform's restart is the last resort), waiting
+    # recover_backoff_s first and twice as long each time after (up to max_backoff_s).
+    "recover_max": 5,
+    "recover_window_s": 600.0,
+    "recover_backoff_s": 0.5,
 }
 SETUP_HINT = "run `raycai setup-env` (it installs ray[default,serve]=={v} into the project's .venv)"
 
@@ -430,14 +439,82 @@ def ray_temp_dir(root: str, cluster: str, node: str) -> str:
     return os.path.join(base, "rc-" + digest[:10])
 
 
+CRASH_MARK = "raycai-crashed"  # in a Ray session directory whose Ray exited unasked
+KEEP_CRASHED_SESSIONS = 5
+GCS_STORAGE_DIR = "gcs-storage"  # the head's GCS tables, on the head's own disk
+
+
 def prune_sessions(temp_dir: str) -> None:
-    """Keep only the newest previous Ray session (its logs help after a crash)."""
+    """Before a new Ray session: keep the newest previous one and the newest sessions that
+    crashed (their logs say why), the rest goes."""
     try:
         names = sorted(n for n in os.listdir(temp_dir) if n.startswith("session_2"))
     except OSError:
         return
-    for name in names[:-1]:
-        shutil.rmtree(os.path.join(temp_dir, name), ignore_errors=True)
+    crashed = [n for n in names if os.path.exists(os.path.join(temp_dir, n, CRASH_MARK))]
+    keep = set(names[-1:]) | set(crashed[-KEEP_CRASHED_SESSIONS:])
+    for name in names:
+        if name not in keep:
+            shutil.rmtree(os.path.join(temp_dir, name), ignore_errors=True)
+
+
+def mark_crashed(temp_dir: str, why: str) -> str | None:
+    """Mark the latest Ray session of `temp_dir` as crashed (kept by prune_sessions);
+    its logs directory, or None when there is none."""
+    session = os.path.realpath(os.path.join(temp_dir, "session_latest"))
+    if not os.path.basename(session).startswith("session_2") or not os.path.isdir(session):
+        return None
+    with contextlib.suppress(OSError):
+        write_atomic(os.path.join(session, CRASH_MARK), (why + "\n").encode("utf-8"))
+    return os.path.join(session, "logs")
+
+
+def forget_running_cluster(temp_dir: str) -> None:
+    """`ray start --head` refuses to start where `ray_current_cluster` names an address some
+    process still uses (a worker's raylet waiting for this head): the old session is dead."""
+    with contextlib.suppress(OSError):
+        os.unlink(os.path.join(temp_dir, "ray_current_cluster"))
+
+
+class Recoveries:
+    """Ray restarted inside this application after it exited unasked: each restart counted
+    with its reason in the node record (`ray_restarts`, apart from the platform's `restarts`;
+    `recoveries`: the last few), and a budget: after `recover_max` within
+    `recover_window_s`, the launcher gives up and leaves the last resort to the platform."""
+
+    def __init__(self, launcher: Launcher) -> None:
+        self.launcher = launcher
+        timing = launcher.timing
+        self.max = int(timing["recover_max"])
+        self.window = float(timing["recover_window_s"])
+        self.first_delay = float(timing["recover_backoff_s"])
+        self.longest = float(timing["max_backoff_s"])
+        self.recent: collections.deque = collections.deque()
+        self.count = 0
+
+    def next_delay(self) -> float | None:
+        """Seconds to wait before the next restart, None when the budget is spent."""
+        moment = time.monotonic()
+        while self.recent and moment - self.recent[0] > self.window:
+            self.recent.popleft()
+        if len(self.recent) >= self.max:
+            return None
+        return min(self.longest, self.first_delay * 2 ** len(self.recent))
+
+    def record(self, why: str, logs: str | None, state_kept: bool | None = None) -> None:
+        self.recent.append(time.monotonic())
+        self.count += 1
+        entry: dict = {"at": now(), "why": why, "logs": logs}
+        if state_kept is not None:
+            entry["state_kept"] = state_kept
+        history = [*list(self.launcher.status.get("recoveries") or [])[-4:], entry]
+        self.launcher.status.update(ray_restarts=self.count, recoveries=history)
+
+    def give_up(self) -> str:
+        return (
+            f"Ray exited {len(self.recent)} times in {self.window:.0f} s; this application "
+            "exits and leaves the restart to the platform"
+        )
 
 
 def address(ip: str, port: int) -> str:
@@ -960,6 +1037,8 @@ class Launcher:
             "heartbeat_s": float(self.timing["heartbeat_s"]),
             "ray_node_id": None,
             "drain": DRAIN_PROTOCOL if ROLE == "worker" else 0,
+            "ray_restarts": 0,  # Ray restarted in place by this run (`restarts`: the platform's)
+            "recoveries": [],  # the last few: when, why, where the crashed session's logs are
         }
 
     def phase(
@@ -1071,9 +1150,9 @@ class Launcher:
             *extra,
         ]
 
-    def start_ray(self, argv: list[str]) -> RayProcess:
+    def start_ray(self, argv: list[str], env: dict | None = None) -> RayProcess:
         self.log.info("running: " + " ".join(shlex.quote(a) for a in argv))
-        ray = RayProcess(argv, self.ray_env, self.root, self.log)
+        ray = RayProcess(argv, env or self.ray_env, self.root, self.log)
         self.ray = ray
         if self.stopping.is_set():  # SIGTERM arrived while we were spawning
             ray.terminate()
@@ -1091,46 +1170,102 @@ class Launcher:
         serve_port = port_for(SERVE_PORT, taken)
         ports = {"gcs": gcs_port, "dashboard": dashboard_port, "client": client_port}
         ports.update(serve=serve_port, app=app_port)
-        argv = [self.ray_exe, "start", "--head", "--block", "--port", str(gcs_port)]
-        argv += ["--dashboard-host", "0.0.0.0", "--dashboard-port", str(dashboard_port)]
-        argv += ["--ray-client-server-port", str(client_port)]
-        argv += self.common_args(ip, self.config["head"])
-        autoscaler = HeadAutoscaler.for_head(self)
-        if autoscaler.enabled:
-            argv.append("--no-monitor")  # ours runs apart: its crash must not stop the head
+        temp_dir = ray_temp_dir(self.root, self.cluster, self.node)
+        # The GCS keeps its tables on the head's own disk, so that Ray restarted in place by
+        # this launcher finds its workers, actors (Serve) and jobs again. A new run of the
+        # application is a new pod, whose disk holds nothing of an earlier one.
+        storage = os.path.join(temp_dir, GCS_STORAGE_DIR)
+        shutil.rmtree(storage, ignore_errors=True)
+        env = dict(self.ray_env, RAY_gcs_storage="rocksdb", RAY_gcs_storage_path=storage)
         proxy = HeadProxy(
             self, "http://" + address(ip, dashboard_port), f"http://127.0.0.1:{serve_port}"
         )
-        self.phase(
-            "starting-ray",
-            detail=f"GCS port {gcs_port}, client port {client_port}, "
-            f"dashboard port {dashboard_port}, Serve port {serve_port}",
-        )
-        started = now()
-        ray = self.start_ray(argv)
-        published = False
+        recoveries = Recoveries(self)
+        head: dict | None = None  # published: kept (same incarnation) while the state is
         try:
-            while ray.poll() is None:
-                if self.stopping.is_set():
+            while True:
+                argv = [self.ray_exe, "start", "--head", "--block", "--port", str(gcs_port)]
+                argv += ["--dashboard-host", "0.0.0.0", "--dashboard-port", str(dashboard_port)]
+                argv += ["--ray-client-server-port", str(client_port)]
+                argv += self.common_args(ip, self.config["head"])
+                autoscaler = HeadAutoscaler.for_head(self)
+                if autoscaler.enabled:
+                    argv.append("--no-monitor")  # ours runs apart: its crash must not stop Ray
+                forget_running_cluster(temp_dir)
+                if head is None:
+                    self.phase(
+                        STARTING_RAY,
+                        detail=f"GCS port {gcs_port}, client port {client_port}, dashboard port "
+                        f"{dashboard_port}, Serve port {serve_port}",
+                    )
+                started = now()
+                ray = self.start_ray(argv, env)
+                try:
+                    head = self.head_session(ray, ip, ports, head, started, autoscaler, proxy)
+                finally:
                     autoscaler.stop()
+                if self.stopping.is_set():
                     proxy.stop()
                     return self.stop_and_wait(ray)
-                if not published and tcp_accepts(ip, gcs_port, 0.5):
-                    head = self.publish_head(ip, ports, started)
-                    self.phase("running", head_incarnation=head["incarnation"])
-                    published = True
-                    autoscaler.start_for(address(ip, gcs_port))
-                if published and not proxy.started() and tcp_accepts(ip, dashboard_port, 0.5):
-                    proxy.start()
-                self.wait(float(self.timing["publish_poll_s"]) if not published else 1.0)
+                why = ray.describe_exit()
+                ray.signal_group(signal.SIGKILL)
+                logs = mark_crashed(temp_dir, why)
+                delay = recoveries.next_delay()
+                if delay is None:
+                    self.phase(RAY_EXITED, error=why + "; " + recoveries.give_up())
+                    return EXIT_RAY
+                state_kept = head is not None and os.path.isdir(storage)
+                recoveries.record(why, logs, state_kept)
+                self.phase(
+                    RECOVERING,
+                    error=why,
+                    detail="Ray restarts in this application in {:.1f} s ({}, restart {})".format(
+                        delay,
+                        "the GCS state on disk is kept" if state_kept else "with a new state",
+                        recoveries.count,
+                    ),
+                )
+                if not state_kept:
+                    head = None
+                if self.wait(delay):
+                    return self.stopped()
         finally:
-            autoscaler.stop()
             proxy.stop()
-        if self.stopping.is_set():
-            return self.stop_and_wait(ray)
-        self.phase("ray-exited", error=ray.describe_exit() + "; the application will restart")
-        ray.signal_group(signal.SIGKILL)
-        return EXIT_RAY
+
+    def head_session(
+        self,
+        ray: RayProcess,
+        ip: str,
+        ports: dict,
+        head: dict | None,
+        started: float,
+        autoscaler: HeadAutoscaler,
+        proxy: HeadProxy,
+    ) -> dict | None:
+        """One `ray start --head` until it exits or the launcher stops; the head record it
+        published (the one given, republished, when Ray came back with its state)."""
+        published = False
+        recovered = head is not None
+        while ray.poll() is None and not self.stopping.is_set():
+            if not published and tcp_accepts(ip, ports["gcs"], 0.5):
+                if recovered and head is not None:
+                    head = self.republish_head(head, started)
+                    note = "head restarted (state kept)"
+                else:
+                    head = self.publish_head(ip, ports, started)
+                    note = None
+                self.phase(RUNNING, detail=note, head_incarnation=head["incarnation"])
+                published = True
+                autoscaler.start_for(address(ip, ports["gcs"]))
+                after_crash = int(self.status.get("restarts") or 0) > 0
+                if not recovered and (after_crash or int(self.status.get("ray_restarts") or 0)):
+                    threading.Thread(
+                        target=self.reapply_serve, args=(ip, ports), name="serve", daemon=True
+                    ).start()
+            if published and not proxy.started() and tcp_accepts(ip, ports["dashboard"], 0.5):
+                proxy.start()
+            self.wait(float(self.timing["publish_poll_s"]) if not published else 1.0)
+        return head
 
     def publish_head(self, ip: str, ports: dict, started: float) -> dict:
         head = {
@@ -1157,6 +1292,55 @@ class Launcher:
         )
         return head
 
+    def republish_head(self, head: dict, started: float) -> dict:
+        """Ray back in place with its GCS state: the same incarnation (workers stay attached,
+        nothing re-joins), with when and how often it came back."""
+        restarts = int(head.get("ray_restarts") or 0) + 1
+        head = dict(head, ray_started_at=started, ray_restarts=restarts)
+        write_json(os.path.join(self.dir, "head.json"), head)
+        self.log.info(f"head restarted (state kept): incarnation {head['incarnation']}")
+        return head
+
+    def reapply_serve(self, ip: str, ports: dict) -> None:
+        """The head came back without its state: deploy the cluster's stored Serve config
+        (serve.json, what raycai last deployed) again once the dashboard answers."""
+        config = read_json(os.path.join(self.dir, "serve.json"))
+        apps = (config or {}).get("applications") or []
+        if not config or not apps:
+            return
+        listen = str((self.config.get("serve") or {}).get("listen") or "loopback")
+        options = dict(config.get("http_options") or {})
+        options.update(host=SERVE_HOSTS.get(listen, SERVE_HOSTS["loopback"]), port=ports["serve"])
+        body = json.dumps(dict(config, http_options=options)).encode("utf-8")
+        url = "http://{}/api/serve/applications/".format(address(ip, ports["dashboard"]))
+        headers = {"Content-Type": "application/json"}
+        token_path = self.ray_env.get("RAY_AUTH_TOKEN_PATH")
+        error = ""
+        deadline = time.monotonic() + 180
+        while not self.stopping.is_set() and time.monotonic() < deadline:
+            try:
+                if token_path:
+                    with open(token_path, encoding="utf-8") as handle:
+                        headers["Authorization"] = "Bearer " + handle.read().strip()
+                request = urllib.request.Request(url, data=body, headers=headers, method="PUT")
+                with urllib.request.urlopen(request, timeout=120) as answer:
+                    answer.read()
+                what = "{} application{}".format(len(apps), "" if len(apps) == 1 else "s")
+                note = f"head restarted on a new pod, Serve config re-applied ({what})"
+                self.status.update(detail=note, serve_reapplied={"at": now(), "apps": len(apps)})
+                self.log.info(note)
+                return
+            except urllib.error.HTTPError as exc:
+                error = f"HTTP {exc.code}: {one_line(exc.read().decode('utf-8', 'replace'), 200)}"
+                if exc.code < 500:
+                    break
+            except (OSError, ValueError) as exc:
+                error = one_line(repr(exc), 200)
+            self.stopping.wait(2.0)
+        if error:
+            self.status.update(serve_reapplied={"at": now(), "apps": 0, "error": error})
+            self.log.info("the stored Serve config could not be re-applied: " + error)
+
     def stop_and_wait(self, ray: RayProcess) -> int:
         """Stop Ray (SIGTERM to `ray start`, which stops its node's processes) and wait."""
         if self.status.get("phase") != STOPPING:
@@ -1175,7 +1359,8 @@ class Launcher:
     # --- worker -----------------------------------------------------------------------
 
     def run_worker(self, ip: str) -> int:
-        failures = 0
+        temp_dir = ray_temp_dir(self.root, self.cluster, self.node)
+        recoveries = Recoveries(self)
         while not self.stopping.is_set():
             head = self.wait_for_head()
             if head is None:
@@ -1192,11 +1377,20 @@ class Launcher:
                 )
                 return EXIT_REFUSED
             if outcome == "exited":
-                lasted = time.monotonic() - (self.ray.started_at if self.ray else 0.0)
-                failures = 1 if lasted > 60 else failures + 1
-                self.backoff(failures, head.get("incarnation"))
-            else:
-                failures = 0
+                why = self.ray.describe_exit() if self.ray else "Ray exited"
+                logs = mark_crashed(temp_dir, why)
+                delay = recoveries.next_delay()
+                if delay is None:
+                    self.phase(RAY_EXITED, error=why + "; " + recoveries.give_up())
+                    return EXIT_RAY
+                recoveries.record(why, logs)
+                self.phase(
+                    RECOVERING,
+                    error=why,
+                    detail=f"Ray starts again in this application in {delay:.1f} s "
+                    f"(restart {recoveries.count})",
+                )
+                self.backoff(delay, head.get("incarnation"))
         return self.stopped()
 
     def read_head(self) -> dict | None:
@@ -1285,9 +1479,8 @@ class Launcher:
         self.phase(RAY_EXITED, error=ray.describe_exit())
         return "exited"
 
-    def backoff(self, failures: int, incarnation: object) -> None:
-        """After `ray start` keeps failing, wait longer, unless the head changes meanwhile."""
-        delay = min(float(self.timing["max_backoff_s"]), 0.5 * 2 ** min(failures, 10))
+    def backoff(self, delay: float, incarnation: object) -> None:
+        """Wait `delay` before Ray starts again, unless the head changes meanwhile."""
         deadline = time.monotonic() + delay
         while time.monotonic() < deadline and not self.stopping.is_set():
             head = self.read_head()

@@ -1,7 +1,7 @@
 """The embedded local CML workspace: the API v2 subset over HTTP on 127.0.0.1, with apps
 run as real process groups. See DEVELOPERS.md ("Local workspace contract").
 
-    ws = LocalWorkspace(data_dir, WorkspaceConfig(restart_delay_s=0.2))
+    ws = LocalWorkspace(data_dir, WorkspaceConfig(stop_grace_s=5.0))
     url = await ws.start()
     ...
     await ws.stop()

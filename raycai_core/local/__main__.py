@@ -32,7 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     serve.add_argument("--quota-memory", type=float)
     serve.add_argument("--quota-gpu", type=int)
     serve.add_argument("--restart-attempts", type=int, default=3)
-    serve.add_argument("--restart-delay", type=float, default=1.0)
+    serve.add_argument("--restart-delay", type=float, default=300.0)
     serve.add_argument("--stop-grace", type=float, default=20.0)
     return parser.parse_args(argv)
 
