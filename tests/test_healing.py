@@ -1,11 +1,13 @@
 """R3: a failed worker is seen in one observation and healed; R2: every worker rejoins a
-restarted head on its own. Real Ray on the local workspace, driven through ClusterManager."""
+restarted head on its own; a lost token file is replaced. Real Ray on the local workspace,
+one cluster for the module, driven through ClusterManager."""
 
 from __future__ import annotations
 
 import os
 import signal
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -15,67 +17,82 @@ from raycai_core.cluster.records import read_head_address
 from raycai_core.cluster.types import Progress
 from raycai_core.cml.client import CMLClient
 from raycai_core.cml.models import AppStatus
-from raycai_core.local import WorkspaceHandle
-from raycai_core.spec import spec_from_flags
-from tests.fixtures.workspace import RUNTIME, wait_for
-from tests.helpers import ray_processes
+from raycai_core.local import WorkspaceConfig, WorkspaceHandle, run_workspace_in_thread
+from raycai_core.spec import ClusterSpec, spec_from_flags
+from tests.fixtures.workspace import FAST_CONFIG, RUNTIME, wait_for
+from tests.helpers import SMALL_NODES, ray_processes, raycai
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
+NAME = "healme"
 
-async def test_failed_and_missing_workers_are_healed_and_reported(
-    local_workspace: WorkspaceHandle,
-) -> None:
-    handle = local_workspace
-    events: list[Progress] = []
-    spec = spec_from_flags(
-        name="healme", runtime=RUNTIME, workers=2, cpu=1, memory=1, head_cpu=1, head_memory=1
+
+@pytest.fixture(scope="module")
+def handle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkspaceHandle]:
+    """One cluster (head + 2 workers) for the module's tests, in file order: healed, its
+    head restarted, its token file lost."""
+    data_dir = tmp_path_factory.mktemp("workspace")
+    with run_workspace_in_thread(data_dir, WorkspaceConfig(**FAST_CONFIG)) as handle:
+        raycai(handle, "up", NAME, "--workers", "2", *SMALL_NODES)
+        try:
+            yield handle
+        finally:
+            raycai(handle, "down", NAME, "--yes", check=False)
+    deadline = time.monotonic() + 60
+    while ray_processes() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not ray_processes()
+
+
+def spec() -> ClusterSpec:
+    """The cluster's spec as `raycai up` got it from the flags (SMALL_NODES)."""
+    return spec_from_flags(
+        name=NAME, runtime=RUNTIME, workers=2, cpu=1, memory=1, head_cpu=1, head_memory=1
     )
+
+
+async def test_failed_and_missing_workers_are_healed_and_reported(handle: WorkspaceHandle) -> None:
+    events: list[Progress] = []
     async with CMLClient(handle.credentials()) as cml:
         ops = ClusterManager(cml, handle.project_dir, progress=events.append)
         try:
-            view = await ops.up(spec, timeout=180)
-            assert view.ready
+            view = await ops.wait_ready(NAME, timeout=60)
             # The platform gives up at once, so only raycai's healing can bring it back.
             handle.update_config(restart_attempts=0)
             worker = view.row("worker-1")
             assert worker is not None and worker.app is not None
             os.killpg(handle.app_info(worker.app.app.id)["pid"], signal.SIGKILL)
             failed = await wait_for(
-                lambda: _status(ops, "healme", "worker-1", AppStatus.FAILED), timeout=20
+                lambda: _status(ops, NAME, "worker-1", AppStatus.FAILED), timeout=20
             )
             assert "application failed" in (failed.row("worker-1").not_ready_reason or "")
 
             other = view.row("worker-2")
             await cml.delete_application(other.app.app.id)  # someone deleted it by hand
 
-            observed = await ops.observer.observe("healme")
-            actions = await ops.heal("healme", observed)
+            observed = await ops.observer.observe(NAME)
+            actions = await ops.heal(NAME, observed)
             assert {(a.node, a.action) for a in actions} == {
                 ("worker-1", "restarted"),
                 ("worker-2", "recreated"),
             }
             assert any(e.step == "heal" and "worker-1: restarted" in e.message for e in events)
-            healed = await ops.wait_ready("healme", timeout=90)
+            healed = await ops.wait_ready(NAME, timeout=90)
             assert healed.workers_joined == 2
-            assert await ops.heal("healme") == []  # nothing left to do
+            assert await ops.heal(NAME) == []  # nothing left to do
         finally:
-            await ops.down("healme")
+            handle.update_config(restart_attempts=3)
             await ops.observer.aclose()
-    await wait_for(lambda: not ray_processes(), timeout=60)
 
 
-async def test_every_worker_rejoins_a_restarted_head(local_workspace: WorkspaceHandle) -> None:
-    """R2 with two workers: within 30 s of the new head publishing its address."""
-    handle = local_workspace
-    spec = spec_from_flags(
-        name="phoenix", runtime=RUNTIME, workers=2, cpu=1, memory=1, head_cpu=1, head_memory=1
-    )
+async def test_every_worker_rejoins_a_restarted_head(handle: WorkspaceHandle) -> None:
+    """R2 with two workers: within 30 s of the new head publishing its address (the head's
+    pod lost: the platform's restart, after FAST_CONFIG's short delay)."""
     async with CMLClient(handle.credentials()) as cml:
         ops = ClusterManager(cml, handle.project_dir)
         try:
-            view = await ops.up(spec, timeout=180)
-            paths = ClusterPaths(handle.project_dir, "phoenix")
+            view = await ops.wait_ready(NAME, timeout=60)
+            paths = ClusterPaths(handle.project_dir, NAME)
             old = read_head_address(paths)
             head = view.row("head")
             assert old is not None and head is not None and head.app is not None
@@ -85,7 +102,7 @@ async def test_every_worker_rejoins_a_restarted_head(local_workspace: WorkspaceH
                 timeout=60,
             )
             published = time.time()
-            rejoined = await wait_for(lambda: _ready(ops, "phoenix"), timeout=30, interval=0.5)
+            rejoined = await wait_for(lambda: _ready(ops, NAME), timeout=30, interval=0.5)
             elapsed = time.time() - published
             print(
                 f"R2: both workers rejoined {elapsed:.1f} s after the new head "
@@ -94,9 +111,7 @@ async def test_every_worker_rejoins_a_restarted_head(local_workspace: WorkspaceH
             assert rejoined.head.incarnation == new.incarnation
             assert rejoined.nodes_alive == 3
         finally:
-            await ops.down("phoenix")
             await ops.observer.aclose()
-    await wait_for(lambda: not ray_processes(), timeout=60)
 
 
 async def _status(ops: ClusterManager, name: str, node: str, status: AppStatus):
@@ -111,26 +126,20 @@ async def _ready(ops: ClusterManager, name: str):
 
 
 async def test_a_lost_token_file_is_replaced_and_the_nodes_restarted(
-    local_workspace: WorkspaceHandle,
+    handle: WorkspaceHandle,
 ) -> None:
     """Rerunning `up` after the token file was deleted gives a working cluster again."""
-    handle = local_workspace
-    spec = spec_from_flags(
-        name="tokenless", runtime=RUNTIME, workers=1, cpu=1, memory=1, head_cpu=1, head_memory=1
-    )
-    paths = ClusterPaths(handle.project_dir, "tokenless")
+    paths = ClusterPaths(handle.project_dir, NAME)
     events: list[Progress] = []
     async with CMLClient(handle.credentials()) as cml:
         ops = ClusterManager(cml, handle.project_dir, progress=events.append)
         try:
-            await ops.up(spec, timeout=180)
+            await ops.wait_ready(NAME, timeout=60)
             old = paths.auth_token.read_text()
             paths.auth_token.unlink()
-            view = await ops.up(spec, timeout=180)
-            assert view.ready and view.nodes_alive == 2
+            view = await ops.up(spec(), timeout=180)
+            assert view.ready and view.nodes_alive == 3
             assert paths.auth_token.read_text() != old
             assert any("token file was gone" in e.message for e in events)
         finally:
-            await ops.down("tokenless")
             await ops.observer.aclose()
-    await wait_for(lambda: not ray_processes(), timeout=60)

@@ -1,47 +1,40 @@
 """Clusters that recover by themselves (issue 18), on real Ray through the local workspace at
-CML's platform restart delay (300 s, the default): so whatever comes back within these
-tests' deadlines came back inside its application, by its launcher.
+CML's platform restart delay (300 s, the default): whatever comes back within these tests'
+deadlines came back inside its application, by its launcher.
 
-One cluster (head + 1 worker) for the module, with the Serve example deployed and a job
-running; the tests run in file order: the head's GCS killed, the head's raylet killed, Ray
-killed on the worker, then (with a short platform delay, the one test that needs the
-platform's restart) the head's whole application killed, as when its pod is lost.
+On the serving package's cluster (tests/serving/conftest.py: head + 1 worker, the Serve
+example deployed), in file order: the head's GCS killed, the head's raylet killed, Ray killed
+on the worker, then (with a short platform delay: the one test that needs the platform's
+restart) the head's whole application killed, as when its pod is lost. A job runs during
+each crash.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
-from raycai_core.cluster.layout import ClusterPaths
-from raycai_core.local import WorkspaceConfig, WorkspaceHandle, run_workspace_in_thread
-from tests.conftest import in_private_netns
-from tests.helpers import SMALL_NODES, raycai, status_json
+from tests.helpers import raycai, status_json
+from tests.serving.conftest import NAME, Served
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(900)]
 
-NAME = "rec"
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "serve"
 T = TypeVar("T")
 
 
-@dataclass
 class Cluster:
-    handle: WorkspaceHandle
-    paths: ClusterPaths
-    token: str
-    route: str  # the sentiment application's URL through the head application's URL
+    def __init__(self, served: Served) -> None:
+        self.served = served
+        self.handle = served.handle
+        self.paths = served.paths
 
     def record(self, node: str) -> dict[str, Any]:
         return json.loads(self.paths.node_record(node).read_text())
@@ -55,13 +48,8 @@ class Cluster:
 
     def answers(self) -> bool:
         """The Serve route through the head's URL, with the workspace key and Ray's token."""
-        parts = urlsplit(self.route)
-        headers = {
-            "Host": parts.netloc,
-            "Authorization": f"Bearer {self.handle.api_key}",
-            "X-Ray-Authorization": f"Bearer {self.token}",
-        }
-        url = f"http://127.0.0.1:{parts.port or 80}{parts.path}?text=easy+and+fast"
+        url, host = self.served.ingress("sentiment", "?text=easy+and+fast")
+        headers = {**host, **self.served.workspace_key(), **self.served.ray_token()}
         try:
             got = httpx.get(url, headers=headers, timeout=10)
         except httpx.HTTPError:
@@ -71,6 +59,13 @@ class Cluster:
     def job(self, job_id: str) -> dict[str, Any]:
         jobs = json.loads(raycai(self.handle, "job", "list", NAME, "--json").stdout)
         return next((j for j in jobs if j.get("submission_id") == job_id), {})
+
+
+@pytest.fixture(scope="module")
+def cluster(serving: Served) -> Cluster:
+    found = Cluster(serving)
+    assert found.answers()
+    return found
 
 
 def wait_until(check: Callable[[], T], timeout: float, what: str, every: float = 0.5) -> T:
@@ -108,29 +103,6 @@ def submit_sleeper(cluster: Cluster, job_id: str) -> None:
 def ready_with(cluster: Cluster, alive: int = 2) -> dict[str, Any] | None:
     status = status_json(cluster.handle, NAME)
     return status if status["ready"] and status["nodes_alive"] == alive else None
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    if os.environ.get("RAYCAI_NETNS") != "0" and not in_private_netns():
-        pytest.skip("needs a loopback-only network namespace: run it with ./dev test")
-    data_dir = tmp_path_factory.mktemp("workspace")
-    config = WorkspaceConfig(stop_grace_s=5.0, ready_poll_s=0.05)
-    assert config.restart_delay_s == 300.0  # CML's: nothing here waits for the platform
-    with run_workspace_in_thread(data_dir, config) as handle:
-        raycai(handle, "up", NAME, "--workers", "1", *SMALL_NODES)
-        try:
-            copy = handle.project_dir / "examples" / "serve"
-            shutil.copytree(EXAMPLE, copy, ignore=shutil.ignore_patterns("__pycache__"))
-            raycai(handle, "serve", "deploy", NAME, str(copy / "serve_config.yaml"))
-            state = json.loads(raycai(handle, "serve", "status", NAME, "--json").stdout)
-            route = next(a["cml_url"] for a in state["applications"] if a["name"] == "sentiment")
-            paths = ClusterPaths(handle.project_dir, NAME)
-            found = Cluster(handle, paths, paths.auth_token.read_text().strip(), route)
-            assert found.answers()
-            yield found
-        finally:
-            raycai(handle, "down", NAME, "--yes", check=False)
 
 
 def kill_on_head_and_recover(cluster: Cluster, program: str, restarts: int) -> None:
@@ -209,6 +181,8 @@ def test_a_lost_head_pod_comes_back_as_a_new_incarnation(cluster: Cluster) -> No
     new = wait_until(
         lambda: (h := cluster.head())["incarnation"] != old["incarnation"] and h, 60, "a new head"
     )
+    assert new["ip"] != old["ip"]  # a new pod, a new address
+    assert cluster.handle.app_info(head_app)["restarts"] >= 1  # the platform's restart
     wait_until(lambda: ready_with(cluster), 90, "the worker re-joined")
     wait_until(cluster.answers, 90, "the Serve config re-applied and answering")
     head = cluster.record("head")

@@ -1,97 +1,40 @@
 """Serving the example (examples/serve) on a real cluster (head + 1 worker, shared by the
-whole module) through the local workspace, which stands in for CML: deployed with
+package) through the local workspace, which stands in for CML: deployed with
 `raycai serve deploy`, reached through the head application's URL (the workspace's ingress,
 then the head proxy, then Serve on the head's loopback) with the `curl` line `raycai serve
 status` prints; the credentials each hop wants; nothing of Serve on a pod address; a
 streamed answer arriving in chunks; the dashboard's browser login through the same URL; a
 refused config; deleting one application.
 
-The tests run in file order on one deployment; the last one deletes an application.
+The tests run in file order on the package's cluster (tests/serving/conftest.py), after the
+recovery tests; the last one deletes an application.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
-from raycai_core.cluster.layout import ClusterPaths
-from raycai_core.local import WorkspaceConfig, WorkspaceHandle, run_workspace_in_thread
 from raycai_core.local.ingress import LOGIN_PATH, SESSION_COOKIE
-from tests.conftest import in_private_netns
-from tests.fixtures.workspace import FAST_CONFIG
-from tests.helpers import SMALL_NODES, raycai
+from tests.helpers import raycai
+from tests.serving.conftest import NAME, Served, serve_apps
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
 
-NAME = "srv"
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "serve"
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/128.0"
 RAY_COOKIE = "ray-authentication-token"
 
 
-@dataclass(frozen=True)
-class Served:
-    handle: WorkspaceHandle
-    config: Path  # the example's config, copied into the project
-    token: str
-    status: str  # `raycai serve status`'s output
-    apps: dict[str, dict[str, Any]]  # `raycai serve status --json`'s applications by name
-
-    def url(self, app: str) -> str:
-        """The route's URL through the head application's URL (`http://<sub>.localhost:<port>`)."""
-        return self.apps[app]["cml_url"]
-
-    def ingress(self, app: str, query: str = "") -> tuple[str, dict[str, str]]:
-        """(URL on 127.0.0.1, Host header) for the route's head application URL: Python's
-        resolver may not know `*.localhost`, so connect to loopback with the Host."""
-        parts = urlsplit(self.url(app))
-        port = parts.port or 80
-        return f"http://127.0.0.1:{port}{parts.path}{query}", {"Host": parts.netloc}
-
-    def workspace_key(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.handle.api_key}"}
-
-    def ray_token(self) -> dict[str, str]:
-        return {"X-Ray-Authorization": f"Bearer {self.token}"}
-
-
-def serve_apps(handle: WorkspaceHandle) -> dict[str, dict[str, Any]]:
-    state = json.loads(raycai(handle, "serve", "status", NAME, "--json").stdout)
-    return {a["name"]: a for a in state["applications"]}
-
-
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """The workspace, cluster NAME (head + 1 worker) and the example deployed on it."""
-    if os.environ.get("RAYCAI_NETNS") != "0" and not in_private_netns():
-        pytest.skip("needs a loopback-only network namespace: run it with ./dev test")
-    data_dir = tmp_path_factory.mktemp("workspace")
-    with run_workspace_in_thread(data_dir, WorkspaceConfig(**FAST_CONFIG)) as handle:
-        raycai(handle, "up", NAME, "--workers", "1", *SMALL_NODES)
-        try:
-            # What a user does: copy the example into the project, deploy its config.
-            copy = handle.project_dir / "examples" / "serve"
-            shutil.copytree(EXAMPLE, copy, ignore=shutil.ignore_patterns("__pycache__"))
-            config = copy / "serve_config.yaml"
-            deployed = raycai(handle, "serve", "deploy", NAME, str(config))
-            assert "sentiment: RUNNING" in deployed.stdout and "stream: RUNNING" in deployed.stdout
-            assert f"working_dir . -> local://{copy}" in deployed.stderr
-            token = ClusterPaths(handle.project_dir, NAME).auth_token.read_text().strip()
-            status = raycai(handle, "serve", "status", NAME).stdout
-            yield Served(handle, config, token, status, serve_apps(handle))
-        finally:
-            raycai(handle, "down", NAME, "--yes", check=False)
+def served(serving: Served) -> Served:
+    """The package's cluster as the recovery tests left it, its Serve status read again."""
+    return serving.refreshed()
 
 
 def session_env(served: Served) -> dict[str, str]:
@@ -141,7 +84,7 @@ def test_the_head_url_wants_both_credentials(served: Served) -> None:
 
 
 def test_nothing_of_serve_on_a_pod_address(served: Served) -> None:
-    paths = ClusterPaths(served.handle.project_dir, NAME)
+    paths = served.paths
     head = json.loads(paths.head_json.read_text())
     worker_ip = json.loads(paths.node_record("worker-1").read_text())["ip"]
     assert head["ip"] != worker_ip and head["ip"].startswith("127.")
