@@ -370,6 +370,12 @@ class QuitScreen(ConfirmScreen):
     type=click.Path(file_okay=False, path_type=Path),
     help="The project's files (default: /home/cdsw in a session; RAYCAI_PROJECT_DIR).",
 )
+@click.option(
+    "--dir",
+    "launcher_dir",
+    metavar="FOLDER",
+    help="The launcher folder at the project root (default .raycai; RAYCAI_DIR).",
+)
 @click.option("--readonly", is_flag=True, help="Watch only: hide every action that changes things.")
 @click.option("--no-heal", is_flag=True, help="Do not restart or replace failed nodes.")
 @click.option(
@@ -390,12 +396,19 @@ def main(
     host: str | None,
     project: str | None,
     project_dir: Path | None,
+    launcher_dir: str | None,
     readonly: bool,
     no_heal: bool,
     keymap_file: Path | None,
     poll: float,
 ) -> None:
     """A keyboard-driven dashboard for Ray clusters on Cloudera AI (CML) applications."""
+    from raycai_core.cluster.layout import LauncherFolderError, use_launcher_folder
+
+    try:
+        use_launcher_folder(launcher_dir)  # every cluster path of this process uses it
+    except LauncherFolderError as exc:
+        raise click.BadParameter(str(exc), param_hint="--dir / RAYCAI_DIR") from None
     keymap: dict[str, str] = {}
     if keymap_file is not None:
         from raycai_tui.keymap import KeymapError, load_keymap

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from raycai_core.cli.output import EXIT_BAD_INPUT, fail
+from raycai_core.cluster.layout import LauncherFolderError, use_launcher_folder
 from raycai_core.target import resolve_target
 
 
@@ -28,14 +29,26 @@ def target_options(command: Callable[..., Any]) -> Callable[..., Any]:
         default=None,
         help="Use the embedded local workspace (default: when no credentials are set).",
     )
+    @click.option(
+        "--dir",
+        "launcher_dir",
+        metavar="FOLDER",
+        help="The launcher folder at the project root (default .raycai; RAYCAI_DIR), e.g. "
+        "raycai-clusters.",
+    )
     @functools.wraps(command)
     def wrapper(
         host: str | None,
         project: str | None,
         project_dir: Path | None,
         local: bool | None,
+        launcher_dir: str | None,
         **kwargs: Any,
     ) -> Any:
+        try:  # before anything is read or written: a refused folder leaves no trace
+            use_launcher_folder(launcher_dir)
+        except LauncherFolderError as exc:
+            fail(str(exc), EXIT_BAD_INPUT)
         try:
             target = resolve_target(
                 host=host, project=project, project_dir=project_dir, local=local

@@ -30,6 +30,7 @@ __all__ = [
     "PROXY_FILE",
     "ROLES",
     "RenderedCluster",
+    "ensure_gitignore",
     "ensure_token",
     "head_programs",
     "launcher_config",
@@ -41,6 +42,7 @@ __all__ = [
 LAUNCHER_SCHEMA = 1
 ROLES = ("head", "worker")
 TOKEN_FILE = "auth_token"
+GITIGNORE_NOTE = "# raycai: each cluster's Ray token stays out of the project's git snapshots\n"
 # The head proxy (head_proxy.py), copied beside the launchers; the head runs it on its
 # application's port with Ray's Python.
 PROXY_FILE = "raycai_head_proxy.py"
@@ -165,6 +167,25 @@ def ensure_token(paths: ClusterPaths, token: Secret | None = None) -> bool:
     return True
 
 
+def ensure_gitignore(paths: ClusterPaths) -> bool:
+    """A non-dot launcher folder's `.gitignore` names the token file (CML commits the
+    project's files to git snapshots); a line the user's own file lacks is appended.
+    True if written."""
+    path = paths.gitignore
+    if path is None:
+        return False
+    try:
+        current = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        current = ""
+    if TOKEN_FILE in (line.strip() for line in current.splitlines()):
+        return False
+    head = current if not current or current.endswith("\n") else current + "\n"
+    text = head + GITIGNORE_NOTE + TOKEN_FILE + "\n"
+    atomic_write_bytes(path, text.encode("utf-8"), mode=SCRIPT_MODE)
+    return True
+
+
 def _tighten(path: Path) -> None:
     if path.stat().st_mode & 0o077:
         os.chmod(path, TOKEN_MODE)
@@ -193,6 +214,8 @@ def render_cluster(
     for directory in (paths.root, paths.nodes_dir, paths.logs_dir):
         directory.mkdir(parents=True, exist_ok=True)
     changed: list[str] = []
+    if ensure_gitignore(paths):
+        changed.append(".gitignore")
     if ensure_token(paths, token):
         changed.append(TOKEN_FILE)
     config = launcher_config(spec)

@@ -4,7 +4,8 @@ contents (`gcs://_ray_pkg_<hash>.zip`), checked for (`GET /api/packages/gcs/<nam
 uploaded once (`PUT`).
 
 Left out, at any depth: Ray's default excludes (`.git`, `.venv`, `venv`, `__pycache__`) and
-`.raycai` (cluster directories hold Ray tokens). `.gitignore` files are not read.
+the launcher folders (`.raycai` and the one in use, e.g. `raycai-clusters`: cluster
+directories hold Ray tokens). `.gitignore` files are not read.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from raycai_core.cluster.layout import search_folders
 
 EXCLUDED_NAMES = frozenset({".git", ".venv", "venv", "__pycache__", ".raycai"})
 MAX_PACKAGE_BYTES = 512 * 2**20 - 2**20  # Ray's gRPC message limit, with room to spare
@@ -39,11 +42,12 @@ class Package:
 def package_files(root: Path) -> list[Path]:
     """The files to package, relative to `root`, sorted (symlinks to files are followed)."""
     found: list[Path] = []
+    excluded = EXCLUDED_NAMES | set(search_folders())
     for directory, subdirs, files in os.walk(root):
-        subdirs[:] = sorted(d for d in subdirs if d not in EXCLUDED_NAMES)
+        subdirs[:] = sorted(d for d in subdirs if d not in excluded)
         for name in sorted(files):
             path = Path(directory, name)
-            if name not in EXCLUDED_NAMES and path.is_file():
+            if name not in excluded and path.is_file():
                 found.append(path.relative_to(root))
     return found
 

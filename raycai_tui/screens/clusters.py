@@ -220,6 +220,15 @@ class ClustersScreen(RaycaiScreen):
             return
         self.confirm_delete(name)
 
+    def _cluster_dir(self, name: str) -> str:
+        """Where `name`'s launcher files are, relative to the project root."""
+        from raycai_core.cluster.layout import CLUSTERS, ClusterPaths, launcher_folder
+
+        services = self.services
+        if services is None:
+            return f"{launcher_folder()}/{CLUSTERS}/{name}"
+        return str(ClusterPaths(services.target.project_dir, name).relative)
+
     def confirm_delete(self, name: str) -> None:
         """Ask, listing what goes, then delete (also used by the cluster screen)."""
         from raycai_tui.screens.confirm import ConfirmScreen
@@ -227,7 +236,7 @@ class ClustersScreen(RaycaiScreen):
         summary = self.snapshot.summary(name) if self.snapshot else None
         members = summary.members if summary else []
         items = [f"{m.app.name}  ({m.node}, {m.app.status.value})" for m in members]
-        items.append(f"launcher files in .raycai/clusters/{name}/ (logs are kept)")
+        items.append(f"launcher files in {self._cluster_dir(name)}/ (logs are kept)")
         question = (
             f"Delete cluster {name}? This deletes {len(members)} application(s); "
             "Ray and everything running on it stop."
