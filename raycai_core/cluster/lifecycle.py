@@ -194,6 +194,19 @@ class ClusterManager:
         if state == "active":
             render_cluster(self.project_dir, spec)
 
+    # The project's files: on disk here; RemoteClusterManager (cluster/remote.py) also
+    # keeps them in the project through the files API.
+
+    async def _store(self, spec: ClusterSpec, state: DesiredState = "active") -> None:
+        await asyncio.to_thread(self._write_spec, spec, state)
+
+    async def _forget_head(self, paths: ClusterPaths) -> None:
+        """A head.json left by an earlier head would point workers at a dead address."""
+        await asyncio.to_thread(paths.head_json.unlink, missing_ok=True)
+
+    async def _remove_files(self, paths: ClusterPaths) -> None:
+        await asyncio.to_thread(_remove_cluster_files, paths)
+
     async def _create(self, spec: ClusterSpec, node: str) -> ClusterApp:
         request = self._request(spec, node)
         script = self.project_dir / request.script
@@ -320,7 +333,7 @@ class ClusterManager:
         members = await self.members(spec.name)
         check_sizes_unchanged(previous, spec, members)
         token_lost = bool(members) and not await asyncio.to_thread(paths.auth_token.exists)
-        await asyncio.to_thread(self._write_spec, spec)
+        await self._store(spec)
         self.report("scripts", f"launcher scripts written to {paths.relative}/")
         act = partial(self._act, spec.name, spec=spec)
         if token_lost:
@@ -330,7 +343,7 @@ class ClusterManager:
                 "the cluster's Ray token file was gone: restarting its nodes with a new token",
                 level="warning",
             )
-            await asyncio.to_thread(paths.head_json.unlink, missing_ok=True)
+            await self._forget_head(paths)
             for restarts in plan_token_restart(members):
                 await self._execute("up", spec.name, restarts, act, step="restart")
             members = await self.members(spec.name)
@@ -348,7 +361,7 @@ class ClusterManager:
             )
         else:
             # A head.json left by an earlier head would point workers at a dead address.
-            await asyncio.to_thread(paths.head_json.unlink, missing_ok=True)
+            await self._forget_head(paths)
             (done,) = await self._execute(
                 "up", spec.name, [plan.head], act, step="head-created", say=_said_of_head
             )
@@ -478,7 +491,7 @@ class ClusterManager:
             plan = plan_scale(desired, targets, view.worker_rows)
             if plan.busy and not allow_busy:
                 raise WorkersBusy(plan.busy)
-            await asyncio.to_thread(self._write_spec, plan.spec)
+            await self._store(plan.spec)
             for group, (before, after) in plan.groups.items():
                 what = _workers_of(desired.spec, group)
                 self.report(
@@ -530,7 +543,7 @@ class ClusterManager:
             assert desired is not None
             chosen = group_targets(desired.spec, targets)
             new = scaled_spec(desired.spec, chosen)
-            await asyncio.to_thread(self._write_spec, new)
+            await self._store(new)
             several = len(desired.spec.groups) > 1
             counts: dict[str, tuple[int, int]] = {}
             for group in chosen:
@@ -638,7 +651,7 @@ class ClusterManager:
             async with self.lock(name):  # a scale in progress must not write `active` back
                 desired = await asyncio.to_thread(read_desired, paths)
                 if desired is not None:
-                    await asyncio.to_thread(self._write_spec, desired.spec, "deleting")
+                    await self._store(desired.spec, "deleting")
         members = await self.members(name)
         if members:
             self.report("delete", f"deleting {len(members)} application(s)", 0, len(members))
@@ -656,7 +669,7 @@ class ClusterManager:
         while await self.members(name):
             _check_deadline(deadline, "applications are still listed after delete; rerun down")
             await asyncio.sleep(self.api_poll_s)
-        await asyncio.to_thread(_remove_cluster_files, paths)
+        await self._remove_files(paths)
         self.report("delete", f"cluster {name} deleted (logs kept in {paths.relative}/logs)")
         return [m.app.name for m in members]
 

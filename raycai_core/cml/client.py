@@ -122,9 +122,32 @@ class CMLClient:
         params: dict[str, Any] | None = None,
         json_body: Any = None,
     ) -> Any:
+        response = await self._send(method, path, params=params, json_body=json_body)
+        if not response.content:
+            return {}
+        try:
+            return response.json()
+        except ValueError:
+            raise CMLConnectionError(
+                "the response was not JSON (a proxy or login page?)",
+                operation=f"{method} {path}",
+            ) from None
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json_body: Any = None,
+        files: dict[str, tuple[str, bytes]] | None = None,
+    ) -> httpx.Response:
+        """One try: the 200 response, or the CMLError its status or failure means."""
         operation = f"{method} {path}"
         try:
-            response = await self._http.request(method, path, params=params, json=json_body)
+            response = await self._http.request(
+                method, path, params=params, json=json_body, files=files
+            )
         except httpx.TimeoutException as exc:
             raise CMLConnectionError(
                 f"timed out ({type(exc).__name__})", operation=operation
@@ -133,15 +156,7 @@ class CMLClient:
             reason = str(exc) or type(exc).__name__
             raise CMLConnectionError(reason, operation=operation) from None
         if response.status_code == 200:
-            if not response.content:
-                return {}
-            try:
-                return response.json()
-            except ValueError:
-                raise CMLConnectionError(
-                    "the response was not JSON (a proxy or login page?)",
-                    operation=operation,
-                ) from None
+            return response
         try:
             body: Any = response.json()
         except ValueError:
@@ -192,6 +207,22 @@ class CMLClient:
 
     async def _safe(self, method: str, path: str, **kwargs: Any) -> Any:
         return await self._with_retries(lambda: self._request(method, path, **kwargs))
+
+    async def raw(
+        self,
+        method: str,
+        path: str,
+        *,
+        files: dict[str, tuple[str, bytes]] | None = None,
+        retry: bool = True,
+    ) -> bytes:
+        """A call whose answer is not JSON (a file's bytes) or whose body is multipart (an
+        upload); `retry=False`: one try, for a call whose retry could do it twice."""
+
+        async def once() -> bytes:
+            return (await self._send(method, path, files=files)).content
+
+        return await self._with_retries(once) if retry else await once()
 
     def _apps_path(self, app_id: str | None = None) -> str:
         base = f"/projects/{self.project_id}/applications"

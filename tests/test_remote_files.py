@@ -1,0 +1,131 @@
+"""Remote mode's file layer against the local workspace's files API (no Ray): delete-upload-
+verify under API faults, the `(1)` names it never leaves, and the desired-state conflict
+refusal that stands in for the file lock a remote command cannot take."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from raycai_core.cluster.layout import ClusterPaths
+from raycai_core.cluster.remote import DesiredStateChanged, RemoteClusterManager
+from raycai_core.cml.client import CMLClient, RetryPolicy
+from raycai_core.cml.files import ProjectFiles, copy_names
+from raycai_core.local import WorkspaceHandle
+from raycai_core.spec import parse_spec
+from tests.fixtures.workspace import RUNTIME
+
+pytestmark = pytest.mark.timeout(120)
+
+FAULTS = {
+    "seed": 11,
+    "drop_rate": 0.05,
+    "lost_response_rate": 0.05,
+    "error_rates": {429: 0.03, 500: 0.04, 503: 0.03},
+    "retry_after_s": 0,
+}
+
+
+@pytest.fixture
+async def cml(local_workspace: WorkspaceHandle) -> AsyncIterator[CMLClient]:
+    policy = RetryPolicy(attempts=10, initial_wait=0.01, max_wait=0.1, deadline=60)
+    async with CMLClient(local_workspace.credentials(), retry=policy) as client:
+        yield client
+
+
+def test_copy_names() -> None:
+    names = {"a.py", "a(1).py", "a(12).py", "b(1).py", "a(x).py", "a(1).json"}
+    assert copy_names("a.py", names) == ["a(1).py", "a(12).py"]
+    assert copy_names("auth_token", {"auth_token", "auth_token(1)"}) == ["auth_token(1)"]
+
+
+async def test_upload_never_overwrites_and_replace_does(
+    local_workspace: WorkspaceHandle, cml: CMLClient
+) -> None:
+    """The workspace behaves as CML (a second upload is `name(1)`); replace leaves one file
+    with the new bytes, and cleans up a copy an earlier lost answer left."""
+    files = ProjectFiles(cml)
+    root = local_workspace.project_dir
+    await files._upload_once("dir/sub/a.json", b"one")
+    await files._upload_once("dir/sub/a.json", b"two")
+    assert (root / "dir/sub/a(1).json").read_bytes() == b"two"
+    assert [e.name for e in await files.list("dir/sub")] == ["a(1).json", "a.json"]
+    assert await files.replace("dir/sub/a.json", b"three") is True
+    assert sorted(p.name for p in (root / "dir/sub").iterdir()) == ["a.json"]
+    assert (root / "dir/sub/a.json").read_bytes() == b"three"
+    assert await files.replace("dir/sub/a.json", b"three") is False  # already so: untouched
+    assert await files.read("dir/sub/a.json") == b"three"
+    assert await files.read("dir/sub/missing.json") is None
+    assert await files.list("no/such/dir") == []
+    await files.delete("dir/sub/a.json")
+    await files.delete("dir/sub/a.json")  # gone already: done
+    assert not (root / "dir/sub/a.json").exists()
+
+
+async def test_replace_under_api_faults_leaves_no_copies(
+    local_workspace: WorkspaceHandle, cml: CMLClient
+) -> None:
+    files = ProjectFiles(cml)
+    root = local_workspace.project_dir
+    local_workspace.set_faults(**FAULTS)
+    try:
+        for round_ in range(3):
+            for k in range(8):
+                data = f"round {round_} file {k}\n".encode() * (k + 1)
+                await files.replace(f"faulty/f{k}.txt", data)
+        stats = local_workspace.stats()
+    finally:
+        local_workspace.set_faults()
+    injected = {k: v for k, v in stats["injected"].items() if k != "latency"}
+    assert sum(injected.values()) >= 0.1 * stats["total"], stats  # the faults happened
+    assert injected.get("lost"), injected  # the case that makes `(1)` copies
+    for k in range(8):
+        assert (root / f"faulty/f{k}.txt").read_bytes() == f"round 2 file {k}\n".encode() * (k + 1)
+    assert sorted(p.name for p in (root / "faulty").iterdir()) == [f"f{k}.txt" for k in range(8)]
+
+
+def _spec(name: str) -> object:
+    return parse_spec(
+        {
+            "name": name,
+            "head": {"cpu": 1, "memory": 1, "runtime_identifier": RUNTIME},
+            "workers": {"count": 1, "cpu": 1, "memory": 1, "runtime_identifier": RUNTIME},
+        }
+    )
+
+
+async def test_store_refuses_when_the_desired_state_changed(
+    local_workspace: WorkspaceHandle, cml: CMLClient, tmp_path: Path
+) -> None:
+    """A remote command re-reads cluster.json just before writing it: a change made since
+    it read it (another raycai) is refused, and nothing is written."""
+    spec = _spec("conflict")
+    root = local_workspace.project_dir
+    paths = ClusterPaths(root, "conflict")
+    first = RemoteClusterManager(cml, tmp_path / "one")
+    await first.project.pull("conflict")
+    await first._store(spec)  # type: ignore[arg-type]
+    stored = json.loads(paths.cluster_json.read_bytes())
+    assert stored["state"] == "active"
+    assert paths.script("head").is_file() and paths.launcher_json.is_file()
+    assert paths.auth_token.read_bytes()  # uploaded: the launcher makes it 0600 itself
+
+    second = RemoteClusterManager(cml, tmp_path / "two")
+    await second.project.pull("conflict")
+    # Meanwhile another raycai (here: the project's own files) changes the desired state.
+    changed = dict(stored, updated_at=stored["updated_at"] + 1)
+    paths.cluster_json.write_text(json.dumps(changed))
+    with pytest.raises(DesiredStateChanged, match="changed in the project since"):
+        await second._store(spec, "deleting")  # type: ignore[arg-type]
+    assert json.loads(paths.cluster_json.read_bytes()) == changed  # nothing written
+    # Read again, the same command goes through, and the token stays the cluster's.
+    token = paths.auth_token.read_bytes()
+    await second.project.pull("conflict")
+    await second._store(spec, "deleting")  # type: ignore[arg-type]
+    assert json.loads(paths.cluster_json.read_bytes())["state"] == "deleting"
+    assert paths.auth_token.read_bytes() == token
+    await second.project.remove_cluster_files("conflict")
+    assert not paths.cluster_json.exists() and not paths.script("head").exists()
