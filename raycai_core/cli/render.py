@@ -103,7 +103,7 @@ def view_to_json(view: ClusterView) -> dict[str, Any]:
                 "app_status": row.app_status.value,
                 "phase": row.phase,
                 "joined": row.joined,
-                "reason": row.not_ready_reason,
+                "reason": view.reason(row),
                 "ray_node_id": row.ray.node_id if row.ray else None,
                 "ray_state": row.ray.state if row.ray else None,
                 "cpu": row.app.app.cpu if row.app else None,
@@ -163,7 +163,7 @@ def print_view(view: ClusterView, autoscaler: AutoscalerStatus | None = None) ->
                 f"{app.cpu:g}" if app else "-",
                 f"{app.memory:g}" if app else "-",
                 f"{app.nvidia_gpu}" if app else "-",
-                row.not_ready_reason or "",
+                view.reason(row) or "",
             )
         )
     print_table(rows)

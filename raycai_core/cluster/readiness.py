@@ -47,6 +47,9 @@ def progress_line(view: ClusterView) -> str:
     if failed is not None:
         record = failed.record
         return f"{line}; {failed.node}: {(record.error if record else None) or 'failed'}"
+    note = view.schedule_note  # applications the workspace has not run for a while
+    if note is not None:
+        return f"{line}; {note}"
     if view.all_joined and not view.ready:  # the launchers say so; Ray has not confirmed
         why = f"Ray does not answer: {view.ray_error}" if view.ray_error else "not asked yet"
         return f"{line} by the launchers' word; waiting for Ray's node list ({why})"

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,6 +25,7 @@ from raycai_core.ray.matching import launcher_ip, match_ray_node
 
 __all__ = [
     "READY_PHASES",
+    "SCHEDULE_WAIT_S",
     "ClusterView",
     "GroupCounts",
     "NodeRow",
@@ -31,6 +33,29 @@ __all__ = [
     "Totals",
     "merge_cluster",
 ]
+
+
+# How long an application may stay STARTING, its launcher silent since the application's
+# start, before its node's reason says the workspace has not scheduled it and names the
+# quota: CML queues an application over the project's quota in STARTING without a word, and
+# its own scheduling rarely takes a minute. RAYCAI_SCHEDULE_WAIT_S overrides it (tests use a
+# second, so that nobody sleeps a minute).
+SCHEDULE_WAIT_S = 60.0
+SCHEDULE_WAIT_ENV = "RAYCAI_SCHEDULE_WAIT_S"
+
+
+def schedule_threshold_s() -> float:
+    """The threshold in use: RAYCAI_SCHEDULE_WAIT_S when it is a number >= 0, else 60 s."""
+    try:
+        value = float(os.environ.get(SCHEDULE_WAIT_ENV, ""))
+    except ValueError:
+        return SCHEDULE_WAIT_S
+    return value if value >= 0 else SCHEDULE_WAIT_S
+
+
+def waited_text(seconds: float) -> str:
+    """`N min` (whole minutes), or `N s` under a minute."""
+    return f"{int(seconds // 60)} min" if seconds >= 60 else f"{int(seconds)} s"
 
 
 @dataclass(frozen=True)
@@ -109,6 +134,18 @@ class NodeRow:
         """Why this node is not (yet) a live member of the Ray cluster; None when it is."""
         return not_ready_reason(self, self.observed_at)
 
+    @property
+    def unscheduled_s(self) -> float | None:
+        """How long the application has been STARTING with no launcher record written since
+        its start (the workspace has not run it yet); None for any other node."""
+        if self.app is None or self.app_status is not AppStatus.STARTING:
+            return None
+        if self.record is not None and not _older_than_app(self.record, self):
+            return None
+        app = self.app.app
+        since = app.starting_at or app.created_at
+        return max(0.0, self.observed_at - since.timestamp()) if since is not None else None
+
 
 @dataclass(frozen=True)
 class GroupCounts:
@@ -151,6 +188,7 @@ class ClusterView:
     ray_error: str | None = None
     observed_at: float = field(default_factory=time.time)
     ray_known: bool = True  # Ray's node list answered (else `joined` is the launchers' word)
+    schedule_wait_s: float = field(default_factory=schedule_threshold_s)
 
     @property
     def desired_workers(self) -> int:
@@ -271,7 +309,13 @@ class ClusterView:
             if self.ray_error is not None:
                 return f"every node joined, but Ray does not answer: {self.ray_error}"
             return "every node joined; waiting for Ray's own node list"
-        reasons = [f"{r.node}: {why}" for r in self.rows if (why := self.reason(r))]
+        waiting = {row.node for row in self.schedule_waiting}
+        reasons = [note] if (note := self.schedule_note) else []
+        reasons += [
+            f"{r.node}: {why}"
+            for r in self.rows
+            if r.node not in waiting and (why := self.reason(r))
+        ]
         several = len(self.group_names) > 1
         for counts in self.groups:
             if counts.missing > 0:
@@ -285,10 +329,57 @@ class ClusterView:
 
     def reason(self, row: NodeRow) -> str | None:
         """Why `row` is not ready, Ray's silence included: while Ray does not answer, a
-        launcher's 'running' or 'joined' is unconfirmed."""
+        launcher's 'running' or 'joined' is unconfirmed; an application the workspace has
+        not run for longer than `schedule_wait_s` names the quota."""
         if self.ray_error and row.record is not None and row.record.phase in READY_PHASES:
             return f"launcher says {row.record.phase}; Ray is not answering, so unconfirmed"
+        waited = row.unscheduled_s
+        if waited is not None and waited >= self.schedule_wait_s:
+            return self._schedule_text("it", waited)
         return row.not_ready_reason
+
+    @property
+    def unscheduled_rows(self) -> list[NodeRow]:
+        """The nodes whose applications the workspace has not run yet (STARTING, no record
+        since their start), however long they waited."""
+        return [row for row in self.rows if row.unscheduled_s is not None]
+
+    @property
+    def schedule_waiting(self) -> list[NodeRow]:
+        """The unscheduled nodes that waited longer than `schedule_wait_s`."""
+        return [
+            row
+            for row in self.unscheduled_rows
+            if (row.unscheduled_s or 0.0) >= self.schedule_wait_s
+        ]
+
+    @property
+    def requested_text(self) -> str:
+        """What the applications waiting to be scheduled ask for, summed: the resources the
+        project's quota must still find room for."""
+        apps = [row.app.app for row in self.unscheduled_rows if row.app is not None]
+        cpu = sum(app.cpu for app in apps)
+        memory = sum(app.memory for app in apps)
+        gpu = sum(app.nvidia_gpu for app in apps)
+        by = f" by the {len(apps)} waiting applications" if len(apps) > 1 else ""
+        return f"cpu {cpu:g}, memory {memory:g} GB, gpu {gpu} requested{by}"
+
+    @property
+    def schedule_note(self) -> str | None:
+        """One line for the nodes the workspace has not scheduled for longer than the
+        threshold (`up`'s progress, the cluster's reason); None when there are none."""
+        waiting = self.schedule_waiting
+        if not waiting:
+            return None
+        longest = max(row.unscheduled_s or 0.0 for row in waiting)
+        nodes = ", ".join(row.node for row in waiting)
+        return f"{nodes}: " + self._schedule_text("them" if len(waiting) > 1 else "it", longest)
+
+    def _schedule_text(self, which: str, waited: float) -> str:
+        return (
+            f"waiting for the workspace to schedule {which} ({waited_text(waited)}); "
+            f"the project may be out of quota: {self.requested_text}"
+        )
 
     def with_ray(self, nodes: list[RayNodeInfo] | None, error: str | None) -> ClusterView:
         """This view's applications and records merged with a Ray answer obtained earlier
@@ -296,7 +387,15 @@ class ClusterView:
         records = {row.node: row.record for row in self.rows if row.record is not None}
         apps = [row.app for row in self.rows if row.app is not None]
         return merge_cluster(
-            self.name, self.desired, apps, records, self.head, nodes, error, now=self.observed_at
+            self.name,
+            self.desired,
+            apps,
+            records,
+            self.head,
+            nodes,
+            error,
+            now=self.observed_at,
+            schedule_wait=self.schedule_wait_s,
         )
 
     def uptime_s(self, row: NodeRow) -> float | None:
@@ -356,8 +455,10 @@ def merge_cluster(
     ray_nodes: list[RayNodeInfo] | None,
     ray_error: str | None = None,
     now: float | None = None,
+    schedule_wait: float | None = None,
 ) -> ClusterView:
-    """`ray_nodes` None: Ray was not asked (the launchers' records say who joined)."""
+    """`ray_nodes` None: Ray was not asked (the launchers' records say who joined).
+    `schedule_wait`: the view's `schedule_wait_s` (None: SCHEDULE_WAIT_S, or its override)."""
     now = time.time() if now is None else now
     nodes = ray_nodes or []
     ray_known = ray_nodes is not None and ray_error is None
@@ -404,6 +505,7 @@ def merge_cluster(
         ray_error=ray_error,
         observed_at=now,
         ray_known=ray_known,
+        schedule_wait_s=schedule_threshold_s() if schedule_wait is None else schedule_wait,
     )
 
 
@@ -418,7 +520,7 @@ def not_ready_reason(row: NodeRow, now: float | None = None) -> str | None:
     if record is not None and record.phase == phases.FAILED:
         return record.error or "the launcher failed"
     if status is AppStatus.STARTING and (record is None or _older_than_app(record, row)):
-        return "waiting for CML to start the application (quota or scheduling)"
+        return "waiting for the workspace to start the application (quota or scheduling)"
     if status is AppStatus.FAILED:
         detail = f": {record.error}" if record and record.error else ""
         return f"application failed; the platform restarts it{detail}"
