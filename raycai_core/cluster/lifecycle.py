@@ -398,6 +398,9 @@ class ClusterManager:
                 next_api = time.monotonic() + self.api_poll_s
                 app = await self.cml.get_application(head.app.id)
                 reason = _head_wait_reason(app.status, record.phase if record else None)
+                if app.status is AppStatus.STARTING:  # unscheduled for long: say the quota
+                    view = await self.observer.observe(spec.name, with_ray=False)
+                    reason = view.schedule_note or reason
                 if reason != last_reason:
                     self.report("head-wait", reason)
                     last_reason = reason
