@@ -27,7 +27,7 @@ def _access(name: str, project_dir: str | os.PathLike[str] | None) -> Any:
     from raycai_core.work.access import ClusterAccessError, load_access
 
     try:
-        target = resolve_target(project_dir=project_dir)
+        target = resolve_target(project_dir=project_dir, remote=False)
         return load_access(target.project_dir, name)
     except ClusterAccessError as exc:
         raise ConnectError(str(exc)) from None

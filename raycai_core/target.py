@@ -36,17 +36,29 @@ class TargetError(Exception):
     """No usable workspace/project; the message says what to set."""
 
 
+class FilesNotLocal(TargetError):
+    """Credentials, but no project directory here: remote mode reaches the files by API."""
+
+
+# A remote target's project_dir: never a real directory (its commands use a staging mirror).
+REMOTE_PROJECT_DIR = Path("/nonexistent/raycai-remote-project")
+
+
 @dataclass(frozen=True)
 class Target:
     credentials: Credentials
     project_dir: Path
     kind: Literal["cml", "local"]
+    # The project's files are not on this machine: `up`, `list`, `status`, `logs` and `down`
+    # reach them through the API v2 files endpoints (raycai_core.cluster.remote).
+    remote: bool = False
 
     @property
     def label(self) -> str:
+        where = " (remote: the project's files through the API)" if self.remote else ""
         if self.kind == "local":
-            return f"local workspace {self.credentials.host}"
-        return f"CML {self.credentials.domain}"
+            return f"local workspace {self.credentials.host}{where}"
+        return f"CML {self.credentials.domain}{where}"
 
     def __repr__(self) -> str:
         return f"Target(kind={self.kind!r}, host={self.credentials.host!r}, project_dir=...)"
@@ -66,24 +78,42 @@ def resolve_target(
     local_data_dir: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
     prefer_session: bool = False,
+    remote: bool | None = None,
 ) -> Target:
     """Resolve the target; `local=None` means "local only when no credentials are set".
 
     `prefer_session`: inside a CML session, its own variables come before `CML_*`.
+    `remote=None`: remote (the project's files through the API) when credentials are set
+    and no project directory is given or found; True: remote whatever is found.
     """
     env = os.environ if environ is None else environ
+    if remote and project_dir:
+        raise TargetError(
+            "--remote reaches the project's files through the API; --project-dir says they "
+            "are here: give one of them"
+        )
     explicit = any(v for v in (host, api_key, project))
     if local is None:
         local = not explicit and not _any_credentials(env)
     if local:
-        return _local_target(project_dir, local_data_dir)
+        target = _local_target(project_dir, local_data_dir)
+        if remote:
+            return Target(target.credentials, REMOTE_PROJECT_DIR, "local", remote=True)
+        return target
     try:
         credentials = resolve_credentials(
             host, api_key, project, environ=env, prefer_session=prefer_session
         )
     except MissingCredentials as exc:
         raise TargetError(f"{exc} Or use --local for the embedded local workspace.") from None
-    return Target(credentials, _project_dir(project_dir, credentials, env), "cml")
+    if remote:
+        return Target(credentials, REMOTE_PROJECT_DIR, "cml", remote=True)
+    try:
+        return Target(credentials, _project_dir(project_dir, credentials, env), "cml")
+    except FilesNotLocal:
+        if remote is None:
+            return Target(credentials, REMOTE_PROJECT_DIR, "cml", remote=True)
+        raise
 
 
 def _project_dir(
@@ -103,10 +133,11 @@ def _project_dir(
                 "CML_PROJECT_ID, or pass --project-dir with that project's files"
             )
         return CML_SESSION_HOME if CML_SESSION_HOME.is_dir() else Path.home()
-    raise TargetError(
+    raise FilesNotLocal(
         "raycai writes launcher scripts into the project's files, which are local only inside "
-        "a CML session: run it in a session's terminal, or pass --project-dir (or set "
-        "RAYCAI_PROJECT_DIR) to the project's directory"
+        "a CML session: run it in a session's terminal, pass --project-dir (or set "
+        "RAYCAI_PROJECT_DIR) to the project's directory, or --remote to reach them through "
+        "the API"
     )
 
 

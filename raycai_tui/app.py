@@ -170,6 +170,7 @@ class RaycaiApp(App[None]):
                     project_dir=settings.project_dir,
                     local=settings.local,
                     prefer_session=True,  # in a CML session, its own project comes first
+                    remote=False,  # the TUI works on the project's files on disk
                 )
             # httpx, pydantic and raycai_core.cluster load off the UI thread.
             services_module = await asyncio.to_thread(

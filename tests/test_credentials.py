@@ -115,9 +115,16 @@ def test_a_session_project_other_than_the_chosen_one_is_refused() -> None:
     assert other.project_dir == Path("/tmp").resolve()
 
 
-def test_outside_a_session_the_project_dir_must_be_given(tmp_path: Path) -> None:
-    with pytest.raises(TargetError, match="--project-dir"):
-        resolve_target(environ=EXPORTED)
+def test_outside_a_session_the_project_dir_is_given_or_the_files_are_remote(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(TargetError, match="--project-dir.*or --remote"):
+        resolve_target(environ=EXPORTED, remote=False)
+    remote = resolve_target(environ=EXPORTED)  # nothing local: the files through the API
+    assert remote.remote and remote.kind == "cml" and "remote" in remote.label
+    assert not remote.project_dir.exists()
+    with pytest.raises(TargetError, match="give one of them"):
+        resolve_target(environ=EXPORTED, project_dir=tmp_path, remote=True)
     target = resolve_target(environ={**EXPORTED, "RAYCAI_PROJECT_DIR": str(tmp_path)})
     assert target.project_dir == tmp_path.resolve() and target.kind == "cml"
     assert KEY not in repr(target)

@@ -539,7 +539,7 @@ def test_serve_listens_on_the_pod_network_when_the_spec_says_so(tmp_path: Path) 
         gcs.close()
 
 
-@pytest.mark.parametrize("problem", ["missing", "version", "token-mode", "token-missing"])
+@pytest.mark.parametrize("problem", ["missing", "version", "token-missing"])
 def test_fatal_problems_are_recorded(fake: Project, problem: str, tmp_path: Path) -> None:
     config = json.loads(fake.paths.launcher_json.read_text())
     if problem == "missing":
@@ -547,10 +547,11 @@ def test_fatal_problems_are_recorded(fake: Project, problem: str, tmp_path: Path
         config["ray"]["search"] = [".venv", "PATH"]
     elif problem == "version":
         fake_python(fake.root / ".venv" / "bin", "2.9.3")
-    elif problem == "token-mode":
-        fake.paths.auth_token.chmod(0o644)
     else:
         fake.paths.auth_token.unlink()
+        config.setdefault("timing", {})["missing_grace_s"] = (
+            0.5  # a re-upload's moment without the file
+        )
     fake.paths.launcher_json.write_text(json.dumps(config))
     env = fake.env("worker-2", "127.0.0.1", free_port(), path="/usr/bin:/bin")
     launcher = fake.start("worker", env, python=oldest_python())
@@ -562,13 +563,32 @@ def test_fatal_problems_are_recorded(fake: Project, problem: str, tmp_path: Path
     expected = {
         "missing": ["Ray 2.60.0 not found", ".venv/bin/ray", "no `ray` on PATH", "setup-env"],
         "version": ["wrong Ray version", "2.60.0", "2.9.3", "setup-env"],
-        "token-mode": ["auth_token", "0644", "0600"],
         "token-missing": ["auth_token", "missing"],
     }[problem]
     for text in expected:
         assert text in error
     assert starts(fake) == []
     assert error in fake.paths.node_log("worker-2").read_text()
+
+
+def test_a_token_others_can_read_is_made_owner_only(fake: Project) -> None:
+    """The files API cannot set a file's mode: a token uploaded from outside CML is 0644,
+    and the launcher of its own user makes it 0600 and says so, instead of refusing."""
+    fake.paths.auth_token.chmod(0o644)
+    env = fake.env("worker-2", "127.0.0.1", free_port(), path="/usr/bin:/bin")
+    launcher = fake.start("worker", env, python=oldest_python())
+    log = fake.paths.node_log("worker-2")
+    try:
+        deadline = time.monotonic() + 20
+        while not (log.is_file() and "made it 0600" in log.read_text()):
+            assert launcher.poll() is None, log.read_text() if log.is_file() else "no log"
+            assert time.monotonic() < deadline, "the launcher never fixed the token's mode"
+            time.sleep(0.1)
+        assert fake.paths.auth_token.stat().st_mode & 0o777 == 0o600
+        assert "had mode 0644" in log.read_text()
+    finally:
+        launcher.terminate()
+        launcher.wait(20)
 
 
 def test_worker_whose_token_is_refused_fails(fake: Project) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -39,8 +41,17 @@ from raycai_core.target import Target
 
 @asynccontextmanager
 async def manager(target: Target, quiet: bool = False) -> AsyncIterator[ClusterManager]:
-    async with CMLClient(target.credentials) as cml:
-        ops = ClusterManager(cml, target.project_dir, progress=ProgressPrinter(quiet=quiet))
+    """The project's manager; with a remote target, one over the files API, whose mirror of
+    the project's cluster files lives in a private temporary directory for this command."""
+    async with CMLClient(target.credentials) as cml, contextlib.AsyncExitStack() as stack:
+        progress = ProgressPrinter(quiet=quiet)
+        if target.remote:
+            from raycai_core.cluster.remote import RemoteClusterManager, staging_dir
+
+            staging = await stack.enter_async_context(staging_dir())
+            ops: ClusterManager = RemoteClusterManager(cml, staging, progress=progress)
+        else:
+            ops = ClusterManager(cml, target.project_dir, progress=progress)
         try:
             yield ops
         finally:
@@ -393,7 +404,62 @@ def logs(
 
     NODE defaults to head. With --all: every node's launcher log merged.
     """
-    paths = ClusterPaths(target.project_dir, name)
+    if target.remote:
+        if ray_file:
+            fail(
+                "--ray reads a node's Ray log from the Ray dashboard, which only the "
+                "project's own workloads reach: run `raycai logs NAME NODE --ray FILE` inside "
+                "the project (a CML session's terminal, a job or an application)",
+                EXIT_BAD_INPUT,
+            )
+        if follow:
+            fail(
+                "--follow reads the launchers' logs as they grow, on the project's disk; from "
+                "outside, `raycai logs` shows what they wrote so far (run it again), or follow "
+                "inside the project (a CML session's terminal)",
+                EXIT_BAD_INPUT,
+            )
+        with _remote_logs(target, name) as paths:
+            _print_logs(target, paths, name, node, lines, follow, all_nodes, ray_file)
+        return
+    _print_logs(
+        target,
+        ClusterPaths(target.project_dir, name),
+        name,
+        node,
+        lines,
+        follow,
+        all_nodes,
+        ray_file,
+    )
+
+
+@contextlib.contextmanager
+def _remote_logs(target: Target, name: str) -> Iterator[ClusterPaths]:
+    """The cluster's launcher logs downloaded into a private temporary directory."""
+    from raycai_core.cluster.remote import RemoteProject
+    from raycai_core.cml.files import ProjectFiles
+
+    with tempfile.TemporaryDirectory(prefix="raycai-remote-") as staging:
+
+        async def pull() -> None:
+            async with CMLClient(target.credentials) as cml:
+                await RemoteProject(ProjectFiles(cml), Path(staging)).pull(name, logs=True)
+
+        run(pull())
+        yield ClusterPaths(Path(staging), name)
+
+
+def _print_logs(
+    target: Target,
+    paths: ClusterPaths,
+    name: str,
+    node: str | None,
+    lines: int,
+    follow: bool,
+    all_nodes: bool,
+    ray_file: str | None,
+) -> None:
     if all_nodes:
         if node is not None:
             fail(f"give a NODE ({node}) or --all, not both", EXIT_BAD_INPUT)

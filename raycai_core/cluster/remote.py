@@ -21,14 +21,19 @@ from pathlib import Path
 
 from raycai_core.atomic import atomic_write_bytes
 from raycai_core.cluster import phases
-from raycai_core.cluster.apps import ClusterApp
+from raycai_core.cluster.apps import APP_FILTER, ClusterApp, group_by_cluster
 from raycai_core.cluster.desired import DesiredState
 from raycai_core.cluster.layout import ClusterPaths
-from raycai_core.cluster.lifecycle import ClusterManager, _check_deadline, _head_wait_reason
+from raycai_core.cluster.lifecycle import (
+    ClusterManager,
+    _check_deadline,
+    _head_wait_reason,
+    summarise,
+)
 from raycai_core.cluster.observe import ClusterFiles, Observer
 from raycai_core.cluster.readiness import progress_line
 from raycai_core.cluster.records import HeadAddress, read_head_address, read_node_record
-from raycai_core.cluster.types import ClusterError, NodeFailed, ProgressCallback
+from raycai_core.cluster.types import ClusterError, ClusterSummary, NodeFailed, ProgressCallback
 from raycai_core.cluster.view import ClusterView
 from raycai_core.cml.client import CMLClient
 from raycai_core.cml.files import ProjectFiles
@@ -45,16 +50,6 @@ NO_RAY_FROM_OUTSIDE = (
 # Files the launchers write (never pushed back): records, logs, drains' ends, the head's.
 _NOT_OURS = ("nodes", "logs", "drain")
 _PARALLEL = 4
-
-
-def inside_project_hint(command: str) -> str:
-    """What to say when a command needs the Ray head's address (reachable only inside)."""
-    return (
-        f"`raycai {command}` needs the Ray head's address, which only the project's own "
-        "workloads reach: run it inside the project, in a CML session's terminal, or as a "
-        f"job or application whose script runs `raycai {command} ...` (the files there are "
-        "the project's, so it finds the cluster as `raycai up` left it)"
-    )
 
 
 class DesiredStateChanged(ClusterError):
@@ -281,6 +276,15 @@ class RemoteClusterManager(ClusterManager):
         await self.project.pull(name)
         return await super().down(name, timeout=timeout)
 
+    async def list_clusters(self) -> list[ClusterSummary]:
+        """Every cluster of the project: the app list, and each cluster's files pulled."""
+        grouped = group_by_cluster(await self.cml.list_applications(APP_FILTER))
+        clusters_dir = self.paths("x").relative.parent.as_posix()
+        listed = await self.project.files.list(clusters_dir)
+        names = sorted({e.name for e in listed if e.is_dir} | set(grouped))
+        await asyncio.gather(*(self.project.pull(name) for name in names))
+        return await asyncio.to_thread(summarise, self.project_dir, grouped)
+
     async def _wait_head(
         self, spec: ClusterSpec, head: ClusterApp, deadline: float | None
     ) -> HeadAddress:
@@ -351,6 +355,5 @@ __all__ = [
     "RemoteClusterManager",
     "RemoteObserver",
     "RemoteProject",
-    "inside_project_hint",
     "staging_dir",
 ]

@@ -95,6 +95,9 @@ DEFAULT_TIMING = {
     "recover_window_s": 600.0,
     "recover_backoff_s": 0.5,
 }
+# A file raycai replaces through the API from outside CML (delete, then upload) is missing
+# for a moment: its readers wait this long before they call it missing.
+MISSING_GRACE_S = 10.0
 SETUP_HINT = "run `raycai setup-env` (it installs ray[default,serve]=={v} into the project's .venv)"
 
 
@@ -184,6 +187,20 @@ def load_config(root: str) -> dict:
     timing.update(config.get("timing") or {})
     config["timing"] = timing
     return config
+
+
+def wait_for_config(grace: float = MISSING_GRACE_S) -> tuple[str, dict]:
+    """find_root and load_config, tried again for `grace` seconds: from outside CML,
+    launcher.json is replaced by delete and upload, so it may be missing or half-written."""
+    deadline = time.monotonic() + grace
+    while True:
+        try:
+            root = find_root()
+            return root, load_config(root)
+        except Fatal:
+            if time.monotonic() >= deadline:
+                raise
+        time.sleep(0.25)
 
 
 def node_identity(config: dict) -> tuple[str, str]:
@@ -345,8 +362,11 @@ def find_ray(root: str, config: dict) -> tuple[str, str]:
     raise Fatal("Ray {} not found (searched {}); {}".format(wanted, "; ".join(tried), hint))
 
 
-def auth_environment(root: str, config: dict) -> dict:
-    """RAY_AUTH_* for the Ray child only: the token stays in its file, never in argv or logs."""
+def auth_environment(root: str, config: dict, note=None) -> dict:
+    """RAY_AUTH_* for the Ray child only: the token stays in its file, never in argv or logs.
+
+    A token others can read, in a file of this user, is made 0600 (`note` says so): the
+    files API that uploads it from outside CML cannot set a file's mode."""
     auth = config.get("auth") or {}
     mode = auth.get("mode", "token")
     if mode == "disabled":
@@ -355,12 +375,20 @@ def auth_environment(root: str, config: dict) -> dict:
         raise Fatal(f"launcher.json: unknown auth mode {mode!r}")
     relative = os.path.join(CLUSTER_DIR, str(auth.get("token_file") or "auth_token"))
     path = os.path.join(root, relative)
-    try:
-        info = os.stat(path)
-    except OSError:
+    grace = float((config.get("timing") or {}).get("missing_grace_s", MISSING_GRACE_S))
+    info = stat_when_present(path, grace)
+    if info is None:
         raise Fatal(
             f"the cluster's Ray token {relative} is missing: render the cluster again (`raycai up`)"
-        ) from None
+        )
+    if info.st_mode & 0o077 and info.st_uid == os.getuid():
+        os.chmod(path, 0o600)
+        if note is not None:
+            note(
+                f"the cluster's Ray token {relative} had mode {info.st_mode & 0o777:04o} (an "
+                "upload through the files API cannot set it): made it 0600"
+            )
+        info = os.stat(path)
     if info.st_mode & 0o077:
         raise Fatal(
             f"the cluster's Ray token {relative} has mode {info.st_mode & 0o777:04o}; "
@@ -369,6 +397,18 @@ def auth_environment(root: str, config: dict) -> dict:
     if info.st_size == 0:
         raise Fatal(f"the cluster's Ray token {relative} is empty")
     return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": path}
+
+
+def stat_when_present(path: str, grace: float) -> os.stat_result | None:
+    """os.stat of `path`, waiting up to `grace` seconds for it to appear; None if it does not."""
+    deadline = time.monotonic() + grace
+    while True:
+        try:
+            return os.stat(path)
+        except OSError:
+            if time.monotonic() >= deadline:
+                return None
+        time.sleep(0.25)
 
 
 def ray_environment(config: dict, auth: dict) -> dict:
@@ -1102,7 +1142,8 @@ class Launcher:
         self.phase(CHECKING_RAY)
         self.ray_exe, self.ray_version = find_ray(self.root, self.config)
         self.log.info(f"using Ray {self.ray_version} at {self.ray_exe}")
-        self.ray_env = ray_environment(self.config, auth_environment(self.root, self.config))
+        auth = auth_environment(self.root, self.config, self.log.info)
+        self.ray_env = ray_environment(self.config, auth)
         self.status.update(ray_version=self.ray_version)
         if self.stopping.is_set():
             return self.stopped()
@@ -1604,8 +1645,7 @@ class Launcher:
 
 def main() -> int:
     try:
-        root = find_root()
-        config = load_config(root)
+        root, config = wait_for_config()
         cluster, node = node_identity(config)
         launcher = Launcher(root, config, cluster, node)
     except (Fatal, OSError) as exc:
