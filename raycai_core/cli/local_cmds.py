@@ -89,6 +89,12 @@ def local() -> None:
     help="Seconds between a failure and its platform restart (CML: 300).",
 )
 @click.option(
+    "--refuse-dot-folders",
+    is_flag=True,
+    help="Fail applications whose script is in a dot-folder (e.g. .raycai/), as CML would "
+    "if it refused them (not known): to test `raycai doctor` and another launcher folder.",
+)
+@click.option(
     "--timeout",
     type=float,
     default=30.0,
@@ -103,6 +109,7 @@ def start(
     quota_gpu: int | None,
     restart_attempts: int,
     restart_delay: float,
+    refuse_dot_folders: bool,
     timeout: float,
 ) -> None:
     """Start the workspace in the background (if it is not running already).
@@ -119,6 +126,8 @@ def start(
         "--restart-delay",
         str(restart_delay),
     ]
+    if refuse_dot_folders:
+        args.append("--refuse-dot-folders")
     for flag, value in (
         ("--quota-cpu", quota_cpu),
         ("--quota-memory", quota_memory),

@@ -34,6 +34,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     serve.add_argument("--restart-attempts", type=int, default=3)
     serve.add_argument("--restart-delay", type=float, default=300.0)
     serve.add_argument("--stop-grace", type=float, default=20.0)
+    serve.add_argument("--refuse-dot-folders", action="store_true")
     return parser.parse_args(argv)
 
 
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
         restart_attempts=args.restart_attempts,
         restart_delay_s=args.restart_delay,
         stop_grace_s=args.stop_grace,
+        refuse_dot_folder_scripts=args.refuse_dot_folders,
     )
     asyncio.run(serve(args.data_dir, config))
 

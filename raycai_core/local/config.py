@@ -51,6 +51,7 @@ RUNTIME_FIELDS = (
     "restart_reset_s",
     "stop_grace_s",
     "workload_key",
+    "refuse_dot_folder_scripts",
 )
 
 
@@ -81,6 +82,10 @@ class WorkspaceConfig:
     # CDSW_APIV2_KEY in every app's environment, as CML gives its workloads: the workspace's
     # own workload key (acts as the project's user), never the user's key.
     workload_key: bool = True
+    # Whether CML runs an application's script from a dot-folder (raycai's `.raycai/`) is
+    # not known; True makes such an application FAIL at start, as CML presumably would if it
+    # refused (`raycai local start --refuse-dot-folders`; the doctor's probe test uses it).
+    refuse_dot_folder_scripts: bool = False
     project_name: str = "raycai-local"
     runtimes: tuple[dict[str, str], ...] = DEFAULT_RUNTIMES
     runtime_addons: tuple[dict[str, Any], ...] = ()
@@ -100,7 +105,7 @@ class WorkspaceConfig:
 
 
 def _check(name: str, value: Any) -> Any:
-    if name == "workload_key":
+    if name in ("workload_key", "refuse_dot_folder_scripts"):
         if not isinstance(value, bool):
             raise ValueError(f"{name} must be true or false")
         return value

@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import aiohttp
@@ -302,6 +302,9 @@ class Supervisor:
             f"--- {now_rfc3339()} raycai local: starting {app.script} "
             f"(ip {rt.ip}, port {rt.app_port}, platform restarts {app.restarts}) ---\n"
         )
+        if self._config().refuse_dot_folder_scripts and dot_folder(app.script):
+            await asyncio.to_thread(_append_log, self.log_path(app.id), header + REFUSED_DOT)
+            return 126
         rt.phase = "spawning"
         rt.spawning = asyncio.ensure_future(
             spawn(
@@ -387,3 +390,17 @@ class Supervisor:
             "waiting_for_quota": self.quota.waiting(app_id),
             "log": str(self.log_path(app_id)),
         }
+
+
+REFUSED_DOT = "refused: no script from a dot-folder runs here (refuse_dot_folder_scripts)\n"
+
+
+def dot_folder(script: str) -> bool:
+    """Does the script's path pass through a folder whose name starts with a dot?"""
+    return any(part.startswith(".") for part in PurePosixPath(script).parts[:-1])
+
+
+def _append_log(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(text)
