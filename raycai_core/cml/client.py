@@ -351,6 +351,15 @@ class CMLClient:
         body = await self._safe("GET", f"/projects/{project_id or self.project_id}")
         return Project.model_validate(body)
 
+    async def update_project(self, project_id: str | None = None, **fields: Any) -> Project:
+        """PATCH the project's fields, e.g. `shared_memory_limit=40000` (MB). The Swagger
+        lists it as UpdateProject on /projects/{project.id}; ray-serve-cai's AMP uses it on a
+        real workspace to set shared_memory_limit, which applies to engines started later."""
+        body = await self._safe(
+            "PATCH", f"/projects/{project_id or self.project_id}", json_body=dict(fields)
+        )
+        return Project.model_validate(body)
+
     async def validate_key(self) -> KeyInfo:
         body = await self._safe("POST", "/auth/validate_key", json_body={"audience": "API"})
         return KeyInfo.model_validate(body)

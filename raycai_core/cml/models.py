@@ -172,6 +172,8 @@ class Project(BaseModel):
     owner: ShortUser = Field(default_factory=ShortUser)
     description: str = ""
     default_engine_type: str = ""
+    # MB of /dev/shm each engine of the project gets (None: the workspace did not say).
+    shared_memory_limit: int | None = None
 
 
 class KeyInfo(BaseModel):
