@@ -30,6 +30,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "setup_env",
         "Create the project virtualenv with Ray.",
     ),
+    "doctor": (
+        "raycai_core.cli.doctor_cmd",
+        "doctor",
+        "Check the workspace and project for a cluster; --fix.",
+    ),
     "local": ("raycai_core.cli.local_cmds", "local", "Run the embedded local CML workspace."),
     "env": ("raycai_core.cli.work_cmds", "env", "Print the shell exports a Ray driver needs."),
     "run": ("raycai_core.cli.work_cmds", "run_command", "Run a command as a cluster's driver."),

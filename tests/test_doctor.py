@@ -1,0 +1,283 @@
+"""`raycai doctor` on the local workspace: each check failing and passing, --fix (the shared
+memory limit, after a confirmation), --json, exit codes; `raycai up` refusing with the
+doctor's message and changing nothing. No real Ray: the project venv is made of files (the
+doctor reads Ray's and Python's versions from its dist-info and pyvenv.cfg)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from raycai_core.cluster.layout import ClusterPaths, cluster_names_on_disk
+from raycai_core.cluster.preflight import (
+    check_reachability,
+    needed_shared_memory_mb,
+    refusal,
+    up_checks,
+)
+from raycai_core.cluster.records import NodeRecord
+from raycai_core.local import WorkspaceHandle
+from raycai_core.spec import load_spec_file
+from tests.fixtures.workspace import RUNTIME
+from tests.helpers import cli_env, raycai, raycai_argv
+
+pytestmark = pytest.mark.timeout(120)
+
+SPEC = f"""\
+name = "demo"
+[head]
+cpu = 1
+memory = 4
+runtime_identifier = "{RUNTIME}"
+[workers]
+count = 1
+cpu = 1
+memory = 8
+[ray]
+search = [".venv"]
+"""
+AUTOSCALED = SPEC.replace("count = 1", "min = 0\nmax = 2")
+CHECKS = {
+    "credentials",
+    "runtimes",
+    "ray",
+    "shared-memory",
+    "quota",
+    "launcher-folder",
+    "workload-credentials",
+}
+
+
+def project_venv(project_dir: Path, ray: str = "2.60.0", python: str = "3.11.9") -> None:
+    """A project venv the launchers would take: bin/ray, bin/python, pyvenv.cfg, Ray's
+    dist-info (RUNTIME runs Python 3.11)."""
+    venv = project_dir / ".venv"
+    (venv / "bin").mkdir(parents=True)
+    for name in ("ray", "python"):
+        (venv / "bin" / name).write_text("#!/bin/sh\nexit 1\n")
+        (venv / "bin" / name).chmod(0o755)
+    (venv / "pyvenv.cfg").write_text(f"home = /usr/bin\nversion_info = {python}\n")
+    (venv / "lib" / "python3.11" / "site-packages" / f"ray-{ray}.dist-info").mkdir(parents=True)
+
+
+def spec_file(tmp_path: Path, text: str = SPEC) -> Path:
+    path = tmp_path / "cluster.toml"
+    path.write_text(text)
+    return path
+
+
+def doctor(handle: WorkspaceHandle, *args: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+    result = raycai(handle, "doctor", *args, "--json", check=False, **kwargs)
+    assert result.returncode in (0, 1), result.stderr
+    return result.returncode, json.loads(result.stdout)
+
+
+def by_name(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {check["name"]: check for check in report["checks"]}
+
+
+def project(handle: WorkspaceHandle) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {handle.api_key}"}
+    url = f"{handle.url}/api/v2/projects/{handle.project_id}"
+    return httpx.get(url, headers=headers, timeout=10).json()
+
+
+def apps(handle: WorkspaceHandle) -> list[dict[str, Any]]:
+    return handle.apps_info()
+
+
+def test_a_small_shared_memory_limit_fails_and_fix_raises_it(
+    local_workspace: WorkspaceHandle, tmp_path: Path
+) -> None:
+    handle = local_workspace
+    project_venv(handle.project_dir)
+    path = spec_file(tmp_path)
+    needed = needed_shared_memory_mb(load_spec_file(path))
+    assert needed == 2458  # 30 % of the largest node's 8 GB
+
+    code, report = doctor(handle, "--file", str(path))
+    assert code == 1 and report["ok"] is False
+    checks = by_name(report)
+    assert set(checks) == CHECKS
+    assert set(checks["credentials"]) == {
+        "name", "status", "found", "fix", "cluster", "fixable", "blocks_up"
+    }  # fmt: skip
+    shm = checks["shared-memory"]
+    assert (shm["status"], shm["fixable"], shm["cluster"]) == ("fail", True, "demo")
+    assert "shared_memory_limit 0 MB < 2458 MB" in shm["found"]
+    assert "raycai doctor --fix" in shm["fix"]
+    others = {n: c["status"] for n, c in checks.items() if n != "shared-memory"}
+    assert others == {
+        "credentials": "ok",
+        "runtimes": "ok",
+        "ray": "ok",
+        "quota": "info",
+        "launcher-folder": "ok",
+        "workload-credentials": "ok",
+    }
+    assert "no quota endpoint" in checks["quota"]["found"]
+    assert apps(handle) == []  # the probe application is gone
+    assert not list(ClusterPaths(handle.project_dir, "x").root.parent.glob("doctor-probe-*"))
+
+    # --fix asks first; "no" changes nothing.
+    args = ("doctor", "--file", str(path), "--fix", "--no-probe")
+    refused = subprocess.run(
+        raycai_argv(*args), env=cli_env(handle), input="n\n", capture_output=True, text=True
+    )
+    assert refused.returncode == 1
+    assert "affects applications started afterwards" in refused.stderr
+    assert project(handle)["shared_memory_limit"] == 0
+
+    fixed = raycai(handle, "doctor", "--file", str(path), "--fix", "--yes", check=False)
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert f"FIXED shared_memory_limit set to {needed} MB (was 0 MB)" in fixed.stdout
+    assert project(handle)["shared_memory_limit"] == needed
+    lines = [line for line in fixed.stdout.splitlines() if not line.startswith("FIXED")]
+    assert len(lines) == len(CHECKS)  # one check per line
+    assert any(line.startswith("OK    shared-memory [demo]") for line in lines)
+
+    code, report = doctor(handle, "--file", str(path), "--no-probe")
+    assert code == 0 and report["ok"] is True and report["shared_memory_limit"] == needed
+
+
+def test_a_venv_without_ray_fails_and_up_refuses_changing_nothing(
+    local_workspace: WorkspaceHandle, tmp_path: Path
+) -> None:
+    handle = local_workspace
+    path = spec_file(tmp_path)
+    code, report = doctor(handle, "--file", str(path), "--no-probe")
+    ray = by_name(report)["ray"]
+    assert code == 1
+    assert (ray["status"], ray["blocks_up"]) == ("fail", True)
+    assert "Ray 2.60.0 not found" in ray["found"] and "no .venv/bin/ray" in ray["found"]
+    assert ray["fix"].startswith("raycai setup-env --ray-version 2.60.0 --venv .venv")
+
+    up = raycai(handle, "up", "--file", str(path), "--no-wait", check=False)
+    assert up.returncode == 1
+    assert "not creating demo: the cluster would fail" in up.stderr
+    assert "FAIL  ray [demo]: Ray 2.60.0 not found" in up.stderr
+    assert apps(handle) == []
+    assert cluster_names_on_disk(handle.project_dir) == []
+    assert not ClusterPaths(handle.project_dir, "demo").root.exists()
+    assert project(handle)["shared_memory_limit"] == 0
+
+    # A Ray of another version is no better; the right one passes.
+    project_venv(handle.project_dir, ray="2.9.3")
+    code, report = doctor(handle, "--file", str(path), "--no-probe")
+    assert "(.venv: Ray 2.9.3)" in by_name(report)["ray"]["found"]
+    ray_dir = handle.project_dir / ".venv" / "lib" / "python3.11" / "site-packages"
+    (ray_dir / "ray-2.9.3.dist-info").rename(ray_dir / "ray-2.60.0.dist-info")
+    code, report = doctor(handle, "--file", str(path), "--no-probe")
+    assert by_name(report)["ray"]["status"] == "ok"
+
+
+def test_a_venv_of_another_python_than_the_runtime_fails(
+    local_workspace: WorkspaceHandle, tmp_path: Path
+) -> None:
+    project_venv(local_workspace.project_dir, python="3.10.14")
+    code, report = doctor(local_workspace, "--file", str(spec_file(tmp_path)), "--no-probe")
+    ray = by_name(report)["ray"]
+    assert code == 1 and ray["status"] == "fail" and not ray["blocks_up"]
+    assert "runs Python 3.11" in ray["found"]
+
+
+def test_missing_workload_credentials(local_workspace: WorkspaceHandle, tmp_path: Path) -> None:
+    handle = local_workspace
+    project_venv(handle.project_dir)
+    handle.update_config(workload_key=False)
+    code, report = doctor(handle, "--file", str(spec_file(tmp_path, AUTOSCALED)))
+    key = by_name(report)["workload-credentials"]
+    assert code == 1 and key["status"] == "fail"
+    assert "no CDSW_APIV2_KEY in the applications' environment" in key["found"]
+    assert "the probe application's environment" in key["found"]
+    # A fixed-size cluster does without: a warning.
+    code, report = doctor(handle, "--file", str(spec_file(tmp_path)))
+    assert by_name(report)["workload-credentials"]["status"] == "warn"
+    handle.update_config(workload_key=True)
+    code, report = doctor(handle, "--file", str(spec_file(tmp_path, AUTOSCALED)))
+    assert by_name(report)["workload-credentials"]["status"] == "ok"
+    assert apps(handle) == []
+
+
+def test_a_launcher_folder_the_workspace_refuses(
+    local_workspace: WorkspaceHandle, tmp_path: Path
+) -> None:
+    handle = local_workspace
+    handle.update_config(refuse_dot_folder_scripts=True)
+    code, report = doctor(handle, "--file", str(spec_file(tmp_path)))
+    folder = by_name(report)["launcher-folder"]
+    assert code == 1 and folder["status"] == "fail"
+    assert "FAILED: the workspace does not run scripts from it" in folder["found"]
+    assert "without a leading dot" in folder["fix"]
+    assert apps(handle) == []  # the probe application is deleted
+    assert by_name(report)["workload-credentials"]["status"] == "info"
+    # The fix it names: a plain launcher folder, which the same workspace runs scripts from.
+    env = {**cli_env(handle), "RAYCAI_DIR": "raycai-clusters"}
+    args = raycai_argv("doctor", "--file", str(spec_file(tmp_path)), "--json")
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+    folder = by_name(json.loads(done.stdout))["launcher-folder"]
+    assert folder["status"] == "ok" and "launcher folder raycai-clusters" in folder["found"]
+    assert apps(handle) == []
+
+
+def test_exit_codes_and_no_spec(local_workspace: WorkspaceHandle) -> None:
+    handle = local_workspace
+    unknown = raycai(handle, "doctor", "nope", check=False)
+    assert unknown.returncode == 2 and "no cluster named 'nope'" in unknown.stderr
+    # Without a spec: the project's clusters (none) -- nothing fails, shared memory unmeasured.
+    code, report = doctor(handle, "--no-probe")
+    checks = by_name(report)
+    assert code == 0 and report["ok"] is True
+    assert checks["shared-memory"]["status"] == "info"
+    assert checks["launcher-folder"]["status"] == "info"
+
+
+def test_up_checks_warn_and_refuse_from_files_alone(tmp_path: Path) -> None:
+    spec = load_spec_file(spec_file(tmp_path))
+    root = tmp_path / "project"
+    root.mkdir()
+    started = time.monotonic()
+    refused = up_checks(root, spec, {})
+    assert refusal(refused) is not None and refused[0].blocks_up
+    project_venv(root)
+    assert up_checks(root, spec, {}) == []
+    autoscaled = load_spec_file(spec_file(tmp_path, AUTOSCALED))
+    session = {"CDSW_PROJECT_ID": "p"}  # a session without workload credentials
+    (warning,) = up_checks(root, autoscaled, session)
+    assert warning.name == "workload-credentials" and not warning.blocks_up
+    assert refusal([warning]) is None
+    assert up_checks(root, autoscaled, {**session, "CDSW_APIV2_KEY": "k"}) == []
+    assert time.monotonic() - started < 5  # files only (a generous bound, not a benchmark)
+
+
+def record(node: str, phase: str, now: float) -> NodeRecord:
+    role = "head" if node == "head" else "worker"
+    return NodeRecord(node=node, role=role, phase=phase, updated_at=now, heartbeat_s=30)
+
+
+def test_reachability_from_the_launchers_records() -> None:
+    now = time.time()
+    head = record("head", "running", now)
+    joined = check_reachability(
+        "c", {"head": head, "worker-1": record("worker-1", "joined", now)}, now
+    )
+    assert joined.status == "ok" and "1 of 1 worker(s) joined" in joined.found
+    stuck = check_reachability(
+        "c",
+        {
+            "head": head,
+            "worker-1": record("worker-1", "joined", now),
+            "worker-2": record("worker-2", "waiting-for-head", now),
+        },
+        now,
+    )
+    assert stuck.status == "fail" and "cannot reach each other" in stuck.found
+    assert "network policy" in stuck.fix
+    down = check_reachability("c", {"head": record("head", "failed", now)}, now)
+    assert down.status == "info"
