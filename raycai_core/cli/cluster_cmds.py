@@ -154,6 +154,9 @@ def up(
         async with manager(target) as ops:
             return await ops.up(spec, wait=wait, timeout=timeout)
 
+    from raycai_core.cli.doctor_cmd import up_preflight
+
+    up_preflight(target, spec)
     click.echo(f"Creating cluster {spec.name} on {target.label}", err=True)
     view = run(main())
     print_view(view)
