@@ -520,7 +520,7 @@ def not_ready_reason(row: NodeRow, now: float | None = None) -> str | None:
     if record is not None and record.phase == phases.FAILED:
         return record.error or "the launcher failed"
     if status is AppStatus.STARTING and (record is None or _older_than_app(record, row)):
-        return "waiting for the workspace to start the application (quota or scheduling)"
+        return "waiting for CML to start the application (quota or scheduling)"
     if status is AppStatus.FAILED:
         detail = f": {record.error}" if record and record.error else ""
         return f"application failed; the platform restarts it{detail}"
