@@ -166,6 +166,9 @@ def test_a_cluster_in_raycai_clusters_and_list_in_both_folders(
     status = run("status", "old", "--dir", FOLDER)  # found where it lives
     assert "workers desired 2" in status.stdout, status.stdout + status.stderr
     assert cluster_names_on_disk(project) == ["old"]  # this process: the default folder only
+    exports = run("env", "demo", "--dir", FOLDER)  # a driver's shell finds the folder too
+    assert f"export RAYCAI_DIR={FOLDER}" in exports.stdout, exports.stdout + exports.stderr
+    assert f"{FOLDER}/clusters/demo/auth_token" in exports.stdout
 
     # A bad folder is refused before anything is read or written.
     apps_before = len(nodes_of(asyncio.run(cluster_apps(handle)), "demo2"))

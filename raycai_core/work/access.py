@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from raycai_core.atomic import read_json
-from raycai_core.cluster.layout import ClusterPaths
+from raycai_core.cluster.layout import DEFAULT_FOLDER, FOLDER_ENV, ClusterPaths
 from raycai_core.cluster.records import HeadAddress
 
 
@@ -42,8 +42,9 @@ class ClusterAccess:
         return self.head.dashboard_url
 
     def environment(self) -> dict[str, str]:
-        """What a driver's environment needs (no secret: the token stays in its file)."""
-        return {
+        """What a driver's environment needs (no secret: the token stays in its file); with a
+        launcher folder other than `.raycai`, RAYCAI_DIR too (`raycai.connect` finds it)."""
+        env = {
             "RAY_ADDRESS": self.client_address,
             "RAY_AUTH_MODE": "token",
             "RAY_AUTH_TOKEN_PATH": str(self.token_path),
@@ -51,6 +52,9 @@ class ClusterAccess:
             # No RAY_SERVE_DEFAULT_HTTP_HOST: a Serve a driver starts listens on Ray's
             # default, loopback (reached through the head proxy with the token).
         }
+        if self.paths.folder != DEFAULT_FOLDER:
+            env[FOLDER_ENV] = self.paths.folder
+        return env
 
 
 def load_access(project_dir: Path, name: str) -> ClusterAccess:
