@@ -50,6 +50,7 @@ async def worker_count(handle: WorkspaceHandle) -> int:
     return sum(1 for a in await cluster_apps(handle) if "-worker-" in a.name)
 
 
+@pytest.mark.slow  # a whole flow with slow API calls: the full suite runs it
 async def test_scale_restart_addresses_and_logs_keys(tui_workspace: WorkspaceHandle) -> None:
     handle = tui_workspace
     await create_cluster(handle, "demo", workers=1)
@@ -166,6 +167,7 @@ def workspace_config() -> WorkspaceConfig:
     return WorkspaceConfig(**{**FAST_CONFIG, "restart_attempts": 0})
 
 
+@pytest.mark.slow  # a whole flow with slow API calls: the full suite runs it
 async def test_failed_worker_is_shown_then_healed_when_healing_is_turned_on(
     tui_workspace: WorkspaceHandle,
 ) -> None:
@@ -220,6 +222,7 @@ async def group_apps(handle: WorkspaceHandle) -> list[str]:
     return sorted(a.name for a in await cluster_apps(handle) if a.name != "raycai-train-head")
 
 
+@pytest.mark.slow  # a whole flow with slow API calls: the full suite runs it
 async def test_worker_groups_shown_and_scaled_per_group(tui_workspace: WorkspaceHandle) -> None:
     """A cluster with groups `worker` and `gpu`: a row per group with its counts; `+` on a
     row of group gpu adds a gpu worker only; on the head row it says to pick a group; `s`

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from textual.widgets import Input, Select, Static
 
 from raycai_core.cluster.layout import ClusterPaths
@@ -35,6 +36,7 @@ def problem(screen: CreateScreen, widget_id: str) -> str:
     return str(screen.query_one(f"#{widget_id}-problem", Static).render())
 
 
+@pytest.mark.slow  # a whole flow with slow API calls: the full suite runs it
 async def test_refuses_bad_input_then_creates_with_live_steps(
     tui_workspace: WorkspaceHandle,
 ) -> None:
@@ -157,6 +159,7 @@ async def test_max_workers_turns_the_autoscaler_on_with_the_core_rules(
         assert not list(tui_workspace.project_dir.glob(".raycai/clusters/auto"))
 
 
+@pytest.mark.slow  # a whole flow with slow API calls: the full suite runs it
 async def test_the_form_creates_a_cluster_with_two_worker_groups(
     tui_workspace: WorkspaceHandle,
 ) -> None:

@@ -165,6 +165,7 @@ async def test_keys_that_need_data_wait_for_the_first_snapshot(
         assert len(await worker_apps(handle)) == 3
 
 
+@pytest.mark.slow  # a whole flow with slow API calls: the full suite runs it
 async def test_a_scale_goes_on_after_esc_and_the_reopened_screen_shows_it(
     tui_workspace: WorkspaceHandle,
 ) -> None:
@@ -216,6 +217,7 @@ async def test_the_operation_line_shows_a_running_scale(tui_workspace: Workspace
         await until(pilot, lambda: not line.display, "the line hidden")
 
 
+@pytest.mark.slow  # a whole flow with slow API calls: the full suite runs it
 async def test_quitting_while_a_scale_runs_asks_and_says_what_stays(
     tui_workspace: WorkspaceHandle,
 ) -> None:
@@ -250,6 +252,7 @@ async def test_quitting_while_a_scale_runs_asks_and_says_what_stays(
     assert len(await worker_apps(handle)) == 2
 
 
+@pytest.mark.slow  # a whole flow with slow API calls: the full suite runs it
 async def test_removing_a_busy_worker_asks_first(tui_workspace: WorkspaceHandle) -> None:
     """Ray silent (its head stopped): a joined worker may run tasks, so `-` asks first."""
     handle = tui_workspace
