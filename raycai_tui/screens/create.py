@@ -17,6 +17,7 @@ shows them).
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -34,6 +35,9 @@ from raycai_tui.screens.base import RaycaiScreen
 from raycai_tui.widgets.header import RaycaiHeader
 
 if TYPE_CHECKING:
+    from textual.timer import Timer
+
+    from raycai_core.cluster.preflight import Check
     from raycai_core.cml.models import Runtime
     from raycai_core.spec import ClusterSpec
 
@@ -85,6 +89,7 @@ GROUP_FIELDS = (
 BY_SETTING = {f.setting: f for f in GROUP_FIELDS} | {"min": GROUP_FIELDS[1]}
 GROUP_WIDGET = re.compile(r"^(workers\d*)-(\w+)$")
 SAME_AS_HEAD = "same as the head"
+PREFLIGHT_DELAY_S = 0.3
 
 
 def group_prefix(serial: int) -> str:
@@ -208,6 +213,9 @@ class CreateScreen(RaycaiScreen):
         self._spec: ClusterSpec | None = None
         self._serials = 1  # groups made so far (their widget ids are never reused)
         self._runtimes: list[tuple[str, str]] = []  # (label, identifier) for added groups
+        self._kernels: dict[str, str] = {}  # runtime identifier -> kernel ("Python 3.11")
+        self._preflight_timer: Timer | None = None
+        self.preflight: list[Check] = []  # the last checks shown (problems only)
 
     def compose(self) -> ComposeResult:
         yield RaycaiHeader()
@@ -225,6 +233,8 @@ class CreateScreen(RaycaiScreen):
             yield from self._field(IDLE, "for every group: an idle worker above min goes")
             yield GroupForm(1)
             yield Button("Add worker group (ctrl+g)", id="add-group", compact=True)
+            # `raycai up`'s checks of the spec as typed (files only, off the UI thread).
+            yield Static("", id="preflight", markup=False)
             with Horizontal(id="buttons"):
                 yield Button("Create (ctrl+s)", id="create", variant="primary", compact=True)
                 yield Button("Back (esc)", id="back", compact=True)
@@ -239,6 +249,7 @@ class CreateScreen(RaycaiScreen):
 
     def on_mount(self) -> None:
         self.query_one("#name", Input).focus()
+        self.query_one("#preflight", Static).display = False
         self._show_remove_buttons()
         self.load_runtimes()
 
@@ -308,6 +319,7 @@ class CreateScreen(RaycaiScreen):
         select.prompt = "choose a runtime"
         select.set_options((r.label, r.image_identifier) for r in runtimes)
         self._runtimes = [(r.label, r.image_identifier) for r in runtimes]
+        self._kernels = {r.image_identifier: r.kernel for r in runtimes}
         for group in self.groups:
             group.query_one(Select).set_options(self._runtimes)
         last = self.services.last_runtime if self.services else None
@@ -368,6 +380,68 @@ class CreateScreen(RaycaiScreen):
 
         value = self.query_one("#runtime", Select).value
         return field_problem(RUNTIME_FIELD, value if isinstance(value, str) else "")
+
+    @on(Input.Changed)
+    @on(Select.Changed)
+    def _schedule_preflight(self) -> None:
+        """The checks run once typing pauses (a spec per keystroke would be wasted)."""
+        if self._preflight_timer is not None:
+            self._preflight_timer.stop()
+        self._preflight_timer = self.set_timer(PREFLIGHT_DELAY_S, self._start_preflight)
+
+    def _start_preflight(self) -> None:
+        spec = self._spec_as_typed()
+        if spec is not None:
+            self.run_preflight(spec)
+
+    def _spec_as_typed(self) -> ClusterSpec | None:
+        """The spec the fields make now, or None (nothing shown: the fields say why)."""
+        from raycai_core.spec import SpecError, spec_from_flags
+
+        v = self.values()
+        runtime = self.query_one("#runtime", Select).value
+        if not isinstance(runtime, str) or not v["name"].strip():
+            return None
+        try:
+            return spec_from_flags(
+                name=v["name"].strip(),
+                runtime=runtime,
+                groups=[group.flag() for group in self.groups],
+                idle_timeout=float(v["workers-idle"]),
+                head_cpu=float(v["head-cpu"]),
+                head_memory=float(v["head-memory"]),
+                head_gpu=int(float(v["head-gpu"])),
+            )
+        except (SpecError, ValueError):
+            return None
+
+    async def checks_of(self, spec: ClusterSpec) -> list[Check]:
+        """`raycai up`'s checks (preflight.up_checks), in a thread: they read files."""
+        from raycai_core.cluster.preflight import up_checks
+
+        if self.services is None:
+            return []
+        project_dir = self.services.target.project_dir
+        return await asyncio.to_thread(
+            up_checks, project_dir, spec, runtime_kernels=dict(self._kernels)
+        )
+
+    @work(group="preflight", exclusive=True, exit_on_error=False)
+    async def run_preflight(self, spec: ClusterSpec) -> None:
+        self.show_preflight(await self.checks_of(spec))
+
+    def show_preflight(self, checks: list[Check]) -> None:
+        self.preflight = checks
+        shown = self.query_one("#preflight", Static)
+        shown.display = bool(checks)
+        lines = [
+            Text(
+                ("refused: " if c.blocks_up else "warning: ") + c.line(),
+                style="bold red" if c.blocks_up else "yellow",
+            )
+            for c in checks
+        ]
+        shown.update(Text("\n").join(lines))
 
     @on(Input.Changed)
     def _changed(self, event: Input.Changed) -> None:
@@ -501,6 +575,26 @@ class CreateScreen(RaycaiScreen):
     def action_submit(self) -> None:
         spec = self.build_spec()
         if spec is None or self.connected_services() is None:
+            return
+        self.submit_checked(spec)
+
+    @work(group="submit", exclusive=True, exit_on_error=False)
+    async def submit_checked(self, spec: ClusterSpec) -> None:
+        """`raycai up`'s checks first: a spec that would certainly fail is not created."""
+        from raycai_core.cluster.preflight import refusal
+
+        checks = await self.checks_of(spec)
+        self.show_preflight(checks)
+        if refusal(checks) is not None:
+            self.notify(
+                "Not created: the cluster would fail (see above; `raycai doctor` checks all)",
+                severity="error",
+            )
+            return
+        self.create(spec)
+
+    def create(self, spec: ClusterSpec) -> None:
+        if self.creating is not None:
             return
         steps = self.query_one(Steps)
         steps.reset()
