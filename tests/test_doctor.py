@@ -14,8 +14,11 @@ from typing import Any
 import httpx
 import pytest
 
+from raycai_core.atomic import atomic_write_json
+from raycai_core.cluster.desired import write_desired
 from raycai_core.cluster.layout import ClusterPaths, cluster_names_on_disk
 from raycai_core.cluster.preflight import (
+    check_head_autoscaler,
     check_reachability,
     needed_shared_memory_mb,
     refusal,
@@ -238,6 +241,29 @@ def test_exit_codes_and_no_spec(local_workspace: WorkspaceHandle) -> None:
     assert checks["launcher-folder"]["status"] == "info"
 
 
+def test_an_existing_cluster_whose_worker_waits_for_a_running_head(
+    local_workspace: WorkspaceHandle, tmp_path: Path
+) -> None:
+    """`raycai doctor NAME` measures against the cluster's cluster.json, and its joins."""
+    handle = local_workspace
+    project_venv(handle.project_dir)
+    paths = ClusterPaths(handle.project_dir, "demo")
+    write_desired(paths, load_spec_file(spec_file(tmp_path)))
+    now = time.time()
+    for node, phase in (("head", "running"), ("worker-1", "waiting-for-head")):
+        role = "head" if node == "head" else "worker"
+        body = {"schema": 1, "node": node, "role": role, "phase": phase, "updated_at": now}
+        atomic_write_json(paths.node_record(node), body)
+    code, report = doctor(handle, "demo", "--no-probe")
+    reach = by_name(report)["reachability"]
+    assert code == 1 and reach["status"] == "fail" and reach["cluster"] == "demo"
+    assert "worker-1 waiting for the head while it runs" in reach["found"]
+    assert by_name(report)["shared-memory"]["cluster"] == "demo"
+    # Without NAME: the project's clusters, this one included.
+    code, report = doctor(handle, "--no-probe")
+    assert by_name(report)["reachability"]["status"] == "fail"
+
+
 def test_up_checks_warn_and_refuse_from_files_alone(tmp_path: Path) -> None:
     spec = load_spec_file(spec_file(tmp_path))
     root = tmp_path / "project"
@@ -281,3 +307,16 @@ def test_reachability_from_the_launchers_records() -> None:
     assert "network policy" in stuck.fix
     down = check_reachability("c", {"head": record("head", "failed", now)}, now)
     assert down.status == "info"
+
+
+def test_a_head_whose_autoscaler_found_no_workload_key() -> None:
+    now = time.time()
+    reason = "no CML API key in the head application's environment (CDSW_APIV2_KEY): ..."
+    head = NodeRecord.from_json(
+        {"node": "head", "phase": "running", "autoscaler": {"state": "off", "reason": reason}}
+    )
+    check = check_head_autoscaler("c", head)
+    assert check is not None and check.status == "fail" and reason in check.found
+    running = NodeRecord.from_json({"node": "head", "autoscaler": {"state": "running"}})
+    assert check_head_autoscaler("c", running) is None
+    assert check_head_autoscaler("c", record("head", "running", now)) is None

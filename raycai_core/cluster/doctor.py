@@ -18,6 +18,7 @@ from pathlib import Path
 from raycai_core.cluster.layout import FOLDER_ENV, ClusterPaths, folder_note
 from raycai_core.cluster.preflight import (
     Check,
+    check_head_autoscaler,
     check_quota,
     check_ray,
     check_reachability,
@@ -38,6 +39,7 @@ from raycai_core.cml.errors import (
     CMLPermissionDenied,
 )
 from raycai_core.cml.models import Runtime
+from raycai_core.naming import HEAD_NODE
 from raycai_core.spec import ClusterSpec
 from raycai_core.work.access import (
     ClusterAccessError,
@@ -247,7 +249,11 @@ def _existing_checks(project_dir: Path, name: str) -> list[Check]:
     """An existing cluster: its joins (app -> app reachability) and the `raycai env`
     version check of this Python against the cluster's."""
     paths = ClusterPaths(project_dir, name)
-    checks = [check_reachability(name, read_node_records(paths), time.time())]
+    records = read_node_records(paths)
+    checks = [check_reachability(name, records, time.time())]
+    head_key = check_head_autoscaler(name, records.get(HEAD_NODE))
+    if head_key is not None:
+        checks.append(head_key)
     try:
         access = load_access(project_dir, name)
     except ClusterAccessError:

@@ -330,6 +330,22 @@ def session_workload_key(environ: Mapping[str, str]) -> bool | None:
     return bool(environ.get("CDSW_APIV2_KEY", "").strip())
 
 
+def check_head_autoscaler(name: str, head: NodeRecord | None) -> Check | None:
+    """An existing cluster whose head turned its autoscaler off for want of workload
+    credentials (the launcher's own check of CDSW_APIV2_KEY); None when it did not."""
+    auto = head.autoscaler if head is not None else None
+    if auto is None or auto.state != "off" or "CDSW_APIV2_KEY" not in (auto.reason or ""):
+        return None
+    return Check(
+        "workload-credentials",
+        "fail",
+        f"the head's autoscaler is off: {auto.reason}",
+        "ask the workspace admin to give workloads API v2 keys, then restart the head "
+        f"(`raycai down {name}` and `raycai up`); until then its groups stay at their minimum",
+        cluster=name,
+    )
+
+
 # -- an existing cluster: app -> app reachability ---------------------------------------------
 
 
