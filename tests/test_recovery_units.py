@@ -120,3 +120,13 @@ def test_status_lines_say_how_often_why_and_where_the_logs_are() -> None:
     assert lines[1].endswith("worker-1: Ray restarted in place after " + crash["why"])
     assert lines[2] == "    the crashed session's Ray logs: /tmp/rc-1/session_x/logs"
     assert len(lines) == 3  # nothing for a node that never restarted
+
+
+def test_the_dead_ray_process_is_named_from_ray_starts_output() -> None:
+    gcs = (
+        "2026-12-07 00:58:41,375 ERR scripts.py:128 -- ----- END gcs_server.out tail "
+        "(exit code(s)=-9 (signal 9)) -----"
+    )
+    assert template.dead_ray_process(gcs) == "gcs_server (exit code -9)"
+    assert template.dead_ray_process("  raylet [exit code=-9]") == "raylet (exit code -9)"
+    assert template.dead_ray_process("Local node IP: 127.0.0.2") is None

@@ -694,6 +694,7 @@ class RayProcess:
         self.auth_refused = False
         self.terminated = False
         self.last_lines: collections.deque = collections.deque(maxlen=3)
+        self.died: list = []  # "gcs_server (exit code -9)": what `ray start` saw die
         threading.Thread(target=self._pump, name="ray-output", daemon=True).start()
 
     def _pump(self) -> None:
@@ -706,6 +707,9 @@ class RayProcess:
                 continue
             self.log.write("ray", line)
             self.last_lines.append(line.strip())
+            died = dead_ray_process(line)
+            if died and died not in self.died:
+                self.died.append(died)
             if RAY_STARTED in line:
                 self.started.set()
             if any(marker in line for marker in AUTH_REFUSED):
@@ -743,10 +747,31 @@ class RayProcess:
         self.signal_group(signal.SIGKILL)  # stragglers of the group
 
     def describe_exit(self) -> str:
+        """Ray's exit in one line: which of its processes died, when `ray start` said so,
+        else the last lines it printed."""
+        if self.died:
+            what = ", ".join(self.died[:3])
+            return one_line(f"Ray exited with code {self.proc.returncode}: {what} died")
         tail = " | ".join(self.last_lines)
         return one_line(
             "Ray exited with code {}{}".format(self.proc.returncode, ": " + tail if tail else "")
         )
+
+
+# `ray start --block` names the process that died: "----- END gcs_server.out tail (exit
+# code(s)=-9 (signal 9)) -----" (Ray 2.60) or "  raylet [exit code=-9]" (older Rays).
+DIED_RES = (
+    re.compile(r"END (\w+)\.(?:out|err) tail \(exit code\(s\)=(-?\d+)"),
+    re.compile(r"^\s*(\w+) \[exit code=(-?\d+)\]"),
+)
+
+
+def dead_ray_process(line: str) -> str | None:
+    for pattern in DIED_RES:
+        found = pattern.search(line)
+        if found:
+            return f"{found.group(1)} (exit code {found.group(2)})"
+    return None
 
 
 def proc_readable() -> bool:
