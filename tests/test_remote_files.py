@@ -56,6 +56,7 @@ async def test_upload_never_overwrites_and_replace_does(
     assert await files.replace("dir/sub/a.json", b"three") is True
     assert sorted(p.name for p in (root / "dir/sub").iterdir()) == ["a.json"]
     assert (root / "dir/sub/a.json").read_bytes() == b"three"
+    assert (root / "dir/sub/a.json").stat().st_mode & 0o777 == 0o644  # CML's: any umask
     assert await files.replace("dir/sub/a.json", b"three") is False  # already so: untouched
     assert await files.read("dir/sub/a.json") == b"three"
     assert await files.read("dir/sub/missing.json") is None

@@ -214,7 +214,8 @@ class RemoteObserver(Observer):
     ) -> ClusterView:
         if files is None:
             await self.project.pull(name)
-        return await super().observe(name, members, with_ray=False, files=files)
+        view = await super().observe(name, members, with_ray=False, files=files)
+        return view.with_ray(None, NO_RAY_FROM_OUTSIDE)  # said in `status`, not asked
 
     async def dashboard(self, name: str, head: HeadAddress) -> RayClient:
         raise RayDashboardError(NO_RAY_FROM_OUTSIDE)

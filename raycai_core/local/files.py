@@ -15,6 +15,8 @@ from aiohttp import BodyPartReader, web
 
 from raycai_core.local.errors import ApiError, bad_request, not_found
 
+UPLOAD_MODE = 0o644
+
 
 def resolve(root: Path, relative: str) -> Path:
     base = root.resolve()
@@ -48,8 +50,11 @@ def _write_new(root: Path, name: str, data: bytes) -> None:
     if target == root.resolve():
         raise bad_request("the destination must be a file path")
     target.parent.mkdir(parents=True, exist_ok=True)
-    with open(_free_name(target), "xb") as handle:
+    stored = _free_name(target)
+    with open(stored, "xb") as handle:
         handle.write(data)
+    # As on CML, whatever this process's umask: an upload cannot choose a file's mode.
+    stored.chmod(UPLOAD_MODE)
 
 
 async def upload(request: web.Request, root: Path) -> None:
