@@ -122,6 +122,7 @@ def test_workflow_commands_against_the_local_workspace(
             )
             assert done.returncode == 0, f"{step['name']}: {command}\n{done.stdout}{done.stderr}"
             outputs[f"{action}: {step['name']}"] = done.stdout + done.stderr
+            print(f"$ {command}\n{done.stdout}{done.stderr}")  # seen with -s
             for line in github_env.read_text().splitlines():
                 key, _, value = line.partition("=")
                 env[key] = value
@@ -130,7 +131,7 @@ def test_workflow_commands_against_the_local_workspace(
     created = outputs["up: Create or converge the cluster"]
     assert "remote" in created and "ci" in created
     status = outputs["up: Status"]
-    assert "head" in status and "worker-2" in status
+    assert "READY" in status and "worker-2" in status and "not asked" in status
     logs = outputs["up: Launcher logs"]
     assert "worker-1" in logs and "worker-2" in logs
     assert "deleted 3 application(s)" in outputs["down: Delete the cluster"]

@@ -72,6 +72,7 @@ async def test_remote_session_from_outside_the_project(
         status = json.loads(remote(handle, laptop, "status", name, "--json").stdout)
         joined = {n["node"]: n["joined"] for n in status["nodes"]}
         assert joined == {"head": True, "worker-1": True, "worker-2": True}, status
+        assert status["ready"] and status["remote"]  # by the launchers' records
 
         logs = remote(handle, laptop, "logs", name, "--all").stdout
         for node in nodes:

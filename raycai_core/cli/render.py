@@ -84,6 +84,7 @@ def view_to_json(view: ClusterView) -> dict[str, Any]:
         "ray_client_address": head.client_address if head else None,
         "ray_error": view.ray_error,
         "ray_answered": view.ray_known,
+        "remote": view.remote,  # seen from outside the project: Ray not asked
         "nodes_alive": view.nodes_alive,
         "nodes_dead": view.nodes_dead,
         "totals": None
@@ -150,6 +151,8 @@ def print_view(view: ClusterView, autoscaler: AutoscalerStatus | None = None) ->
         )
     elif view.ray_error:
         click.echo(f"  ray   unavailable: {view.ray_error}")
+    elif view.remote:
+        click.echo("  ray   not asked from outside the project: the launchers' records say")
     rows = [("NODE", "APP", "STATUS", "PHASE", "RAY", "CPU", "MEM", "GPU", "NOTE")]
     for row in view.rows:
         app = row.app.app if row.app else None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -215,7 +216,7 @@ class RemoteObserver(Observer):
         if files is None:
             await self.project.pull(name)
         view = await super().observe(name, members, with_ray=False, files=files)
-        return view.with_ray(None, NO_RAY_FROM_OUTSIDE)  # said in `status`, not asked
+        return dataclasses.replace(view, remote=True)
 
     async def dashboard(self, name: str, head: HeadAddress) -> RayClient:
         raise RayDashboardError(NO_RAY_FROM_OUTSIDE)
@@ -330,7 +331,7 @@ class RemoteClusterManager(ClusterManager):
             if line != last:
                 self.report("joined", line, view.nodes_joined, view.nodes_wanted)
                 last = line
-            if view.all_joined:
+            if view.ready:  # remote: every launcher's record joined
                 return view
             row = view.failed_row
             if row is not None:

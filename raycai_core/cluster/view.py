@@ -189,6 +189,9 @@ class ClusterView:
     observed_at: float = field(default_factory=time.time)
     ray_known: bool = True  # Ray's node list answered (else `joined` is the launchers' word)
     schedule_wait_s: float = field(default_factory=schedule_threshold_s)
+    # Seen from outside the project (remote mode): Ray cannot be asked, so every launcher's
+    # record joined is ready (cluster/remote.py).
+    remote: bool = False
 
     @property
     def desired_workers(self) -> int:
@@ -287,8 +290,9 @@ class ClusterView:
     @property
     def ready(self) -> bool:
         """THE readiness rule (`raycai up --wait`, `raycai status`, the create form, the
-        cluster screen): every node joined and Ray answered, so Ray itself lists them."""
-        return self.ray_known and self.all_joined
+        cluster screen): every node joined and Ray answered, so Ray itself lists them;
+        from outside the project (`remote`), every launcher's record joined."""
+        return (self.ray_known or self.remote) and self.all_joined
 
     @property
     def ray_not_answering(self) -> bool:
