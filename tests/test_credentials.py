@@ -118,7 +118,7 @@ def test_a_session_project_other_than_the_chosen_one_is_refused() -> None:
 def test_outside_a_session_the_project_dir_is_given_or_the_files_are_remote(
     tmp_path: Path,
 ) -> None:
-    with pytest.raises(TargetError, match="--project-dir.*or --remote"):
+    with pytest.raises(TargetError, match=r"--project-dir.*or --remote"):
         resolve_target(environ=EXPORTED, remote=False)
     remote = resolve_target(environ=EXPORTED)  # nothing local: the files through the API
     assert remote.remote and remote.kind == "cml" and "remote" in remote.label

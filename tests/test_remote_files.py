@@ -5,6 +5,9 @@ refusal that stands in for the file lock a remote command cannot take."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -130,3 +133,31 @@ async def test_store_refuses_when_the_desired_state_changed(
     assert paths.auth_token.read_bytes() == token
     await second.project.remove_cluster_files("conflict")
     assert not paths.cluster_json.exists() and not paths.script("head").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (("env", "demo"), "needs the Ray head's address"),
+        (("job", "list", "demo"), "needs the Ray head's address"),
+        (("scale", "demo", "3"), "`raycai up` with the new spec"),
+    ],
+)
+def test_commands_that_need_the_project_say_where_they_run(
+    args: tuple[str, ...], said: str, tmp_path: Path
+) -> None:
+    """With CML_* set and no project directory, the files are remote: a command that needs
+    the Ray head (or the project's lock) says it must run inside the project, and how."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CML_", "CDSW_", "RAYCAI_"))}
+    env.update(CML_HOST="https://ml-test.example.invalid", CML_API_KEY="k", CML_PROJECT_ID="p")
+    done = subprocess.run(
+        [sys.executable, "-m", "raycai_core.cli.main", *args],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert said in done.stderr and "inside the project" in done.stderr
+    assert "a CML job or application" in done.stderr

@@ -74,6 +74,13 @@ async def test_remote_session_from_outside_the_project(
         assert joined == {"head": True, "worker-1": True, "worker-2": True}, status
         assert status["ready"] and status["remote"]  # by the launchers' records
 
+        if not faults:  # once: a second `up` changes nothing, `list` sees the cluster
+            again = remote(handle, laptop, "up", name, "--workers", "2", *SMALL_NODES)
+            assert "head.py" not in again.stderr, again.stderr  # not uploaded again
+            assert sorted(nodes_of(await cluster_apps(handle), name)) == list(nodes)
+            (listed,) = json.loads(remote(handle, laptop, "list", "--json").stdout)
+            assert (listed["name"], listed["workers_joined"]) == (name, 2), listed
+
         logs = remote(handle, laptop, "logs", name, "--all").stdout
         for node in nodes:
             assert any(line.startswith(node) for line in logs.splitlines()), logs[-2000:]
