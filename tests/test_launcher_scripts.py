@@ -571,6 +571,27 @@ def test_fatal_problems_are_recorded(fake: Project, problem: str, tmp_path: Path
     assert error in fake.paths.node_log("worker-2").read_text()
 
 
+def test_a_launcher_json_being_reuploaded_is_waited_for(fake: Project) -> None:
+    """From outside CML launcher.json is replaced by delete then upload: a launcher that
+    starts in between waits for it (MISSING_GRACE_S) instead of failing."""
+    away = fake.paths.launcher_json.with_name("launcher.json.away")
+    fake.paths.launcher_json.rename(away)
+    env = fake.env("worker-2", "127.0.0.1", free_port(), path="/usr/bin:/bin")
+    launcher = fake.start("worker", env, python=oldest_python())
+    try:
+        time.sleep(1.0)
+        assert launcher.poll() is None  # still waiting, not failed
+        away.rename(fake.paths.launcher_json)
+        deadline = time.monotonic() + 20
+        while not fake.paths.node_record("worker-2").is_file():
+            assert launcher.poll() is None, "the launcher gave up"
+            assert time.monotonic() < deadline, "the launcher never went on"
+            time.sleep(0.1)
+    finally:
+        launcher.terminate()
+        launcher.wait(20)
+
+
 def test_a_token_others_can_read_is_made_owner_only(fake: Project) -> None:
     """The files API cannot set a file's mode: a token uploaded from outside CML is 0644,
     and the launcher of its own user makes it 0600 and says so, instead of refusing."""

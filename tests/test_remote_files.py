@@ -16,6 +16,7 @@ import pytest
 from raycai_core.cluster.layout import ClusterPaths
 from raycai_core.cluster.remote import DesiredStateChanged, RemoteClusterManager
 from raycai_core.cml.client import CMLClient, RetryPolicy
+from raycai_core.cml.errors import CMLError
 from raycai_core.cml.files import ProjectFiles, copy_names
 from raycai_core.local import WorkspaceHandle
 from raycai_core.spec import parse_spec
@@ -89,6 +90,26 @@ async def test_replace_under_api_faults_leaves_no_copies(
     for k in range(8):
         assert (root / f"faulty/f{k}.txt").read_bytes() == f"round 2 file {k}\n".encode() * (k + 1)
     assert sorted(p.name for p in (root / "faulty").iterdir()) == [f"f{k}.txt" for k in range(8)]
+
+
+async def test_an_upload_whose_answer_was_lost_is_found_not_repeated(
+    local_workspace: WorkspaceHandle, cml: CMLClient
+) -> None:
+    """An upload that landed but whose answer was lost must not be uploaded again (CML
+    would store the retry as `a(1).txt`): the next round lists first and finds it."""
+    files = ProjectFiles(cml)
+    root = local_workspace.project_dir
+    local_workspace.set_faults(lost_response_rate=1.0)
+    try:
+        with pytest.raises(CMLError):
+            await files._upload_once("lost/a.txt", b"v1")
+    finally:
+        local_workspace.set_faults()
+    assert (root / "lost/a.txt").read_bytes() == b"v1"  # it did land
+    assert await files.replace("lost/a.txt", b"v1") is False  # found: not uploaded again
+    assert await files.replace("lost/a.txt", b"v2") is True
+    assert sorted(p.name for p in (root / "lost").iterdir()) == ["a.txt"]
+    assert (root / "lost/a.txt").read_bytes() == b"v2"
 
 
 def _spec(name: str) -> object:
