@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ from raycai_core.cml.files import ProjectFiles, copy_names
 from raycai_core.local import WorkspaceHandle
 from raycai_core.spec import parse_spec
 from tests.fixtures.workspace import RUNTIME
+from tests.helpers import as_in_a_terminal
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -182,3 +184,43 @@ def test_commands_that_need_the_project_say_where_they_run(
     assert done.returncode == 2, done.stderr
     assert said in done.stderr and "inside the project" in done.stderr
     assert "a CML job or application" in done.stderr
+
+
+def test_remote_logs_follow_reads_what_the_launchers_append(
+    local_workspace: WorkspaceHandle, tmp_path: Path
+) -> None:
+    """`raycai logs --all --follow` from outside: the logs are downloaded again every few
+    seconds and grow in place, so only the new lines are printed."""
+    logs = ClusterPaths(local_workspace.project_dir, "far").logs_dir
+    logs.mkdir(parents=True)
+    stamp = "2026-01-01T00:00:0{}.000Z [launcher] {}\n"
+    (logs / "head.log").write_text(stamp.format(1, "head first"))
+    (logs / "worker-1.log").write_text(stamp.format(2, "worker first"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CML_", "CDSW_", "RAYCAI_"))}
+    env.update(
+        CML_HOST=local_workspace.url,
+        CML_API_KEY=local_workspace.api_key,
+        CML_PROJECT_ID=local_workspace.project_id,
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "raycai_core.cli.main", "logs", "far", "--all", "--follow"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=as_in_a_terminal,  # ctrl+c ends it, even where SIGINT is inherited ignored
+    )
+    assert process.stdout is not None
+    try:
+        seen = [process.stdout.readline() for _ in range(2)]
+        assert "head first" in seen[0] and "worker first" in seen[1], seen
+        with open(logs / "head.log", "a") as handle:
+            handle.write(stamp.format(3, "head later"))
+        later = process.stdout.readline()
+        assert "head later" in later and later.startswith("head"), later
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+    leftover = process.stdout.read()
+    assert "first" not in leftover  # nothing printed twice

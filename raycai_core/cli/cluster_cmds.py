@@ -415,14 +415,7 @@ def logs(
                 "the project (a CML session's terminal, a job or an application)",
                 EXIT_BAD_INPUT,
             )
-        if follow:
-            fail(
-                "--follow reads the launchers' logs as they grow, on the project's disk; from "
-                "outside, `raycai logs` shows what they wrote so far (run it again), or follow "
-                "inside the project (a CML session's terminal)",
-                EXIT_BAD_INPUT,
-            )
-        with _remote_logs(target, name) as paths:
+        with _remote_logs(target, name, follow) as paths:
             _print_logs(target, paths, name, node, lines, follow, all_nodes, ray_file)
         return
     _print_logs(
@@ -437,20 +430,45 @@ def logs(
     )
 
 
+REMOTE_FOLLOW_S = 2.0  # a remote follow downloads the logs again this often
+
+
 @contextlib.contextmanager
-def _remote_logs(target: Target, name: str) -> Iterator[ClusterPaths]:
-    """The cluster's launcher logs downloaded into a private temporary directory."""
+def _remote_logs(target: Target, name: str, follow: bool) -> Iterator[ClusterPaths]:
+    """The cluster's launcher logs downloaded into a private temporary directory; with
+    `follow`, downloaded again every REMOTE_FOLLOW_S by a thread (the copies grow in place,
+    so the local follow reads only what is new)."""
+    import threading
+
     from raycai_core.cluster.remote import RemoteProject
     from raycai_core.cml.files import ProjectFiles
 
     with tempfile.TemporaryDirectory(prefix="raycai-remote-") as staging:
 
-        async def pull() -> None:
+        async def pull(logs_only: bool) -> None:
             async with CMLClient(target.credentials) as cml:
-                await RemoteProject(ProjectFiles(cml), Path(staging)).pull(name, logs=True)
+                project = RemoteProject(ProjectFiles(cml), Path(staging))
+                await (project.pull_logs(name) if logs_only else project.pull(name, logs=True))
 
-        run(pull())
-        yield ClusterPaths(Path(staging), name)
+        run(pull(False))
+        stop = threading.Event()
+
+        def refresh() -> None:
+            while not stop.wait(REMOTE_FOLLOW_S):
+                try:
+                    asyncio.run(pull(True))
+                except Exception as exc:  # the next round tries again
+                    click.echo(f"raycai: could not download the logs: {exc}", err=True)
+
+        refresher = threading.Thread(target=refresh, name="raycai-logs", daemon=True)
+        if follow:
+            refresher.start()
+        try:
+            yield ClusterPaths(Path(staging), name)
+        finally:
+            stop.set()
+            if follow:
+                refresher.join(timeout=REMOTE_FOLLOW_S * 5)
 
 
 def _print_logs(

@@ -82,12 +82,27 @@ class RemoteProject:
         await asyncio.to_thread(atomic_write_bytes, path, data, mode=0o600)
         return True
 
-    async def _pull_dir(self, directory: Path, suffix: str) -> None:
+    async def _download_log(self, path: Path) -> bool:
+        """A launcher log, appended in place to the staging copy when it only grew, so that
+        a follow of the copy (same inode, same offset) reads just the new lines."""
+        async with self._slots:
+            data = await self.files.read(self._relative(path))
+        if data is None:
+            return False
+        await asyncio.to_thread(_grow_in_place, path, data)
+        return True
+
+    async def _pull_dir(self, directory: Path, suffix: str, *, logs: bool = False) -> None:
         """Every `*<suffix>` file of one directory (a node a launcher removed goes here too)."""
         listed = {e.name for e in await self.files.list(self._relative(directory)) if not e.is_dir}
         wanted = {n for n in listed if n.endswith(suffix) and not n.startswith(".")}
         await asyncio.to_thread(_remove_unlisted, directory, suffix, wanted)
-        await asyncio.gather(*(self._download(directory / n) for n in sorted(wanted)))
+        fetch = self._download_log if logs else self._download
+        await asyncio.gather(*(fetch(directory / n) for n in sorted(wanted)))
+
+    async def pull_logs(self, name: str) -> None:
+        """The launcher logs alone (a follow's refresh)."""
+        await self._pull_dir(self.paths(name).logs_dir, ".log", logs=True)
 
     async def pull(self, name: str, *, logs: bool = False) -> None:
         """cluster.json (remembered for the conflict check), the token, head.json and the
@@ -99,7 +114,7 @@ class RemoteProject:
             self._download(paths.auth_token),
             self._download(paths.head_json),
             self._pull_dir(paths.nodes_dir, ".json"),
-            *([self._pull_dir(paths.logs_dir, ".log")] if logs else []),
+            *([self.pull_logs(name)] if logs else []),
         )
         self._seen[name] = seen
         if seen is None:
@@ -173,6 +188,22 @@ class RemoteProject:
             if path.name in listed:
                 await self.files.delete(self._relative(path))
         self._seen.pop(name, None)
+
+
+def _grow_in_place(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(path, "rb") as handle:
+            have = handle.read()
+    except FileNotFoundError:
+        have = b""
+    if have and data.startswith(have):
+        if len(data) > len(have):
+            with open(path, "ab") as handle:
+                handle.write(data[len(have) :])
+        return
+    with open(path, "wb") as handle:  # new, or rewritten in the project: a truncation
+        handle.write(data)
 
 
 def _remove_unlisted(directory: Path, suffix: str, wanted: set[str]) -> None:
