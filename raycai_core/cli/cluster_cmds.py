@@ -448,7 +448,11 @@ def _remote_logs(target: Target, name: str, follow: bool) -> Iterator[ClusterPat
         async def pull(logs_only: bool) -> None:
             async with CMLClient(target.credentials) as cml:
                 project = RemoteProject(ProjectFiles(cml), Path(staging))
-                await (project.pull_logs(name) if logs_only else project.pull(name, logs=True))
+                await (
+                    project.pull_logs(name)
+                    if logs_only
+                    else project.pull(name, logs=True, token=False)
+                )
 
         run(pull(False))
         stop = threading.Event()

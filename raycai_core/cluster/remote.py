@@ -104,14 +104,15 @@ class RemoteProject:
         """The launcher logs alone (a follow's refresh)."""
         await self._pull_dir(self.paths(name).logs_dir, ".log", logs=True)
 
-    async def pull(self, name: str, *, logs: bool = False) -> None:
-        """cluster.json (remembered for the conflict check), the token, head.json and the
-        node records; the launcher logs too when asked."""
+    async def pull(self, name: str, *, logs: bool = False, token: bool = True) -> None:
+        """cluster.json (remembered for the conflict check), the token (kept by a render:
+        `token=False` for a reader), head.json and the node records; the launcher logs too
+        when asked."""
         paths = self.paths(name)
         desired = self.files.read(self._relative(paths.cluster_json))
         seen, *_ = await asyncio.gather(
             desired,
-            self._download(paths.auth_token),
+            *([self._download(paths.auth_token)] if token else []),
             self._download(paths.head_json),
             self._pull_dir(paths.nodes_dir, ".json"),
             *([self.pull_logs(name)] if logs else []),
@@ -135,9 +136,10 @@ class RemoteProject:
                 "to act on the new state"
             )
 
-    async def push(self, name: str) -> list[str]:
-        """cluster.json first (just after the conflict check), then every other file raycai
-        rendered; the rendered files it no longer has are deleted. The files replaced."""
+    async def push(self, name: str, *, rendered: bool = True) -> list[str]:
+        """cluster.json first (just after the conflict check), then (`rendered`: the
+        launchers were rendered) every other file raycai rendered, and the rendered files it
+        no longer has are deleted. The files replaced."""
         paths = self.paths(name)
         await self.check_unchanged(name)
         data = await asyncio.to_thread(paths.cluster_json.read_bytes)
@@ -147,7 +149,9 @@ class RemoteProject:
             else [paths.cluster_json.name]
         )
         self._seen[name] = data
-        rendered = await asyncio.to_thread(_rendered_files, self.staging, paths)
+        if not rendered:  # `down` marking the cluster deleting: nothing else changes yet
+            return replaced
+        files = await asyncio.to_thread(_rendered_files, self.staging, paths)
 
         async def one(path: Path) -> None:
             content = await asyncio.to_thread(path.read_bytes)
@@ -155,7 +159,7 @@ class RemoteProject:
                 if await self.files.replace(self._relative(path), content):
                     replaced.append(self._relative(path))
 
-        await asyncio.gather(*(one(path) for path in rendered))
+        await asyncio.gather(*(one(path) for path in files))
         gone = [p for p in autoscaler_files(paths) if not p.exists()]
         listed = {e.name for e in await self.files.list(self._relative(paths.root))}
         for path in gone:
@@ -245,7 +249,7 @@ class RemoteObserver(Observer):
         reuse_usage: bool = False,
     ) -> ClusterView:
         if files is None:
-            await self.project.pull(name)
+            await self.project.pull(name, token=False)
         view = await super().observe(name, members, with_ray=False, files=files)
         return dataclasses.replace(view, remote=True)
 
@@ -287,7 +291,7 @@ class RemoteClusterManager(ClusterManager):
     async def _store(self, spec: ClusterSpec, state: DesiredState = "active") -> None:
         await self.project.check_unchanged(spec.name)
         await super()._store(spec, state)
-        replaced = await self.project.push(spec.name)
+        replaced = await self.project.push(spec.name, rendered=state == "active")
         if replaced:
             self.report("upload", f"uploaded {', '.join(sorted(replaced))}")
 
@@ -306,7 +310,7 @@ class RemoteClusterManager(ClusterManager):
         return await super().up(spec, wait=wait, timeout=timeout)
 
     async def down(self, name: str, *, timeout: float = 300.0) -> list[str]:
-        await self.project.pull(name)
+        await self.project.pull(name, token=False)
         return await super().down(name, timeout=timeout)
 
     async def list_clusters(self) -> list[ClusterSummary]:
@@ -315,7 +319,7 @@ class RemoteClusterManager(ClusterManager):
         clusters_dir = self.paths("x").relative.parent.as_posix()
         listed = await self.project.files.list(clusters_dir)
         names = sorted({e.name for e in listed if e.is_dir} | set(grouped))
-        await asyncio.gather(*(self.project.pull(name) for name in names))
+        await asyncio.gather(*(self.project.pull(name, token=False) for name in names))
         return await asyncio.to_thread(summarise, self.project_dir, grouped)
 
     async def _wait_head(
@@ -326,7 +330,7 @@ class RemoteClusterManager(ClusterManager):
         self.report("head-wait", "waiting for the head to publish its address")
         last_reason = ""
         while True:
-            await self.project.pull(spec.name)
+            await self.project.pull(spec.name, token=False)
             address = await asyncio.to_thread(read_head_address, paths)
             record = await asyncio.to_thread(read_node_record, paths, HEAD_NODE)
             if record is not None and record.phase == phases.FAILED:
