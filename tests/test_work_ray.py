@@ -27,6 +27,7 @@ from tests.helpers import SMALL_NODES, cli_env, raycai
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
 
 NAME = "work"
+PROJECT_DIRS: list[Path] = []  # the module's cluster's project (for its head's Ray logs)
 # Ray Client gives up on a refused driver after ~35 s by default; these make it ~5 s.
 QUICK_CLIENT = {
     "RAY_CLIENT_INITIAL_CONNECTION_TIMEOUT_S": "1",
@@ -58,6 +59,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkspaceHandl
     data_dir = tmp_path_factory.mktemp("workspace")
     with run_workspace_in_thread(data_dir, WorkspaceConfig(**FAST_CONFIG)) as handle:
         raycai(handle, "up", NAME, "--workers", "1", *SMALL_NODES)
+        PROJECT_DIRS.append(handle.project_dir)
         yield handle
         raycai(handle, "down", NAME, "--yes", check=False)
 
@@ -116,8 +118,34 @@ def test_env_exports_connect_a_driver_whose_tasks_reach_two_nodes(cluster: Works
 
     code = "import ray\nray.init()\n" + SPREAD_TASKS
     driver = python(code, driver_env(cluster, **exports))
-    assert driver.returncode == 0, driver.stderr[-3000:]
+    if driver.returncode != 0 and CLIENT_SERVER_FAILED in driver.stderr:
+        # Ray Client's per-driver server process sometimes dies at its start on a loaded
+        # machine (seen 2 times in ~10 CI runs, both on the first driver after `up`); a user
+        # runs the driver again, and so does this test, once, showing the server's log.
+        print(f"Ray Client's server failed to start; again once. Its log:\n{client_server_log()}")
+        driver = python(code, driver_env(cluster, **exports))
+    assert driver.returncode == 0, driver.stderr[-3000:] + client_server_log()
     assert "distinct nodes: 2" in driver.stdout
+
+
+CLIENT_SERVER_FAILED = "Starting Ray client server failed"
+
+
+def client_server_log() -> str:
+    """The tail of the head's Ray Client server logs (ray_client_server_<port>.err)."""
+    from raycai_core.launcher import template
+
+    head = (
+        Path(template.ray_temp_dir(str(PROJECT_DIRS[-1]), NAME, "head")) if PROJECT_DIRS else None
+    )
+    if head is None:
+        return ""
+    tails = []
+    for log in sorted(head.glob("session_*/logs/ray_client_server*.err")):
+        tails.append(
+            f"--- {log.name}:\n" + "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+        )
+    return "\n".join(tails)
 
 
 def test_raycai_run_passes_the_environment_and_the_exit_code(cluster: WorkspaceHandle):
