@@ -52,7 +52,7 @@ def test_restarts_back_off_then_stop_at_the_budget(tmp_path: Path) -> None:
     delays = []
     while (delay := recoveries.next_delay()) is not None:
         delays.append(delay)
-        recoveries.record(f"crash {len(delays)}", "/tmp/logs", state_kept=True)
+        owner.status.update(**recoveries.record(f"crash {len(delays)}", "/tmp/logs", True))
     assert delays == [0.5, 1.0, 1.5]  # doubling, capped
     record = json.loads((tmp_path / "head.json").read_text())
     assert record["ray_restarts"] == 3

@@ -541,14 +541,16 @@ class Recoveries:
             return None
         return min(self.longest, self.first_delay * 2 ** len(self.recent))
 
-    def record(self, why: str, logs: str | None, state_kept: bool | None = None) -> None:
+    def record(self, why: str, logs: str | None, state_kept: bool | None = None) -> dict:
+        """Count one restart; the record's fields that say so (written with the phase that
+        follows, in one update: a reader never sees the count without the phase)."""
         self.recent.append(time.monotonic())
         self.count += 1
         entry: dict = {"at": now(), "why": why, "logs": logs}
         if state_kept is not None:
             entry["state_kept"] = state_kept
         history = [*list(self.launcher.status.get("recoveries") or [])[-4:], entry]
-        self.launcher.status.update(ray_restarts=self.count, recoveries=history)
+        return {"ray_restarts": self.count, "recoveries": history}
 
     def give_up(self) -> str:
         return (
@@ -1281,10 +1283,11 @@ class Launcher:
                     self.phase(RAY_EXITED, error=why + "; " + recoveries.give_up())
                     return EXIT_RAY
                 state_kept = head is not None and os.path.isdir(storage)
-                recoveries.record(why, logs, state_kept)
+                counted = recoveries.record(why, logs, state_kept)
                 self.phase(
                     RECOVERING,
                     error=why,
+                    **counted,
                     detail="Ray restarts in this application in {:.1f} s ({}, restart {})".format(
                         delay,
                         "the GCS state on disk is kept" if state_kept else "with a new state",
@@ -1449,10 +1452,11 @@ class Launcher:
                 if delay is None:
                     self.phase(RAY_EXITED, error=why + "; " + recoveries.give_up())
                     return EXIT_RAY
-                recoveries.record(why, logs)
+                counted = recoveries.record(why, logs)
                 self.phase(
                     RECOVERING,
                     error=why,
+                    **counted,
                     detail=f"Ray starts again in this application in {delay:.1f} s "
                     f"(restart {recoveries.count})",
                 )

@@ -85,6 +85,8 @@ async def show_create_form(pilot: Pilot[None]) -> None:
     screen.query_one("#runtime").value = RUNTIMES[0].image_identifier
     for widget_id, text in (("name", "demo"), ("workers-cpu", "0.5"), ("head-gpu", "1.5")):
         screen.query_one(f"#{widget_id}", Input).value = text
+    for field in screen.query(Input):
+        field.cursor_blink = False  # the same picture however long the machine takes
     screen.query_one("#workers-count", Input).focus()
     await pilot.pause()
 
