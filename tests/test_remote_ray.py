@@ -1,7 +1,8 @@
-"""Remote mode with real Ray: `raycai up|status|logs|down` from a directory outside the
-project, through the files API of the local workspace (which behaves as CML's: no overwrite,
-`(1)` names, one-page listing), then the same under 20 % API faults. One workspace, two
-cluster starts."""
+"""Remote mode: `raycai up|status|logs|down` from a directory outside the project, through
+the files API of the local workspace (which behaves as CML's: no overwrite, `(1)` names,
+one-page listing): with real Ray, then the same under 20 % API faults with the stand-in Ray
+(tests/fixtures/stand_in_ray.py: the faults' subject is the files API and raycai's
+orchestration, and a second real cluster would cost CI's budget ~40 s)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,11 @@ import pytest
 from raycai_core.cluster.layout import ClusterPaths
 from raycai_core.local import WorkspaceHandle
 from tests.helpers import SMALL_NODES, cli_env, cluster_apps, nodes_of, raycai_argv
+from tests.tui.support import fake_ray
 
-pytestmark = [pytest.mark.ray, pytest.mark.timeout(400)]
+__all__ = ["fake_ray"]  # the fixture
+
+pytestmark = [pytest.mark.timeout(400)]
 
 FAULTS = {  # R1's mix: 20 % of the API requests fail, some after the change was made
     "seed": 19,
@@ -50,52 +54,62 @@ def copies(project_dir: Path) -> list[str]:
     ]
 
 
+@pytest.mark.ray
 async def test_remote_session_from_outside_the_project(
     local_workspace: WorkspaceHandle, tmp_path: Path
 ) -> None:
-    handle = local_workspace
+    await remote_session(local_workspace, tmp_path, "far", None)
+
+
+@pytest.mark.slow
+async def test_remote_session_under_api_faults(fake_ray: WorkspaceHandle, tmp_path: Path) -> None:
+    await remote_session(fake_ray, tmp_path, "faulty", FAULTS)
+
+
+async def remote_session(
+    handle: WorkspaceHandle, tmp_path: Path, name: str, faults: dict | None
+) -> None:
     laptop = tmp_path / "laptop"
     laptop.mkdir()
-    for name, faults in (("far", None), ("faulty", FAULTS)):
-        if faults:
-            handle.set_faults(**faults)
-            handle.reset_stats()
-        up = remote(handle, laptop, "up", name, "--workers", "2", *SMALL_NODES)
-        assert "remote: the project's files through the API" in up.stderr
-        paths = ClusterPaths(handle.project_dir, name)
-        # The launchers' own file: uploaded 0644 (the API sets no mode), made 0600 by them.
-        assert paths.auth_token.stat().st_mode & 0o777 == 0o600
-        nodes = ("head", "worker-1", "worker-2")
-        logs_text = "".join(paths.node_log(node).read_text() for node in nodes)
-        assert "made it 0600" in logs_text  # by whichever launcher looked first
+    if faults:
+        handle.set_faults(**faults)
+        handle.reset_stats()
+    up = remote(handle, laptop, "up", name, "--workers", "2", *SMALL_NODES)
+    assert "remote: the project's files through the API" in up.stderr
+    paths = ClusterPaths(handle.project_dir, name)
+    # The launchers' own file: uploaded 0644 (the API sets no mode), made 0600 by them.
+    assert paths.auth_token.stat().st_mode & 0o777 == 0o600
+    nodes = ("head", "worker-1", "worker-2")
+    logs_text = "".join(paths.node_log(node).read_text() for node in nodes)
+    assert "made it 0600" in logs_text  # by whichever launcher looked first
 
-        status = json.loads(remote(handle, laptop, "status", name, "--json").stdout)
-        joined = {n["node"]: n["joined"] for n in status["nodes"]}
-        assert joined == {"head": True, "worker-1": True, "worker-2": True}, status
-        assert status["ready"] and status["remote"]  # by the launchers' records
+    status = json.loads(remote(handle, laptop, "status", name, "--json").stdout)
+    joined = {n["node"]: n["joined"] for n in status["nodes"]}
+    assert joined == {"head": True, "worker-1": True, "worker-2": True}, status
+    assert status["ready"] and status["remote"]  # by the launchers' records
 
-        if not faults:  # once: a second `up` changes nothing, `list` sees the cluster
-            again = remote(handle, laptop, "up", name, "--workers", "2", *SMALL_NODES)
-            assert "head.py" not in again.stderr, again.stderr  # not uploaded again
-            assert sorted(nodes_of(await cluster_apps(handle), name)) == list(nodes)
-            (listed,) = json.loads(remote(handle, laptop, "list", "--json").stdout)
-            assert (listed["name"], listed["workers_joined"]) == (name, 2), listed
+    if not faults:  # once: a second `up` changes nothing, `list` sees the cluster
+        again = remote(handle, laptop, "up", name, "--workers", "2", *SMALL_NODES)
+        assert "head.py" not in again.stderr, again.stderr  # not uploaded again
+        assert sorted(nodes_of(await cluster_apps(handle), name)) == list(nodes)
+        (listed,) = json.loads(remote(handle, laptop, "list", "--json").stdout)
+        assert (listed["name"], listed["workers_joined"]) == (name, 2), listed
 
-        logs = remote(handle, laptop, "logs", name, "--all").stdout
-        for node in nodes:
-            assert any(line.startswith(node) for line in logs.splitlines()), logs[-2000:]
+    logs = remote(handle, laptop, "logs", name, "--all").stdout
+    for node in nodes:
+        assert any(line.startswith(node) for line in logs.splitlines()), logs[-2000:]
 
-        stats = handle.stats()
-        down = remote(handle, laptop, "down", name, "--yes")
-        assert "deleted 3 application(s)" in down.stdout
-        apps = await cluster_apps(handle)
-        assert nodes_of(apps, name) == [], f"orphaned applications: {Counter(nodes_of(apps, name))}"
-        assert not copies(handle.project_dir), copies(handle.project_dir)
-        assert not paths.cluster_json.exists() and not paths.auth_token.exists()
-        assert paths.node_log("head").is_file()  # the logs stay, as with a local down
-        assert sorted(p.name for p in laptop.iterdir()) == []  # nothing written here
-        if faults:
-            handle.set_faults()
-            injected = {k: v for k, v in stats["injected"].items() if k != "latency"}
-            print(f"remote up..logs: {stats['total']} API requests, injected: {injected}")
-            assert sum(injected.values()) >= 0.1 * stats["total"]  # the faults happened
+    stats = handle.stats()
+    down = remote(handle, laptop, "down", name, "--yes")
+    assert "deleted 3 application(s)" in down.stdout
+    apps = await cluster_apps(handle)
+    assert nodes_of(apps, name) == [], f"orphaned applications: {Counter(nodes_of(apps, name))}"
+    assert not copies(handle.project_dir), copies(handle.project_dir)
+    assert not paths.cluster_json.exists() and not paths.auth_token.exists()
+    assert paths.node_log("head").is_file()  # the logs stay, as with a local down
+    assert sorted(p.name for p in laptop.iterdir()) == []  # nothing written here
+    if faults:
+        handle.set_faults()
+        injected = {k: v for k, v in stats["injected"].items() if k != "latency"}
+        print(f"remote up..logs: {stats['total']} API requests, injected: {injected}")
+        assert sum(injected.values()) >= 0.1 * stats["total"]  # the faults happened
