@@ -25,6 +25,7 @@ BENCHES = {
     "p11": "p11_tui_cpu.py",
     "p12": "p12_idle_requests.py",
     "p13": "p13_head_proxy.py",
+    "r12": "r12_recovery.py",
 }
 
 
