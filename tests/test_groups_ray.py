@@ -8,7 +8,7 @@ max 1); idle timeout 5 s. Ray takes `--num-gpus 1` on a machine without GPUs and
 
 Covered elsewhere: `up` killed mid-way then rerun converging two groups (stand-in Ray,
 tests/test_cluster_groups.py); the one-group `[workers]` shape on real Ray
-(tests/test_autoscaler_ray.py, tests/test_cluster_ray.py, tests/test_work_ray.py).
+(tests/test_autoscaler_ray.py, tests/test_healing.py, tests/test_work_ray.py).
 """
 
 from __future__ import annotations

@@ -1,6 +1,9 @@
-"""R3: a failed worker is seen in one observation and healed; R2: every worker rejoins a
-restarted head on its own; a lost token file is replaced. Real Ray on the local workspace,
-one cluster for the module, driven through ClusterManager."""
+"""A real Ray cluster's life on the local workspace, one cluster for the module (head + 2
+workers), in file order: `raycai up` gives 3 ALIVE nodes behind the workspace's login; R3: a
+failed worker is seen in one observation and healed; R2: every worker rejoins a restarted
+head on its own; a lost token file is replaced; `raycai down` deletes every application and
+leaves no Ray process, the logs kept. (Scaling with real Ray: test_groups_ray.py and the
+TUI's end-to-end test; a head that dies: tests/serving/test_recovery_ray.py.)"""
 
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from raycai_core.cml.models import AppStatus
 from raycai_core.local import WorkspaceConfig, WorkspaceHandle, run_workspace_in_thread
 from raycai_core.spec import ClusterSpec, spec_from_flags
 from tests.fixtures.workspace import FAST_CONFIG, RUNTIME, wait_for
-from tests.helpers import SMALL_NODES, ray_processes, raycai
+from tests.helpers import SMALL_NODES, cluster_apps, ray_processes, raycai, status_json
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
@@ -42,6 +45,18 @@ def handle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkspaceHandle
     while ray_processes() and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not ray_processes()
+
+
+async def test_up_gives_three_alive_nodes_behind_the_workspaces_login(
+    handle: WorkspaceHandle,
+) -> None:
+    status = status_json(handle, NAME)
+    assert status["ready"] and status["nodes_alive"] == 3
+    assert {n["ray_state"] for n in status["nodes"]} == {"ALIVE"}
+    assert {n["app_status"] for n in status["nodes"]} == {"running"}
+    assert status["ray_dashboard_url"] and status["head_address"]
+    # The dashboard stays behind CML's authentication: no application is public.
+    assert not any(app.bypass_authentication for app in await cluster_apps(handle))
 
 
 def spec() -> ClusterSpec:
@@ -143,3 +158,15 @@ async def test_a_lost_token_file_is_replaced_and_the_nodes_restarted(
             assert any("token file was gone" in e.message for e in events)
         finally:
             await ops.observer.aclose()
+
+
+async def test_down_deletes_every_application_and_leaves_no_ray(handle: WorkspaceHandle) -> None:
+    paths = ClusterPaths(handle.project_dir, NAME)
+    down = raycai(handle, "down", NAME, "--yes")
+    assert "deleted 3 application(s)" in down.stdout
+    assert await cluster_apps(handle) == []
+    await wait_for(lambda: not ray_processes(), timeout=60)
+    assert not paths.cluster_json.exists() and not paths.auth_token.exists()
+    assert paths.node_log("head").exists()  # launcher logs outlive the cluster
+    again = raycai(handle, "down", NAME, "--yes")
+    assert "nothing left to delete" in again.stdout
