@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 import httpx
 from _common import REPO, Report, ensure_private_netns, load_average, median, short_tmpdir, spread
+from p13_head_proxy import cli_env, raycai  # the CLI as a user runs it, one copy
 
 if TYPE_CHECKING:
     from raycai_core.local import WorkspaceHandle
@@ -38,27 +39,6 @@ TARGET_S = 15.0
 NAME = "r12"
 BIN = Path(sys.executable).parent
 EXAMPLE = REPO / "examples" / "serve"
-
-
-def cli_env(handle: WorkspaceHandle) -> dict[str, str]:
-    dropped = ("CML_", "CDSW_", "RAYCAI_", "RAY_")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
-    env.update(
-        CML_HOST=handle.url,
-        CML_API_KEY=handle.api_key,
-        CML_PROJECT_ID=handle.project_id,
-        RAYCAI_PROJECT_DIR=str(handle.project_dir),
-    )
-    return env
-
-
-def raycai(handle: WorkspaceHandle, *args: str) -> str:
-    done = subprocess.run(
-        [str(BIN / "raycai"), *args], env=cli_env(handle), capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"raycai {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
-    return done.stdout
 
 
 class Cluster:
