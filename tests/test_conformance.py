@@ -187,8 +187,10 @@ async def test_everything_on_the_wire_matches_the_spec(cml_spec, local_workspace
         await raw.get(f"/projects/{ws.project_id}/applications/none")
         await raw.get("/projects", headers={"Authorization": "Bearer nope"})
 
+    # Every call above reached the recorders (the client's count depends on polling).
+    assert len(raw_recorder.exchanges) == 15
+    assert len(recorder.exchanges) >= 13
     exchanges = recorder.exchanges + raw_recorder.exchanges
-    assert len(exchanges) > 30
     for exchange in exchanges:
         spec.check(exchange)
     statuses = {e.status for e in exchanges}
