@@ -5,8 +5,17 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+# Ray Client's proxy starts one server process per driver; on a loaded machine that process
+# sometimes dies at its start ("Starting Ray client server failed", seen in CI about once in
+# ten runs, on 2 busy cores) and the proxy reports it to the driver. A second start works.
+SERVER_START_FAILED = "Starting Ray client server failed"
+SERVER_START_ATTEMPTS = 3
+SERVER_START_BACKOFF_S = 2.0
 
 
 class ConnectError(RuntimeError):
@@ -82,7 +91,7 @@ def connect(
             f"raycai.connect({name!r})"
         )
     try:
-        return ray.init(access.client_address, **ray_init_kwargs)
+        return init_with_retry(lambda: ray.init(access.client_address, **ray_init_kwargs))
     except ConnectionError as exc:
         raise ConnectError(
             f"Ray Client at {access.client_address} (cluster {name!r}) did not accept this "
@@ -92,3 +101,31 @@ def connect(
             f"or `raycai run {name} -- python ...`, or restart this Python and call "
             f"raycai.connect({name!r}) first. Is the cluster up? (`raycai status {name}`)"
         ) from exc
+
+
+def init_with_retry(
+    init: Callable[[], Any],
+    *,
+    attempts: int = SERVER_START_ATTEMPTS,
+    backoff_s: float = SERVER_START_BACKOFF_S,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Any:
+    """Call `init`, again (after a pause) when the head's per-driver server failed to start.
+
+    Any other error (refused token, unreachable head) is raised at once: trying again would
+    only delay the message that says what to fix. A failed Ray Client connect disconnects
+    itself, so the next attempt starts clean.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return init()
+        except ConnectionError as exc:
+            if SERVER_START_FAILED not in str(exc) or attempt == attempts:
+                raise
+            print(
+                f"raycai: the head's Ray Client server for this driver failed to start "
+                f"(attempt {attempt} of {attempts}); trying again in {backoff_s:.0f} s",
+                file=sys.stderr,
+            )
+            sleep(backoff_s * attempt)
+    raise AssertionError("unreachable")

@@ -166,7 +166,7 @@ def test_connect_helper_after_ray_was_imported(cluster: WorkspaceHandle):
     # A notebook's usual order: ray is imported (its auth mode fixed as disabled) first.
     code = f"import ray, raycai\nraycai.connect({NAME!r})\n" + SPREAD_TASKS
     driver = python(code, driver_env(cluster))
-    assert driver.returncode == 0, driver.stderr[-3000:]
+    assert driver.returncode == 0, driver.stderr[-3000:] + client_server_log()
     assert "distinct nodes: 2" in driver.stdout
 
 

@@ -267,3 +267,34 @@ def test_connect_refuses_other_versions_before_loading_ray(tmp_path: Path) -> No
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert "MISMATCH" in done.stdout and "Ray 2.9.9" in done.stdout, done.stderr
     assert done.stdout.strip().endswith("False")
+
+
+def test_connect_starts_the_client_server_again_only_when_it_failed_to_start() -> None:
+    from raycai._connect import SERVER_START_FAILED, init_with_retry
+
+    waits: list[float] = []
+    failures = [
+        ConnectionAbortedError(f"Initialization failure from server: {SERVER_START_FAILED}")
+    ]
+
+    def init() -> str:
+        if failures:
+            raise failures.pop()
+        return "context"
+
+    assert init_with_retry(init, sleep=waits.append) == "context"
+    assert waits == [2.0]
+
+    def refused() -> str:
+        raise ConnectionError("UNAUTHENTICATED: token mismatch")
+
+    with pytest.raises(ConnectionError, match="UNAUTHENTICATED"):
+        init_with_retry(refused, sleep=waits.append)
+    assert waits == [2.0]  # a refused token is not tried again
+
+    def always() -> str:
+        raise ConnectionAbortedError(SERVER_START_FAILED)
+
+    with pytest.raises(ConnectionAbortedError):
+        init_with_retry(always, attempts=3, sleep=waits.append)
+    assert waits == [2.0, 2.0, 4.0]
