@@ -73,14 +73,15 @@ def cluster_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_every_program_in_the_cluster_directory_imports_without_raycai(cluster_dir: Path) -> None:
     programs = sorted(cluster_dir.glob("*.py"))
     names = {path.name for path in programs}
-    # the launchers, the head proxy and, for an autoscaled cluster, the provider and the
-    # monitor's runner
+    # the launchers, the head proxy, the Ray log copier (every node's launcher loads it) and,
+    # for an autoscaled cluster, the provider and the monitor's runner
     assert names == {
         "head.py",
         "worker.py",
         "raycai_head_proxy.py",
         "raycai_cml_provider.py",
         "raycai_autoscaler.py",
+        "raycai_ray_logs.py",
     }, names
     results = _import_without_raycai(programs, cwd=cluster_dir)
     assert results == {str(path): "ok" for path in programs}

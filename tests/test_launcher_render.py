@@ -139,6 +139,8 @@ def test_launcher_json_contents() -> None:
         # Where Serve listens, and the head proxy on the head application's port.
         "serve": {"listen": "loopback"},
         "proxy": {"program": "raycai_head_proxy.py", "prefix": "/serve", "log": "proxy.log"},
+        # Each node's Ray logs copied into logs/<node>/ray/ (200 MB for the whole cluster).
+        "ray_logs": {"program": "raycai_ray_logs.py", "cap_bytes": 200 * 2**20, "interval_s": 3.0},
     }
     # The worker count is lifecycle's business: scaling does not touch launcher.json.
     assert launcher_config(spec(workers={"count": 9})) == launcher_config(
@@ -159,6 +161,7 @@ def test_render_writes_files_token_and_is_idempotent(tmp_path: Path) -> None:
         "head.py",
         "worker.py",
         "raycai_head_proxy.py",
+        "raycai_ray_logs.py",
     }
     token = read_token(paths)
     assert isinstance(token, Secret) and len(token.reveal()) == 64

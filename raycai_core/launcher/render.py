@@ -21,6 +21,7 @@ from raycai_core.cluster.layout import ClusterPaths
 from raycai_core.cluster.phases import LAUNCHER_CONSTANTS
 from raycai_core.cluster.records import read_token
 from raycai_core.credentials import Secret
+from raycai_core.launcher import ray_logs
 from raycai_core.launcher.autoscaling import launcher_settings, render_autoscaler
 from raycai_core.naming import DEFAULT_GROUP
 from raycai_core.spec import ClusterSpec, NodeSpec, WorkerGroupSpec
@@ -143,13 +144,18 @@ def launcher_config(spec: ClusterSpec) -> dict[str, Any]:
         "env": dict(spec.env),
         "serve": {"listen": spec.serve.listen},
         "proxy": {"program": PROXY_FILE, "prefix": SERVE_PREFIX, "log": PROXY_LOG},
+        "ray_logs": {
+            "program": ray_logs.PROGRAM,
+            "cap_bytes": ray_logs.CAP_BYTES,
+            "interval_s": ray_logs.INTERVAL_S,
+        },
         **({"autoscaler": a} if (a := launcher_settings(spec)) else {}),
     }
 
 
 def head_programs(paths: ClusterPaths) -> list[Path]:
     """The programs render_cluster copies for every cluster (the autoscaler's apart)."""
-    return [paths.root / PROXY_FILE]
+    return [paths.root / PROXY_FILE, paths.root / ray_logs.PROGRAM]
 
 
 def ensure_token(paths: ClusterPaths, token: Secret | None = None) -> bool:
@@ -225,6 +231,9 @@ def render_cluster(
         paths.script("worker"): render_script("worker", paths.relative).encode("utf-8"),
         paths.root / PROXY_FILE: resources.files("raycai_core.launcher")
         .joinpath("head_proxy.py")
+        .read_bytes(),
+        paths.root / ray_logs.PROGRAM: resources.files("raycai_core.launcher")
+        .joinpath("ray_logs.py")
         .read_bytes(),
     }
     for path, data in files.items():

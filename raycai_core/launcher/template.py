@@ -12,6 +12,7 @@ import collections
 import contextlib
 import hashlib
 import http.server
+import importlib.util
 import json
 import os
 import re
@@ -1053,6 +1054,51 @@ class HeadProxy(Supervised):
         return argv, env
 
 
+class RayLogCopies:
+    """This node's Ray logs copied into logs/<node>/ray/<session>/ as they grow, by the
+    cluster directory's raycai_ray_logs.py (launcher.json `ray_logs`); off, said once in the
+    log, when a render older than it left no such file."""
+
+    def __init__(self, launcher: Launcher) -> None:
+        self.mirror = None
+        self.interval = 3.0
+        settings = launcher.config.get("ray_logs")
+        if not isinstance(settings, dict) or not settings.get("program"):
+            launcher.log.info("Ray log copies off: launcher.json has no ray_logs (`raycai up`)")
+            return
+        path = os.path.join(launcher.dir, str(settings["program"]))
+        try:
+            spec = importlib.util.spec_from_file_location("raycai_ray_logs", path)
+            module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+            spec.loader.exec_module(module)  # type: ignore[union-attr]
+        except Exception as exc:
+            launcher.log.info(f"Ray log copies off: cannot load {path}: {one_line(repr(exc))}")
+            return
+        self.interval = float(settings.get("interval_s") or module.INTERVAL_S)
+        self.mirror = module.RayLogMirror(
+            ray_temp_dir(launcher.root, launcher.cluster, launcher.node),
+            os.path.join(launcher.dir, "logs"),
+            launcher.node,
+            cap_bytes=int(settings.get("cap_bytes") or module.CAP_BYTES),
+            note=launcher.log.info,
+        )
+
+    def start(self) -> None:
+        if self.mirror is not None:
+            self.mirror.start(self.interval)
+
+    def sync_all(self) -> None:
+        """Every session's new bytes (before prune_sessions removes old sessions)."""
+        if self.mirror is not None:
+            with contextlib.suppress(Exception):
+                self.mirror.sync_all()
+
+    def stop(self) -> None:
+        """The last pass (Ray has stopped)."""
+        if self.mirror is not None:
+            self.mirror.stop()
+
+
 # --- the launcher -------------------------------------------------------------------------
 
 
@@ -1075,6 +1121,7 @@ class Launcher:
             os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
         self.log = Log(os.path.join(self.dir, "logs", node + ".log"))
         self.status = Status(os.path.join(self.dir, "nodes", node + ".json"), self._first_record())
+        self.ray_logs = RayLogCopies(self)
 
     def _first_record(self) -> dict:
         previous = read_json(os.path.join(self.dir, "nodes", self.node + ".json")) or {}
@@ -1147,6 +1194,7 @@ class Launcher:
         )
         self.status.update()
         self.status.keep_beating(float(self.timing["heartbeat_s"]))
+        self.ray_logs.start()
         try:
             return self._run()
         except Fatal as exc:
@@ -1159,6 +1207,7 @@ class Launcher:
         finally:
             if self.ray is not None and self.ray.poll() is None:
                 self.ray.kill(float(self.timing["stop_grace_s"]))
+            self.ray_logs.stop()
 
     def _run(self) -> int:
         ip = pod_ip()
@@ -1186,6 +1235,7 @@ class Launcher:
         """`ray start`'s flags shared by the head and workers; a worker of `group` also gets
         the group's custom resources and its labels (`raycai/group` and the user's)."""
         temp_dir = ray_temp_dir(self.root, self.cluster, self.node)
+        self.ray_logs.sync_all()  # the last of the sessions prune_sessions may remove
         prune_sessions(temp_dir)
         labels = f"{LABEL_PREFIX}cluster={self.cluster},{LABEL_PREFIX}node={self.node}"
         extra = []
