@@ -779,7 +779,7 @@ def alive_names(ip: str, port: int, token: str) -> set[str] | None:
 
 @pytest.mark.ray
 @pytest.mark.timeout(150)
-def test_real_head_and_worker_join_survive_a_head_crash_and_stop(
+def test_real_head_and_worker_join_with_labels_and_stop_on_sigterm(
     private_netns: None, tmp_path: Path
 ) -> None:
     spec = {
@@ -796,7 +796,7 @@ def test_real_head_and_worker_join_survive_a_head_crash_and_stop(
     try:
         head = project.start("head", project.env("head", "127.0.0.2", head_port, path))
         worker = project.start("worker", project.env("worker-1", "127.0.0.3", worker_port, path))
-        first = project.phase("head", "running", timeout=60)
+        project.phase("head", "running", timeout=60)
         project.phase("worker-1", "joined", timeout=60)
         names = {"raycai-rt-head", "raycai-rt-worker-1"}
         wait_for(lambda: alive_names("127.0.0.2", head_port, token) == names, 30, "2 nodes", 0.5)
@@ -805,31 +805,6 @@ def test_real_head_and_worker_join_survive_a_head_crash_and_stop(
         assert labels["raycai-rt-worker-1"].get("raycai/node") == "worker-1"
         assert labels["raycai-rt-head"].get("raycai/cluster") == "rt"
         assert dashboard_nodes("127.0.0.2", head_port, None)[0] == 401
-
-        # The head's pod dies; the platform starts it again on a new IP.
-        kill_session(head.pid)
-        head.wait(10)
-        head = project.start("head", project.env("head", "127.0.0.4", head_port, path))
-
-        def restarted() -> dict[str, Any] | None:
-            record = project.record("head")
-            new = record.get("head_incarnation") != first["head_incarnation"]
-            return record if new and record.get("phase") == "running" else None
-
-        second = wait_for(restarted, 60, "the new head to publish")
-        assert second["restarts"] == 1 and second["ip"] == "127.0.0.4"
-        published = project.paths.head_json.stat().st_mtime
-
-        def rejoined() -> dict[str, Any] | None:
-            record = project.record("worker-1")
-            ok = record.get("phase") == "joined"
-            return (
-                record if ok and record["head_incarnation"] == second["head_incarnation"] else None
-            )
-
-        record = wait_for(rejoined, 60, "the worker to rejoin the new head", 0.2)
-        print(f"\nworker rejoined {record['phase_since'] - published:.1f} s after head.json")
-        wait_for(lambda: alive_names("127.0.0.4", head_port, token) == names, 30, "rejoin", 0.5)
 
         assert len(ray_processes(str(project.paths.auth_token))) >= 6  # the scan sees Ray
         worker.send_signal(signal.SIGTERM)
@@ -844,7 +819,7 @@ def test_real_head_and_worker_join_survive_a_head_crash_and_stop(
         for process in project.processes:
             wait_for(lambda p=process: not session_pids(p.pid), 10, "the node's session to end")
         log = project.paths.node_log("worker-1").read_text()
-        assert token not in log and "phase rejoining" in log
+        assert token not in log and "phase stopped" in log
     finally:
         project.cleanup()
         remove_ray_temp_dirs(project)
