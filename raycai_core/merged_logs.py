@@ -8,6 +8,11 @@ after the previous line of its file. Ties go to the node that sorts first (head,
 worker-2, ..., worker-10). Files that appear later (a worker added) are picked up at the next
 rescan. Within one round the merge is exact; a line that is read in a later round than a
 newer line of another node (another node's clock, a slow network mount) is shown when read.
+
+With `ray_file` (e.g. raylet.out), each node's copy of that Ray log in the project
+(raycai_core.ray_log_copies: `logs/<node>/ray/<session>/`, the newest session) is merged
+too, as the source `<node>/<file>`, whether the node is still there or gone. Ray stamps its
+lines `[2026-12-07 03:12:45,123 ...` in the node's local time (UTC on CML's pods).
 """
 
 from __future__ import annotations
@@ -23,13 +28,14 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Literal, NamedTuple
 
+from raycai_core import ray_log_copies
 from raycai_core.logtail import FileFollower, read_tail
 
 LOG_SUFFIX = ".log"
 SEPARATOR = " | "
 CONTEXT_LINES = 50  # read before a file's tail to time the untimed lines at its top
 MIN_SHARE = 64 * 1024  # the least a file may read per round, however many files there are
-_STAMP = re.compile(r"(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d:\d\d)(?:[.,](\d+))?")
+_STAMP = re.compile(r"\[?(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d:\d\d)(?:[.,](\d+))?")
 _DIGITS = re.compile(r"(\d+)")
 
 
@@ -96,6 +102,16 @@ def node_logs(logs_dir: Path) -> dict[str, Path]:
     return {node: found[node] for node in sorted(found, key=node_sort_key) if node}
 
 
+def ray_copy_logs(logs_dir: Path, ray_file: str) -> dict[str, Path]:
+    """Each node's copy of the Ray log `ray_file`, as sources named `<node>/<file>`."""
+    found = {}
+    for node in ray_log_copies.nodes(logs_dir):
+        copy = ray_log_copies.find(logs_dir, node, ray_file)
+        if copy is not None:
+            found[f"{node}/{ray_file}"] = copy.path
+    return found
+
+
 def with_prefix(line: NodeLine, width: int) -> str:
     """`node | text`, the node padded to `width`."""
     return f"{line.node:<{width}}{SEPARATOR}{line.text}"
@@ -103,7 +119,7 @@ def with_prefix(line: NodeLine, width: int) -> str:
 
 def describe(note: NodeNote) -> str:
     """One line saying what a note means, for people."""
-    name = f"{note.node}{LOG_SUFFIX}"
+    name = note.node if "/" in note.node else f"{note.node}{LOG_SUFFIX}"
     if note.kind == "skipped":
         about = "about " if note.estimated else ""
         return f"{about}{note.skipped:,} lines of {note.node} skipped (it wrote faster than read)"
@@ -164,8 +180,10 @@ class MergedLogs:
         max_read: int = 4 * 2**20,
         max_backlog: int | None = None,
         rescan_s: float = 1.0,
+        ray_file: str | None = None,
     ) -> None:
         self.logs_dir = Path(logs_dir)
+        self.ray_file = ray_file
         self.max_read = max_read
         self.max_backlog = max_backlog
         self.rescan_s = rescan_s
@@ -223,7 +241,10 @@ class MergedLogs:
         self._scanned = time.monotonic()
         groups: list[list[NodeLine]] = []
         added = False
-        for node, path in node_logs(self.logs_dir).items():
+        sources = node_logs(self.logs_dir)
+        if self.ray_file:
+            sources.update(ray_copy_logs(self.logs_dir, self.ray_file))
+        for node, path in sources.items():
             if node in self._logs:
                 continue
             try:

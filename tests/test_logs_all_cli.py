@@ -82,7 +82,6 @@ def test_all_nodes_interleaved_by_time_with_node_prefixes(tmp_path: Path, logs_d
     ("args", "expected"),
     [
         (["demo", "worker-1", "--all"], "give a NODE (worker-1) or --all, not both"),
-        (["demo", "--all", "--ray", "raylet.out"], "cannot be combined with --all"),
         (["nothere", "--all"], "no launcher logs for nothere"),
         (["demo", "--all", "-n", "-1"], "-1 is not in the range x>=0"),
     ],
@@ -163,3 +162,23 @@ def test_follow_shows_new_lines_of_every_node_and_new_nodes(tmp_path: Path, logs
         stderr = ended(process)
     assert process.returncode == 0, stderr
     assert "raycai: worker-3.log appeared; following it" in stderr
+
+
+def test_all_with_ray_merges_each_nodes_copy_of_that_ray_log(tmp_path: Path, logs_dir: Path):
+    """The copies the launchers keep (logs/<node>/ray/<session>/), stamped as Ray stamps."""
+    old = logs_dir / "worker-1" / "ray" / "session_2025-01-01_09-00-00_000000_1"
+    write(old / "raylet.out", ["[2025-01-01 09:00:00,000 I 1 1] an older session"])
+    new = logs_dir / "worker-1" / "ray" / "session_2025-01-01_09-59-00_000000_2"
+    write(new / "raylet.out", ["[2025-01-01 10:00:02,500 I 7 7] raylet of worker-1"])
+    write(new / "worker-ab-01000000-9.out", ["not asked for"])
+    result = logs_cli(tmp_path, "demo", "--all", "--ray", "raylet.out")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"head                | {stamp(1)} [launcher] head up",
+        f"worker-1            | {stamp(2)} [launcher] worker-1 waits",
+        "worker-1            |   an untimed continuation",
+        "worker-1/raylet.out | [2025-01-01 10:00:02,500 I 7 7] raylet of worker-1",
+        f"worker-2            | {stamp(3)} [launcher] worker-2 joined",
+        f"head                | {stamp(4)} [ray] head 4",
+        f"worker-1            | {stamp(5)} w1",
+    ]

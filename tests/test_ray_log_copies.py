@@ -202,3 +202,39 @@ def test_a_cluster_rendered_without_the_copier_runs_without_copies(
     copies.stop()
     log = (tmp_path / "project/.raycai/clusters/demo/logs/worker-1.log").read_text()
     assert "Ray log copies off" in log
+
+
+# -- reading the copies: `raycai logs NAME NODE --ray FILE` once the node is gone -----------------
+
+
+def test_logs_ray_reads_the_copy_of_a_node_that_is_gone(local_workspace) -> None:
+    """No such node in Ray (here: no cluster left at all, as after `raycai down`): the
+    newest session's copy is printed, marked with when the node's launcher last wrote."""
+    import json
+    import subprocess
+
+    from tests.helpers import cli_env, raycai_argv
+
+    cluster = local_workspace.project_dir / ".raycai" / "clusters" / "demo"
+    copies = cluster / "logs" / "worker-1" / "ray"
+    for session_name, text in ((SESSION_A, "older\n"), (SESSION_B, "line 1\nline 2\nline 3\n")):
+        (copies / session_name).mkdir(parents=True)
+        (copies / session_name / "raylet.out").write_text(text)
+    (cluster / "nodes").mkdir()
+    (cluster / "nodes" / "worker-1.json").write_text(
+        json.dumps({"node": "worker-1", "role": "worker", "phase": "stopped", "updated_at": 1.8e9})
+    )
+
+    def logs(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = raycai_argv("logs", "demo", "worker-1", "--ray", *args)
+        env = cli_env(local_workspace)
+        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+
+    result = logs("raylet.out", "-n", "2")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["line 2", "line 3"]
+    assert f"logs/worker-1/ray/{SESSION_B}/raylet.out" in result.stderr
+    assert "(node gone since 2027-01-15 08:00:00 UTC)" in result.stderr
+    missing = logs("gcs_server.out")
+    assert missing.returncode == 2
+    assert "no copy of its gcs_server.out; copies kept for worker-1: raylet.out" in missing.stderr

@@ -391,7 +391,9 @@ def _print_done(partly: ActionsFailed, words: dict[str, str]) -> None:
     "--ray",
     "ray_file",
     metavar="FILE",
-    help="A Ray log file of the node from the dashboard (e.g. raylet.out).",
+    help="A Ray log file of the node (e.g. raylet.out): from the dashboard while the node is "
+    "in Ray, else from the copy its launcher kept in the project. With --all: each node's "
+    "copy merged with the launcher logs.",
 )
 @target_options
 def logs(
@@ -405,7 +407,8 @@ def logs(
 ) -> None:
     """Show a node's launcher log (kept in the project), or one of its Ray logs.
 
-    NODE defaults to head. With --all: every node's launcher log merged.
+    NODE defaults to head. With --all: every node's launcher log merged. A node's Ray logs
+    are copied into the project as they grow, so --ray still reads them after it is gone.
     """
     if target.remote:
         if ray_file:
@@ -488,13 +491,13 @@ def _print_logs(
     if all_nodes:
         if node is not None:
             fail(f"give a NODE ({node}) or --all, not both", EXIT_BAD_INPUT)
-        if ray_file:
-            fail("--ray shows one node's Ray log; it cannot be combined with --all", EXIT_BAD_INPUT)
-        _all_logs(paths, lines, follow)
+        _all_logs(paths, lines, follow, ray_file=ray_file)
         return
     node = node or "head"
     if ray_file:
-        run(_ray_log(target, name, node, ray_file, lines, follow))
+        unavailable = run(_ray_log(target, name, node, ray_file, lines, follow))
+        if unavailable is not None:
+            _ray_log_copy(paths, node, ray_file, lines, follow, unavailable)
         return
     log = paths.node_log(node)
     if not log.is_file():
@@ -522,13 +525,20 @@ def _print_logs(
 NODE_COLORS = ("cyan", "green", "magenta", "yellow", "blue", "bright_cyan", "bright_magenta")
 
 
-def _all_logs(paths: ClusterPaths, lines: int, follow: bool, poll_s: float = 0.25) -> None:
-    """Print the last `lines` of all nodes' launcher logs merged by time (then follow them)."""
+def _all_logs(
+    paths: ClusterPaths,
+    lines: int,
+    follow: bool,
+    poll_s: float = 0.25,
+    ray_file: str | None = None,
+) -> None:
+    """Print the last `lines` of all nodes' launcher logs merged by time (then follow them);
+    with `ray_file`, each node's copy of that Ray log merged in."""
     from raycai_core.merged_logs import SEPARATOR, MergedLogs, NodeLine, describe, node_logs
 
     if not node_logs(paths.logs_dir) and not (follow and paths.root.is_dir()):
         fail(f"no launcher logs for {paths.cluster} in {paths.logs_dir}", EXIT_BAD_INPUT)
-    merged = MergedLogs(paths.logs_dir)
+    merged = MergedLogs(paths.logs_dir, ray_file=ray_file)
     colors: dict[str, str] = {}
 
     def echo(batch: list[NodeLine]) -> None:
@@ -558,18 +568,76 @@ def _all_logs(paths: ClusterPaths, lines: int, follow: bool, poll_s: float = 0.2
 
 async def _ray_log(
     target: Target, name: str, node: str, filename: str, lines: int, follow: bool
-) -> None:
+) -> str | None:
+    """The node's Ray log from the dashboard while the node is alive in Ray (None); else
+    why not, with nothing printed: the project's copy is read instead."""
+    from raycai_core.ray.errors import RayDashboardError
+
     async with manager(target, quiet=True) as ops:
-        view = await ops.observer.observe(name)
+        try:
+            view = await ops.observer.observe(name)
+        except ClusterError:
+            return GONE  # deleted (`raycai down`): its copies are still in the project
         row = view.row(node)
-        if row is None or row.ray is None or view.head is None:
-            fail(f"{name}/{node} is not a Ray node right now ({view.ray_error or 'not joined'})")
-        client = await ops.observer.dashboard(name, view.head)
-        if follow:
-            async for line in client.stream_log(row.ray.node_id, filename, lines=lines):
+        if row is None or row.ray is None or not row.ray.alive:
+            return GONE
+        if view.head is None:
+            return "(the head has not published its address)"
+        try:
+            client = await ops.observer.dashboard(name, view.head)
+            if not follow:
+                text = await client.tail_log(row.ray.node_id, filename, lines=lines)
+                click.echo(text, nl=False)
+                return None
+            stream = client.stream_log(row.ray.node_id, filename, lines=lines)
+            first = await stream.__anext__()
+        except StopAsyncIteration:
+            return None
+        except RayDashboardError as exc:
+            return f"(Ray's dashboard did not give it: {exc})"
+        click.echo(first)
+        async for line in stream:
+            click.echo(line)
+        return None
+
+
+GONE = "gone"  # _ray_log: the node is not in Ray (scaled down, replaced, stopped, deleted)
+
+
+def _ray_log_copy(
+    paths: ClusterPaths, node: str, filename: str, lines: int, follow: bool, why: str = GONE
+) -> None:
+    """A Ray log from the copy the node's launcher kept in the project, marked as such."""
+    from raycai_core import ray_log_copies
+    from raycai_core.cluster.records import read_node_record
+    from raycai_core.logtail import follow_file, read_tail
+
+    copy = ray_log_copies.find(paths.logs_dir, node, filename)
+    if copy is None:
+        kept = ray_log_copies.files(paths.logs_dir, node)
+        hint = f"; copies kept for {node}: {', '.join(kept)}" if kept else ""
+        fail(
+            f"{paths.cluster}/{node} is not in Ray right now and the project has no copy of "
+            f"its {filename}{hint}",
+            EXIT_BAD_INPUT,
+        )
+    if why == GONE:
+        record = read_node_record(paths, node)
+        since = record.updated_at if record is not None else None
+        why = ray_log_copies.gone_note(since or ray_log_copies.last_written(copy))
+    click.echo(
+        f"raycai: {node}'s {filename} from the project's copy (logs/{copy.relative}) {why}",
+        err=True,
+    )
+    tail = read_tail(copy.path, lines)
+    for line in tail.lines:
+        click.echo(line)
+    if follow:
+        try:
+            for line in follow_file(copy.path, after=tail):
                 click.echo(line)
-        else:
-            click.echo(await client.tail_log(row.ray.node_id, filename, lines=lines), nl=False)
+        except KeyboardInterrupt:
+            pass
 
 
 @click.command()
