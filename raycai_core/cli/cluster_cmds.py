@@ -115,6 +115,19 @@ def _env_pairs(values: tuple[str, ...]) -> dict[str, str]:
     show_default=True,
     help="Seconds to wait for the cluster.",
 )
+@click.option(
+    "--restart-head",
+    is_flag=True,
+    help="Allow a rolling update to restart the head (Ray version, head size or runtime).",
+)
+@click.option("-y", "--yes", is_flag=True, help="Apply a rolling update without asking.")
+@click.option(
+    "--replace-wait",
+    type=float,
+    default=300.0,
+    show_default=True,
+    help="Seconds a rolling update's new worker may wait for quota before the update stops.",
+)
 @target_options
 def up(
     target: Target,
@@ -123,6 +136,9 @@ def up(
     env: tuple[str, ...],
     wait: bool,
     timeout: float,
+    restart_head: bool,
+    yes: bool,
+    replace_wait: float,
     **flags: Any,
 ) -> None:
     """Create a cluster, or converge an existing one to its spec.
@@ -152,9 +168,19 @@ def up(
 
     async def main() -> ClusterView:
         async with manager(target) as ops:
+            await roll_if_needed(
+                ops,
+                spec,
+                restart_head=restart_head,
+                yes=yes,
+                replace_wait=replace_wait,
+                drain_timeout=60.0,
+                remote=target.remote,
+            )
             return await ops.up(spec, wait=wait, timeout=timeout)
 
     from raycai_core.cli.doctor_cmd import up_preflight
+    from raycai_core.cli.rolling_cmd import roll_if_needed
 
     up_preflight(target, spec)
     click.echo(f"Creating cluster {spec.name} on {target.label}", err=True)
@@ -237,15 +263,19 @@ def status(target: Target, name: str, as_json: bool, watch: bool) -> None:
                 auto = await fetch_autoscaler_status(ops.observer, ops.paths(name), view)
                 if as_json:
                     data = {**view_to_json(view), "autoscaler": autoscaler_json(auto)}
+                    data["update"] = update_json(ops.paths(name))
                     click.echo(json.dumps(data, indent=2))
                 else:
                     if watch:
                         click.clear()
                     print_view(view, auto)
                     print_autoscaler(auto)
+                    print_update(ops.paths(name))
                 if not watch:
                     return
                 await asyncio.sleep(2)
+
+    from raycai_core.cli.rolling_cmd import print_update, update_json
 
     run(main())
 

@@ -808,6 +808,7 @@ def _remove_cluster_files(paths: ClusterPaths) -> None:
         paths.script("head"),
         paths.script("worker"),
         paths.cluster_json,
+        paths.root / "rolling.json",  # a rolling update's record (cluster/rolling_state.py)
         *autoscaler_files(paths),
         *head_programs(paths),
     ):

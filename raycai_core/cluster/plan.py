@@ -261,8 +261,8 @@ def check_sizes_unchanged(
         raise ClusterError(
             f"cluster {spec.name!r} already runs with other {' and '.join(changed)} settings; "
             f"only the worker counts can change in place (`raycai scale`), and worker groups "
-            f"can be added or removed. To resize nodes, `raycai down {spec.name}` then "
-            f"`raycai up` again"
+            f"can be added or removed. `raycai up` on the command line replaces the nodes "
+            f"one at a time (a rolling update; see `raycai up --help`)"
         )
 
 
