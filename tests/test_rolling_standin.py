@@ -192,3 +192,32 @@ async def test_cli_shows_the_plan_refuses_a_ray_change_without_restart_head_and_
     assert sorted((await _workers(fake_ray)).values()) == [2.0, 2.0]
     status = await asyncio.to_thread(raycai, fake_ray, "status", "demo")
     assert "update: done (2 of 2 worker(s) replaced)" in status.stdout
+
+
+async def test_restart_head_gives_the_head_its_new_settings_in_the_same_application(
+    fake_ray: WorkspaceHandle, demo: tuple[ClusterManager, list[Progress]]
+) -> None:
+    """A head-only change: the head's application takes the new size and restarts (a new
+    incarnation: jobs that ran there are LOST by the ledger's rule); no worker is replaced,
+    they rejoin the new head."""
+    from raycai_core.cluster.records import read_head_address
+    from raycai_core.cluster.rolling_plan import UpdateRefused
+
+    ops, _ = demo
+    paths = ClusterPaths(fake_ray.project_dir, "demo")
+    before = read_head_address(paths)
+    head_id = {m.node: m.app.id for m in await ops.members("demo")}["head"]
+    spec = small_spec("demo", workers=2).model_copy(
+        update={"head": small_spec("demo").head.model_copy(update={"cpu": 2.0})}
+    )
+    with pytest.raises(UpdateRefused, match="--restart-head"):
+        await RollingUpdate(ops, spec).run()
+    record = await RollingUpdate(ops, spec, restart_head=True, poll_s=0.1).run()
+    assert record.state == "done" and record.head_done and record.replaced == []
+    apps = {a.environment["RAYCAI_NODE"]: a for a in await cluster_apps(fake_ray)}
+    assert apps["head"].id == head_id and apps["head"].cpu == 2.0
+    after = read_head_address(paths)
+    assert before is not None and after is not None
+    assert after.incarnation != before.incarnation
+    view = await ops.wait_ready("demo", timeout=60)  # the workers rejoined the new head
+    assert view.ready and view.workers_joined == 2

@@ -326,7 +326,11 @@ class RollingUpdate:
         await self._say(f"{step.old}: replaced by {step.new} ({record.progress_text()})")
 
     async def _wait_joined(self, step: Step, stored: ClusterSpec) -> None:
+        saved = time.monotonic()
         while True:
+            if time.monotonic() - saved > 60:  # the provider's pause wants a fresh record
+                await self._save()
+                saved = time.monotonic()
             view = await self.ops.observer.observe(self.name)
             row = view.row(step.new)
             waited = time.time() - step.since

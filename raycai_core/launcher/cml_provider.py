@@ -74,6 +74,9 @@ REQUEST_TIMEOUT_S = 30.0
 # A worker whose application failed or stopped is replaced; when replacements keep
 # failing (a broken runtime, a quota never met), creations wait longer each time.
 REPLACE_BACKOFF_S = (5.0, 300.0)
+# A rolling update's record not rewritten for this long belongs to a process that died: the
+# provider stops waiting for it (raycai_core/cluster/rolling_state.py).
+ROLLING_FRESH_S = 1800.0
 LOG_PREFIX = "raycai-provider:"
 # Labels every raycai launcher gives `ray start` (template.py: LABEL_PREFIX).
 CLUSTER_LABEL = "raycai/cluster"
@@ -735,10 +738,25 @@ class CMLNodeProvider(BatchingNodeProvider):
             if node_group(node) == group and app_id not in self.deleting
         )
 
+    def rolling_update(self) -> bool:
+        """A rolling update (`raycai up`, rolling.json `running`, written at each step in the
+        last ROLLING_FRESH_S) replaces workers: it holds one more than a group's count on
+        purpose, so the provider creates and deletes nothing meanwhile."""
+        record = read_json(os.path.join(self.cluster_dir, "rolling.json")) or {}
+        if record.get("state") != "running":
+            return False
+        try:
+            return time.time() - float(record.get("updated_at") or 0) < ROLLING_FRESH_S
+        except (TypeError, ValueError):
+            return False
+
     def grow(self, group: str, wanted: int) -> None:
         """Create workers of `group` until it has `wanted`. A name CML refuses as taken (409:
         the listing missed an application) makes one fresh listing, then the count and the
         free names are worked out again from it."""
+        if self.rolling_update():
+            logger.info("%s not creating %s workers: a rolling update runs", LOG_PREFIX, group)
+            return
         relisted = False
         while True:
             conflict = False
@@ -788,6 +806,9 @@ class CMLNodeProvider(BatchingNodeProvider):
 
     def _delete(self, app_id: str, reason: str) -> None:
         node = self.nodes.get(app_id) or app_id
+        if self.rolling_update():
+            logger.info("%s not deleting %s (%s): a rolling update runs", LOG_PREFIX, node, reason)
+            return
         self.deleting[app_id] = {"node": node, "reason": reason, "since": time.time()}
         self._send_delete(app_id)
         logger.info("%s deleting %s (app %s): %s", LOG_PREFIX, node, app_id, reason)
