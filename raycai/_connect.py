@@ -44,6 +44,36 @@ def _access(name: str, project_dir: str | os.PathLike[str] | None) -> Any:
         raise ConnectError(f"cannot find the project of cluster {name!r}: {exc}") from None
 
 
+def _wake(name: str, project_dir: str | os.PathLike[str] | None) -> None:
+    """A suspended cluster is resumed (said on stderr) and waited for until ready."""
+    from raycai_core.cli.suspend_cmd import is_suspended
+    from raycai_core.target import resolve_target
+
+    try:
+        target = resolve_target(project_dir=project_dir, remote=False)
+    except Exception:
+        return  # _access says what is missing
+    if not is_suspended(target, name):
+        return
+    from raycai_core.aio import run_async
+    from raycai_core.cluster.lifecycle import ClusterManager
+    from raycai_core.cluster.suspend import wake_if_suspended
+    from raycai_core.cml.client import CMLClient
+
+    async def wake() -> None:
+        async with CMLClient(target.credentials) as cml:
+            ops = ClusterManager(cml, target.project_dir)
+            try:
+                await wake_if_suspended(ops, name, lambda line: print(line, file=sys.stderr))
+            finally:
+                await ops.observer.aclose()
+
+    try:
+        run_async(wake())
+    except Exception as exc:
+        raise ConnectError(f"cluster {name!r} is suspended and did not resume: {exc}") from None
+
+
 def _use_token_auth(token_path: Path) -> None:
     """Make this process's Ray send the cluster's token.
 
@@ -77,6 +107,7 @@ def connect(
     """
     from raycai_core.work.access import local_versions, version_problems
 
+    _wake(name, project_dir)
     access = _access(name, project_dir)
     if check_versions:
         problems = version_problems(access, *local_versions())

@@ -56,7 +56,7 @@ def _core_state(paths: ClusterPaths) -> str | None:
     return None if desired is None else desired.state
 
 
-@pytest.mark.parametrize("state", ["active", "deleting"])
+@pytest.mark.parametrize("state", ["active", "suspended", "deleting"])
 def test_a_state_the_core_writes_reads_the_same_on_the_head(
     head_side: dict[str, ModuleType], tmp_path: Path, state: str
 ) -> None:
@@ -72,7 +72,7 @@ def test_a_state_the_core_writes_reads_the_same_on_the_head(
     ("content", "expected"),
     [
         (None, None),  # no file: the cluster's files are gone
-        ({"state": "suspended"}, "corrupt"),  # a state this release does not know
+        ({"state": "sleeping"}, "corrupt"),  # a state this release does not know
         ("{not json", None),  # read as no file by both (atomic writes never leave one)
     ],
 )

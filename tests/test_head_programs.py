@@ -65,6 +65,7 @@ def cluster_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "name": "demo",
             "head": {"runtime_identifier": "img", "cpu": 1, "memory": 2},
             "workers": {"min": 0, "max": 2, "cpu": 1, "memory": 2},
+            "idle_suspend_minutes": 30,
         }
     )
     return render_cluster(project, spec).paths.root
@@ -82,6 +83,7 @@ def test_every_program_in_the_cluster_directory_imports_without_raycai(cluster_d
         "raycai_cml_provider.py",
         "raycai_autoscaler.py",
         "raycai_ray_logs.py",
+        "raycai_idle_suspend.py",  # when the spec sets idle_suspend_minutes
     }, names
     results = _import_without_raycai(programs, cwd=cluster_dir)
     assert results == {str(path): "ok" for path in programs}

@@ -106,6 +106,12 @@ def _env_pairs(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--runtime", help="Runtime image identifier (see `raycai runtimes`).")
 @click.option("--worker-runtime", help="Runtime of the workers, when not the head's.")
 @click.option("--ray-version", help="Ray version the launchers require.")
+@click.option(
+    "--idle-suspend-minutes",
+    type=float,
+    help="Suspend the cluster after this many minutes with no job, task, actor or Serve "
+    "application (fractions allowed; 0: never).",
+)
 @click.option("--env", "env", multiple=True, help="Extra environment for Ray, KEY=VALUE.")
 @click.option("--wait/--no-wait", default=True, help="Wait until every node joined Ray.")
 @click.option(

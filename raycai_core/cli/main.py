@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "logs": ("raycai_core.cli.cluster_cmds", "logs", "Show or follow a node's logs."),
     "down": ("raycai_core.cli.cluster_cmds", "down", "Delete every application of a cluster."),
     "heal": ("raycai_core.cli.cluster_cmds", "heal", "Restart or replace failed workers."),
+    "suspend": ("raycai_core.cli.suspend_cmd", "suspend", "Stop a cluster's apps until resumed."),
+    "resume": ("raycai_core.cli.suspend_cmd", "resume", "Start a suspended cluster again."),
     "runtimes": (
         "raycai_core.cli.cluster_cmds",
         "runtimes",

@@ -40,7 +40,12 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-def access_of(target: Target, name: str) -> ClusterAccess:
+def access_of(target: Target, name: str, *, wake: bool = False) -> ClusterAccess:
+    """The cluster's head and token; `wake`: a suspended cluster is resumed first."""
+    if wake:
+        from raycai_core.cli.suspend_cmd import wake as wake_cluster
+
+        wake_cluster(target, name)
     try:
         return load_access(target.project_dir, name)
     except ClusterAccessError as exc:
@@ -115,9 +120,9 @@ def run_command(target: Target, name: str, command: tuple[str, ...]) -> None:
     \b
     raycai run demo -- python driver.py --epochs 3
 
-    The exit code is COMMAND's.
+    The exit code is COMMAND's. A suspended cluster is resumed first.
     """
-    access = access_of(target, name)
+    access = access_of(target, name, wake=True)
     warn_versions(access)
     environment = {**os.environ, **access.environment()}
     environment.pop("RAY_AUTH_TOKEN", None)  # Ray would prefer it to the cluster's token file
@@ -275,7 +280,7 @@ def submit(
         )
     except JobRequestError as exc:
         fail(str(exc), EXIT_BAD_INPUT)
-    access = access_of(target, name)
+    access = access_of(target, name, wake=True)  # a suspended cluster is resumed first
 
     async def main() -> int:
         from raycai_core.work import tracked_jobs

@@ -204,7 +204,7 @@ def desired_state(cluster_dir: str) -> str | None:
     if desired is None:
         return None
     state = desired.get("state", "active")
-    return state if state in ("active", "deleting") else "corrupt"
+    return state if state in ("active", "suspended", "deleting") else "corrupt"
 
 
 class CMLApi:
@@ -598,7 +598,8 @@ class CMLNodeProvider(BatchingNodeProvider):
                         self.unknown_groups.add(group)
                     continue
                 if status in ("failed", "stopped"):
-                    self._replace(app_id, group, f"application {status.upper()}")
+                    if not self.suspended():  # a suspend stops workers: they stay
+                        self._replace(app_id, group, f"application {status.upper()}")
                     continue
                 data[app_id] = NodeData(
                     kind=NODE_KIND_WORKER,
@@ -698,7 +699,15 @@ class CMLNodeProvider(BatchingNodeProvider):
 
     # -- changing ------------------------------------------------------------------------
 
+    def suspended(self) -> bool:
+        """cluster.json says suspended: the head stops this autoscaler; until then it
+        creates, deletes and replaces nothing."""
+        return desired_state(self.cluster_dir) == "suspended"
+
     def submit_scale_request(self, scale_request: ScaleRequest) -> None:
+        if self.suspended():
+            logger.info("%s changing nothing: the cluster is suspended", LOG_PREFIX)
+            return
         self.change_asked = True  # the next pass lists again
         for app_id in sorted(scale_request.workers_to_delete):
             self._delete(app_id, "asked by the autoscaler")

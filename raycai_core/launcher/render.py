@@ -48,6 +48,10 @@ GITIGNORE_NOTE = "# raycai: each cluster's Ray token stays out of the project's 
 # application's port with Ray's Python.
 PROXY_FILE = "raycai_head_proxy.py"
 PROXY_LOG = "proxy.log"  # in logs/
+# The head's idle check (idle_suspend.py), copied beside the launchers when the spec sets
+# idle_suspend_minutes; the head runs it with Ray's Python.
+IDLE_FILE = "raycai_idle_suspend.py"
+IDLE_LOG = "idle.log"  # in logs/
 SERVE_PREFIX = "/serve"  # a Serve route /hello is <head application URL>/serve/hello
 SCRIPT_MODE = 0o644
 TOKEN_MODE = 0o600
@@ -150,12 +154,27 @@ def launcher_config(spec: ClusterSpec) -> dict[str, Any]:
             "interval_s": ray_logs.INTERVAL_S,
         },
         **({"autoscaler": a} if (a := launcher_settings(spec)) else {}),
+        **({"idle_suspend": i} if (i := idle_settings(spec)) else {}),
+    }
+
+
+def idle_settings(spec: ClusterSpec) -> dict[str, Any] | None:
+    """launcher.json's `idle_suspend` (None when the spec never suspends): the minutes and
+    the workers each group keeps, stopped, while suspended (its count: the minimum when it
+    autoscales); the rest are deleted."""
+    if spec.idle_suspend_minutes is None:
+        return None
+    return {
+        "minutes": spec.idle_suspend_minutes,
+        "keep": {name: group.count for name, group in spec.groups.items()},
+        "program": IDLE_FILE,
+        "log": IDLE_LOG,
     }
 
 
 def head_programs(paths: ClusterPaths) -> list[Path]:
     """The programs render_cluster copies for every cluster (the autoscaler's apart)."""
-    return [paths.root / PROXY_FILE, paths.root / ray_logs.PROGRAM]
+    return [paths.root / PROXY_FILE, paths.root / ray_logs.PROGRAM, paths.root / IDLE_FILE]
 
 
 def ensure_token(paths: ClusterPaths, token: Secret | None = None) -> bool:
@@ -236,6 +255,13 @@ def render_cluster(
         .joinpath("ray_logs.py")
         .read_bytes(),
     }
+    idle = paths.root / IDLE_FILE
+    if spec.idle_suspend_minutes is not None:
+        program = resources.files("raycai_core.launcher").joinpath("idle_suspend.py")
+        files[idle] = program.read_bytes()
+    elif idle.exists():
+        idle.unlink()
+        changed.append(IDLE_FILE)
     for path, data in files.items():
         if _write_if_changed(path, data, SCRIPT_MODE):
             changed.append(path.name)

@@ -152,7 +152,7 @@ def desired_state(cluster_dir: str) -> str | None:
     if desired is None:
         return None
     state = desired.get("state", "active")
-    return state if state in ("active", "deleting") else "corrupt"
+    return state if state in ("active", "suspended", "deleting") else "corrupt"
 
 
 # --- where we are -------------------------------------------------------------------------
@@ -814,6 +814,7 @@ AUTOSCALER_OFF_CODES = (3, 4)  # raycai_autoscaler.py: no credentials, Ray's aut
 SUPERVISED_BACKOFF_S = (1.0, 60.0)  # first and longest wait before starting one again
 SUPERVISED_STOP_GRACE_S = 5.0
 PROXY_PROGRAM = "raycai_head_proxy.py"
+IDLE_PROGRAM = "raycai_idle_suspend.py"  # launcher.json `idle_suspend` (idle_suspend_minutes)
 PROXY_LOG = "proxy.log"
 SERVE_PREFIX = "/serve"
 SERVE_HOSTS = {"loopback": "127.0.0.1", "pod": "0.0.0.0"}  # [serve] listen
@@ -1099,6 +1100,36 @@ class RayLogCopies:
             self.mirror.stop()
 
 
+class HeadIdle(Supervised):
+    """The idle check (raycai_idle_suspend.py, launcher.json `idle_suspend`): suspends the
+    cluster after the spec's idle_suspend_minutes with nothing to do. Started once the
+    dashboard answers, once per run of the head application (its idle clock starts there)."""
+
+    key = "idle"
+    what = "idle check"
+    off_label = "idle suspend off"
+    off_codes = (0, 3)  # it suspended the cluster (or has nothing to do); no credentials
+
+    def __init__(self, launcher: Launcher, dashboard: str) -> None:
+        settings = launcher.config.get("idle_suspend") or {}
+        super().__init__(launcher, bool(settings.get("minutes")), str(settings.get("log")))
+        self.program = os.path.join(launcher.dir, str(settings.get("program") or IDLE_PROGRAM))
+        self.dashboard = dashboard
+        if self.enabled:
+            self.record("starting", "waiting for Ray's dashboard")
+
+    def command(self) -> tuple[list[str], dict]:
+        env = dict(os.environ)  # the workload's CDSW_* credentials: it stops the applications
+        env.pop("RAY_AUTH_TOKEN", None)
+        env["PYTHONUNBUFFERED"] = "1"
+        argv = [ray_python(self.launcher.ray_exe), self.program, "--cluster", self.launcher.cluster]
+        argv += ["--cluster-dir", self.launcher.dir, "--dashboard", self.dashboard]
+        token = self.launcher.ray_env.get("RAY_AUTH_TOKEN_PATH")
+        if token:
+            argv += ["--token-file", token]
+        return argv, env
+
+
 # --- the launcher -------------------------------------------------------------------------
 
 
@@ -1117,6 +1148,9 @@ class Launcher:
         self.ray_version = ""
         self.ray_env: dict = {}
         self.ray_node_id: str | None = None  # this worker's Ray node while it is joined
+        self.idle: HeadIdle | None = None  # the head's idle check (idle_suspend_minutes)
+        self.after_suspend = False  # this run resumes a suspended cluster (set by _first_record)
+        self.suspend_checked = 0.0  # when the head last read cluster.json for `suspended`
         for sub in ("nodes", "logs"):
             os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
         self.log = Log(os.path.join(self.dir, "logs", node + ".log"))
@@ -1128,6 +1162,7 @@ class Launcher:
         restarts = 0
         if previous and previous.get("phase") != STOPPED:
             restarts = int(previous.get("restarts") or 0) + 1
+        self.after_suspend = bool(previous.get("suspended"))
         return {
             "schema": SCHEMA,
             "cluster": self.cluster,
@@ -1228,7 +1263,8 @@ class Launcher:
         return self.run_worker(ip)
 
     def stopped(self) -> int:
-        self.phase(STOPPED, ray_pid=None, ray_node_id=None)
+        suspended = desired_state(self.dir) == "suspended"  # the next run re-applies Serve
+        self.phase(STOPPED, ray_pid=None, ray_node_id=None, suspended=suspended)
         return EXIT_STOPPED
 
     def common_args(self, ip: str, resources: dict, group: str | None = None) -> list[str]:
@@ -1299,6 +1335,7 @@ class Launcher:
             self, "http://" + address(ip, dashboard_port), f"http://127.0.0.1:{serve_port}"
         )
         recoveries = Recoveries(self)
+        self.idle = HeadIdle(self, "http://" + address(ip, dashboard_port))
         head: dict | None = None  # published: kept (same incarnation) while the state is
         try:
             while True:
@@ -1350,6 +1387,7 @@ class Launcher:
                     return self.stopped()
         finally:
             proxy.stop()
+            self.idle.stop()
 
     def head_session(
         self,
@@ -1377,14 +1415,29 @@ class Launcher:
                 published = True
                 autoscaler.start_for(address(ip, ports["gcs"]))
                 after_crash = int(self.status.get("restarts") or 0) > 0
+                after_crash = after_crash or self.after_suspend  # resumed: Serve was stopped
                 if not recovered and (after_crash or int(self.status.get("ray_restarts") or 0)):
                     threading.Thread(
                         target=self.reapply_serve, args=(ip, ports), name="serve", daemon=True
                     ).start()
             if published and not proxy.started() and tcp_accepts(ip, ports["dashboard"], 0.5):
                 proxy.start()
+                if self.idle is not None:
+                    self.idle.start()
+            if published and autoscaler.started():
+                self.stop_autoscaler_when_suspended(autoscaler)
             self.wait(float(self.timing["publish_poll_s"]) if not published else 1.0)
         return head
+
+    def stop_autoscaler_when_suspended(self, autoscaler: HeadAutoscaler) -> None:
+        """A suspend (the idle check's or `raycai suspend`) stops the autoscaler first, so
+        that it neither replaces the stopped workers nor creates any (read every 2 s)."""
+        if time.monotonic() - self.suspend_checked < 2.0:
+            return
+        self.suspend_checked = time.monotonic()
+        if desired_state(self.dir) == "suspended":
+            self.log.info("the cluster is suspended: stopping the autoscaler")
+            autoscaler.stop()
 
     def publish_head(self, ip: str, ports: dict, started: float) -> dict:
         head = {
@@ -1613,7 +1666,7 @@ class Launcher:
     def worth_draining(self, head: dict) -> bool:
         """On SIGTERM: not when the whole cluster is being deleted (cluster.json says so
         before any application goes) nor when the head no longer answers."""
-        if desired_state(self.dir) == "deleting":
+        if desired_state(self.dir) in ("deleting", "suspended"):
             return False
         return tcp_accepts(str(head["ip"]), int(head["gcs_port"]), 0.5)
 

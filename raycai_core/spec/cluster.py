@@ -41,6 +41,7 @@ from raycai_core.spec.values import (
     RESERVED_NAMES,
     RUNTIME_HINT,
     SpecError,
+    _idle_suspend_value,
 )
 
 if sys.version_info >= (3, 11):
@@ -70,6 +71,8 @@ class ClusterSpec(BaseModel):
     serve: ServeSettings = Field(default_factory=ServeSettings)
     env: dict[str, str] = Field(default_factory=dict)
     healing: bool = True
+    # The head suspends the cluster after this many minutes with nothing to do (None: never).
+    idle_suspend_minutes: float | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -100,6 +103,11 @@ class ClusterSpec(BaseModel):
         if problem:
             raise ValueError(problem)
         return value
+
+    @field_validator("idle_suspend_minutes", mode="before")
+    @classmethod
+    def _idle_suspend(cls, value: Any) -> Any:
+        return _idle_suspend_value(value)
 
     @field_validator("env")
     @classmethod
@@ -173,6 +181,9 @@ class ClusterSpec(BaseModel):
             elif key == "serve":
                 if self.serve != ServeSettings():  # an older raycai reads a default spec
                     result["serve"] = value
+            elif key == "idle_suspend_minutes":
+                if value is not None:  # likewise
+                    result[key] = value
             else:
                 result[key] = value
         return result

@@ -31,6 +31,7 @@ def spec_from_flags(
     max_workers: int | None = None,
     idle_timeout: float | None = None,
     groups: Sequence[str] | None = None,
+    idle_suspend_minutes: float | None = None,
 ) -> ClusterSpec:
     """A spec from command-line flags, on top of `base` (a spec file) when given.
 
@@ -97,6 +98,8 @@ def spec_from_flags(
             head[key] = value
     if ray_version is not None:
         data.setdefault("ray", {})["version"] = ray_version
+    if idle_suspend_minutes is not None:  # 0 turns a spec file's setting off
+        data["idle_suspend_minutes"] = idle_suspend_minutes or None
     if env:
         data["env"] = {**data.get("env", {}), **env}
     return parse_spec(data)

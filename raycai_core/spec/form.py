@@ -12,7 +12,12 @@ from raycai_core.spec.cluster import _problems, name_problem
 from raycai_core.spec.groups import group_name_problem
 from raycai_core.spec.nodes import NodeSpec, WorkerGroupSpec
 from raycai_core.spec.settings import AutoscalingSettings
-from raycai_core.spec.values import RUNTIME_HINT, _accelerator_value, _label_id_value
+from raycai_core.spec.values import (
+    RUNTIME_HINT,
+    _accelerator_value,
+    _idle_suspend_value,
+    _label_id_value,
+)
 
 # The TUI form validates each field as it is typed, with the same rules. `workers.<field>`
 # is a worker group's field (any group's: group_field_problem).
@@ -45,6 +50,12 @@ def field_problem(field: str, raw: str) -> str | None:
         return name_problem(raw.strip())
     if field == "group":
         return group_name_problem(raw.strip())
+    if field == "idle_suspend_minutes":  # optional: empty is off
+        try:
+            _idle_suspend_value(raw)
+        except ValueError as exc:
+            return str(exc)
+        return None
     if field in ("head.runtime_identifier", "runtime"):
         return None if raw.strip() else f"a runtime is required: {RUNTIME_HINT}"
     check = OPTIONAL_FORM_FIELDS.get(field)

@@ -31,7 +31,10 @@ def spec_to_toml(spec: ClusterSpec) -> str:
         return [f"[{header}]", *(f"{key} = {value(item)}" for key, item in items.items()), ""]
 
     data = spec.model_dump()
-    lines = [f"name = {value(data['name'])}", f"healing = {value(data['healing'])}", ""]
+    lines = [f"name = {value(data['name'])}", f"healing = {value(data['healing'])}"]
+    if data.get("idle_suspend_minutes") is not None:
+        lines.append(f"idle_suspend_minutes = {value(data['idle_suspend_minutes'])}")
+    lines.append("")
     lines += table("head", data["head"])
     if spec.group_names == (DEFAULT_GROUP,):
         lines += table("workers", data["workers"])

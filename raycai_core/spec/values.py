@@ -138,6 +138,27 @@ def _idle_timeout_value(value: Any) -> Any:
     return value
 
 
+# idle_suspend_minutes: the head suspends the cluster after this long with nothing to do.
+MIN_IDLE_SUSPEND_MINUTES = 0.1  # 6 s: the head's check needs a few rounds
+MAX_IDLE_SUSPEND_MINUTES = 7 * 24 * 60.0  # a week
+
+
+def _idle_suspend_value(value: Any) -> Any:
+    """Minutes (fractions allowed) or None/empty: off."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    what = "idle_suspend_minutes"
+    value = _finite(_number(value, what), what)
+    if value < MIN_IDLE_SUSPEND_MINUTES:
+        raise ValueError(
+            f"{what} must be at least {MIN_IDLE_SUSPEND_MINUTES:g} (minutes); "
+            "leave it out to never suspend"
+        )
+    if value > MAX_IDLE_SUSPEND_MINUTES:
+        raise ValueError(f"{what} must be at most {MAX_IDLE_SUSPEND_MINUTES:g} (a week)")
+    return float(value)
+
+
 def _upscaling_speed_value(value: Any) -> Any:
     value = _finite(_number(value, "upscaling_speed"), "upscaling_speed")
     if value <= 0:
