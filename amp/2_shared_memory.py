@@ -1,9 +1,11 @@
 """AMP job 2: `raycai doctor --fix --yes`: every check of the workspace and the project, and
-the project's shared_memory_limit raised to what Ray's object store needs for
-RAYCAI_CLUSTER_SPEC's spec (30 % of its largest node's memory; applications started from
-then on get it). Without a spec there is nothing to size it for: the doctor says so and the
-limit stays. The job fails when a check fails; its log has the doctor's fix. Runs after
-job 1, so that the doctor finds Ray in the project venv."""
+the project's shared_memory_limit raised to what Ray's object store needs (30 % of the
+largest node's memory; applications started from then on get it) for RAYCAI_CLUSTER_SPEC's
+spec, or, when it is empty, for a cluster of raycai's default sizes (the doctor's measure
+without a spec in a project with no cluster: 8 GB nodes, 2,458 MB), so that the project is
+ready for one; a bigger cluster later gets `raycai up`'s warning and `raycai doctor NAME
+--fix`. The limit is never lowered. The job fails when a check fails; its log has the
+doctor's fix. Runs after job 1, so that the doctor finds Ray in the project venv."""
 
 from __future__ import annotations
 
@@ -20,8 +22,8 @@ def main() -> int:
     args = ["doctor", "--fix", "--yes"]
     if spec_path is None:
         say(
-            f"{SPEC_ENV} is empty: no spec to size the shared memory for (later, "
-            "`raycai doctor NAME --fix` sets it for cluster NAME)"
+            f"{SPEC_ENV} is empty: the shared memory is sized for a cluster of raycai's "
+            "default sizes (later, `raycai doctor NAME --fix` sizes it for cluster NAME)"
         )
     else:
         args += ["--file", str(spec_path)]

@@ -111,6 +111,10 @@ class Services:
             self._runtimes = [r for r in found if r.status in ("", "ENABLED")] or found
         return self._runtimes
 
+    async def shared_memory_limit(self) -> int | None:
+        """The project's shared_memory_limit (MB), read again: the doctor may have set it."""
+        return (await self.cml.get_project()).shared_memory_limit
+
     def app_url(self, subdomain: str) -> str:
         """Where CML serves an application (behind CML authentication)."""
         return self.target.credentials.app_url(subdomain)

@@ -226,9 +226,14 @@ def run_job(handle: WorkspaceHandle, script: str, env: dict[str, str]) -> str:
     return output
 
 
-def shared_memory_limit(handle: WorkspaceHandle) -> int:
+def shared_memory_limit(handle: WorkspaceHandle, set_to: int | None = None) -> int:
+    """The project's limit (MB); `set_to` PATCHes it first (the local workspace reports its
+    machine's /dev/shm until it is set; CML's projects start with their own value)."""
     headers = {"Authorization": f"Bearer {handle.api_key}"}
     url = f"{handle.url}/api/v2/projects/{handle.project_id}"
+    if set_to is not None:
+        body = {"shared_memory_limit": set_to}
+        httpx.patch(url, headers=headers, json=body, timeout=10).raise_for_status()
     return int(httpx.get(url, headers=headers, timeout=10).json()["shared_memory_limit"])
 
 
@@ -253,7 +258,7 @@ def test_the_jobs_in_order_set_shared_memory_build_the_venv_and_create_the_clust
     handle = amp_project
     env = workload_env(handle, RAYCAI_CLUSTER_SPEC=SPEC, RAYCAI_PACKAGE=str(REPO))
     venv = handle.project_dir / ".venv"
-    assert shared_memory_limit(handle) == 0 and not (venv / "bin" / "ray").exists()
+    assert shared_memory_limit(handle, set_to=64) == 64 and not (venv / "bin" / "ray").exists()
     outputs = {job["script"]: run_job(handle, job["script"], env) for job in jobs(manifest())}
 
     setup = outputs["amp/1_setup_env.py"]
@@ -268,7 +273,7 @@ def test_the_jobs_in_order_set_shared_memory_build_the_venv_and_create_the_clust
     needed = needed_shared_memory_mb(load_spec_file(tmp_path / "spec.toml"))
     assert needed == 2458  # 30 % of the largest node's 8 GB
     assert shared_memory_limit(handle) == needed
-    assert f"FIXED shared_memory_limit set to {needed} MB (was 0 MB)" in doctor
+    assert f"FIXED shared_memory_limit set to {needed} MB (was 64 MB)" in doctor
     assert "OK    shared-memory [amp]" in doctor
     assert not [line for line in doctor.splitlines() if line.startswith(("FAIL", "WARN"))]
 
@@ -280,14 +285,29 @@ def test_the_jobs_in_order_set_shared_memory_build_the_venv_and_create_the_clust
         "worker-2",
     ]
     assert "ready" in outputs["amp/3_create_cluster.py"].lower()
+    assert "shared-memory" not in outputs["amp/3_create_cluster.py"]  # `up` has no warning
 
     raycai(handle, "down", "--yes", NAME)
     assert handle.apps_info() == []
 
 
 def test_without_a_spec_no_cluster_is_created(amp_project: WorkspaceHandle) -> None:
-    """RAYCAI_CLUSTER_SPEC left empty (its default): the last job says so and creates nothing."""
+    """RAYCAI_CLUSTER_SPEC left empty (its default): the shared memory job sizes the limit
+    for a cluster of raycai's default sizes; the last job says so and creates nothing."""
     handle = amp_project
+    shared_memory_limit(handle, set_to=64)
+    env = workload_env(handle)
+    doctor = run_job(handle, "amp/2_shared_memory.py", env)
+    needed = needed_shared_memory_mb(None)
+    assert needed == 2458  # 30 % of raycai's default 8 GB node
+    assert "RAYCAI_CLUSTER_SPEC is empty: the shared memory is sized for a cluster" in doctor
+    assert f"FIXED shared_memory_limit set to {needed} MB (was 64 MB)" in doctor
+    assert "OK    shared-memory: project shared_memory_limit 2458 MB" in doctor
+    assert "a node of raycai's default sizes" in doctor
+    assert shared_memory_limit(handle) == needed
+    shared_memory_limit(handle, set_to=40000)  # never lowered
+    assert "FIXED" not in run_job(handle, "amp/2_shared_memory.py", env)
+    assert shared_memory_limit(handle) == 40000
     output = run_job(handle, "amp/3_create_cluster.py", workload_env(handle))
     assert "RAYCAI_CLUSTER_SPEC is empty: no cluster created" in output
     assert handle.apps_info() == []

@@ -6,6 +6,7 @@ doctor reads Ray's and Python's versions from its dist-info and pyvenv.cfg)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -15,17 +16,23 @@ import httpx
 import pytest
 
 from raycai_core.atomic import atomic_write_json
+from raycai_core.cli.doctor_cmd import up_project_checks
 from raycai_core.cluster.desired import write_desired
 from raycai_core.cluster.layout import ClusterPaths, cluster_names_on_disk
 from raycai_core.cluster.preflight import (
+    SLOW_STORAGE_ENV,
     check_head_autoscaler,
     check_reachability,
+    check_shared_memory,
     needed_shared_memory_mb,
     refusal,
     up_checks,
 )
 from raycai_core.cluster.records import NodeRecord
+from raycai_core.cluster.types import ClusterError
+from raycai_core.cml.client import CMLClient
 from raycai_core.local import WorkspaceHandle
+from raycai_core.local.state import WorkspaceState
 from raycai_core.spec import load_spec_file
 from tests.fixtures.workspace import RUNTIME
 from tests.helpers import cli_env, raycai, raycai_argv
@@ -91,6 +98,14 @@ def project(handle: WorkspaceHandle) -> dict[str, Any]:
     return httpx.get(url, headers=headers, timeout=10).json()
 
 
+def set_shared_memory(handle: WorkspaceHandle, mb: int) -> None:
+    """The project's shared_memory_limit, as the doctor's --fix or an admin sets it."""
+    headers = {"Authorization": f"Bearer {handle.api_key}"}
+    url = f"{handle.url}/api/v2/projects/{handle.project_id}"
+    answer = httpx.patch(url, headers=headers, json={"shared_memory_limit": mb}, timeout=10)
+    answer.raise_for_status()
+
+
 def apps(handle: WorkspaceHandle) -> list[dict[str, Any]]:
     return handle.apps_info()
 
@@ -100,6 +115,7 @@ def test_a_small_shared_memory_limit_fails_and_fix_raises_it(
 ) -> None:
     handle = local_workspace
     project_venv(handle.project_dir)
+    set_shared_memory(handle, 64)  # Kubernetes' default /dev/shm
     path = spec_file(tmp_path)
     needed = needed_shared_memory_mb(load_spec_file(path))
     assert needed == 2458  # 30 % of the largest node's 8 GB
@@ -113,7 +129,8 @@ def test_a_small_shared_memory_limit_fails_and_fix_raises_it(
     }  # fmt: skip
     shm = checks["shared-memory"]
     assert (shm["status"], shm["fixable"], shm["cluster"]) == ("fail", True, "demo")
-    assert "shared_memory_limit 0 MB < 2458 MB" in shm["found"]
+    assert "shared_memory_limit 64 MB < 2458 MB" in shm["found"]
+    assert "Ray falls back to /tmp" in shm["found"] and not shm["blocks_up"]
     assert "raycai doctor --fix" in shm["fix"]
     others = {n: c["status"] for n, c in checks.items() if n != "shared-memory"}
     assert others == {
@@ -135,11 +152,11 @@ def test_a_small_shared_memory_limit_fails_and_fix_raises_it(
     )
     assert refused.returncode == 1
     assert "affects applications started afterwards" in refused.stderr
-    assert project(handle)["shared_memory_limit"] == 0
+    assert project(handle)["shared_memory_limit"] == 64
 
     fixed = raycai(handle, "doctor", "--file", str(path), "--fix", "--yes", check=False)
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
-    assert f"FIXED shared_memory_limit set to {needed} MB (was 0 MB)" in fixed.stdout
+    assert f"FIXED shared_memory_limit set to {needed} MB (was 64 MB)" in fixed.stdout
     assert project(handle)["shared_memory_limit"] == needed
     lines = [line for line in fixed.stdout.splitlines() if not line.startswith("FIXED")]
     assert len(lines) == len(CHECKS)  # one check per line
@@ -153,6 +170,7 @@ def test_a_venv_without_ray_fails_and_up_refuses_changing_nothing(
     local_workspace: WorkspaceHandle, tmp_path: Path
 ) -> None:
     handle = local_workspace
+    set_shared_memory(handle, 64)
     path = spec_file(tmp_path)
     code, report = doctor(handle, "--file", str(path), "--no-probe")
     ray = by_name(report)["ray"]
@@ -168,7 +186,7 @@ def test_a_venv_without_ray_fails_and_up_refuses_changing_nothing(
     assert apps(handle) == []
     assert cluster_names_on_disk(handle.project_dir) == []
     assert not ClusterPaths(handle.project_dir, "demo").root.exists()
-    assert project(handle)["shared_memory_limit"] == 0
+    assert project(handle)["shared_memory_limit"] == 64
 
     # A Ray of another version is no better; the right one passes.
     project_venv(handle.project_dir, ray="2.9.3")
@@ -178,6 +196,97 @@ def test_a_venv_without_ray_fails_and_up_refuses_changing_nothing(
     (ray_dir / "ray-2.9.3.dist-info").rename(ray_dir / "ray-2.60.0.dist-info")
     code, report = doctor(handle, "--file", str(path), "--no-probe")
     assert by_name(report)["ray"]["status"] == "ok"
+
+
+def machine_shm_mb() -> int:
+    stats = os.statvfs("/dev/shm")
+    return stats.f_blocks * stats.f_frsize // 2**20
+
+
+def test_the_local_workspace_reports_its_dev_shm_until_the_limit_is_set(
+    local_workspace: WorkspaceHandle,
+) -> None:
+    """What the local apps' processes really get (this machine's /dev/shm), so that a local
+    `up` does not warn; a PATCH stores a value as CML does."""
+    assert project(local_workspace)["shared_memory_limit"] == machine_shm_mb()
+    set_shared_memory(local_workspace, 100)
+    assert project(local_workspace)["shared_memory_limit"] == 100
+    set_shared_memory(local_workspace, 0)
+    assert project(local_workspace)["shared_memory_limit"] == 0
+
+
+def test_a_state_file_from_before_keeps_no_zero_it_never_set() -> None:
+    state = WorkspaceState.new("p")
+    data = state.to_json()
+    data["projects"][0]["shared_memory_limit"] = 0
+    (loaded,) = WorkspaceState.from_json(data).projects.values()
+    assert loaded.shared_memory_limit == 0  # set by a PATCH: kept
+    del data["unset_shared_memory_is_null"]  # a state.json where 0 meant "never set"
+    (loaded,) = WorkspaceState.from_json(data).projects.values()
+    assert loaded.shared_memory_limit is None
+
+
+BIG = SPEC.replace("memory = 8", "memory = 36")  # object store 30 % of 36 GB > 10 GB
+
+
+def test_up_refuses_a_node_ray_would_not_start_for_want_of_shared_memory(
+    local_workspace: WorkspaceHandle, tmp_path: Path
+) -> None:
+    """An object store above 10 GB and larger than /dev/shm: Ray refuses to start the node
+    (RAY_OBJECT_STORE_ALLOW_SLOW_STORAGE aside), so `up` refuses, creating nothing."""
+    handle = local_workspace
+    project_venv(handle.project_dir)
+    set_shared_memory(handle, 8000)
+    up = raycai(handle, "up", "--file", str(spec_file(tmp_path, BIG)), "--no-wait", check=False)
+    assert up.returncode == 1, up.stdout + up.stderr
+    assert "not creating demo: the cluster would fail" in up.stderr
+    assert "FAIL  shared-memory [demo]: project shared_memory_limit 8000 MB < 11060 MB" in up.stderr
+    assert "Ray refuses to start group worker" in up.stderr
+    assert apps(handle) == []
+    assert not ClusterPaths(handle.project_dir, "demo").root.exists()
+    code, report = doctor(handle, "--file", str(spec_file(tmp_path, BIG)), "--no-probe")
+    shm = by_name(report)["shared-memory"]
+    assert code == 1 and shm["blocks_up"] and shm["fixable"]
+
+
+def test_shared_memory_below_the_object_store_warns_or_refuses() -> None:
+    small = load_spec_file_text(SPEC)
+    assert check_shared_memory(2458, small).status == "ok"
+    below = check_shared_memory(2457, small)
+    assert below.status == "fail" and not below.blocks_up and "falls back to /tmp" in below.found
+    big = load_spec_file_text(BIG)
+    refused = check_shared_memory(8000, big)
+    assert refused.blocks_up and "group worker" in refused.found and "the head" not in refused.found
+    assert SLOW_STORAGE_ENV in refused.fix
+    slow_ok = load_spec_file_text(BIG + f'[env]\n{SLOW_STORAGE_ENV} = "1"\n')
+    assert not check_shared_memory(8000, slow_ok).blocks_up
+    assert check_shared_memory(None, small).status == "warn"
+
+
+def load_spec_file_text(text: str) -> Any:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as directory:
+        return load_spec_file(spec_file(Path(directory), text))
+
+
+async def test_up_warns_when_the_object_store_would_fall_back_to_tmp(
+    local_workspace: WorkspaceHandle, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`raycai up`'s read of the project (one GET before anything is created): a limit below
+    the object store is a warning; enough is silent."""
+    spec = load_spec_file(spec_file(tmp_path))
+    async with CMLClient(local_workspace.credentials()) as cml:
+        await up_project_checks(cml, spec)  # the machine's /dev/shm
+        assert capsys.readouterr().err == ""
+        await cml.update_project(shared_memory_limit=1000)
+        await up_project_checks(cml, spec)
+        err = capsys.readouterr().err
+        assert err.startswith("warning: FAIL  shared-memory [demo]: project shared_memory_limit")
+        assert "1000 MB < 2458 MB" in err and "raycai doctor --fix" in err
+        await cml.update_project(shared_memory_limit=100)
+        with pytest.raises(ClusterError, match="Ray refuses to start"):
+            await up_project_checks(cml, load_spec_file(spec_file(tmp_path, BIG)))
 
 
 def test_a_venv_of_another_python_than_the_runtime_fails(
@@ -233,11 +342,18 @@ def test_exit_codes_and_no_spec(local_workspace: WorkspaceHandle) -> None:
     handle = local_workspace
     unknown = raycai(handle, "doctor", "nope", check=False)
     assert unknown.returncode == 2 and "no cluster named 'nope'" in unknown.stderr
-    # Without a spec: the project's clusters (none) -- nothing fails, shared memory unmeasured.
+    # Without a spec: the project's clusters; none, so the shared memory is measured for a
+    # cluster of raycai's default sizes (the local workspace: its machine's /dev/shm).
     code, report = doctor(handle, "--no-probe")
     checks = by_name(report)
     assert code == 0 and report["ok"] is True
-    assert checks["shared-memory"]["status"] == "info"
+    shm = checks["shared-memory"]
+    assert shm["status"] == "ok" and shm["cluster"] == ""
+    assert "a node of raycai's default sizes" in shm["found"]
+    set_shared_memory(handle, 64)
+    fixed = raycai(handle, "doctor", "--no-probe", "--fix", "--yes", check=False)
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert "FIXED shared_memory_limit set to 2458 MB (was 64 MB)" in fixed.stdout
     assert checks["launcher-folder"]["status"] == "info"
 
 

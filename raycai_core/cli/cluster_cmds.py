@@ -174,6 +174,7 @@ def up(
 
     async def main() -> ClusterView:
         async with manager(target) as ops:
+            await up_project_checks(ops.cml, spec, remote=target.remote)
             await roll_if_needed(
                 ops,
                 spec,
@@ -185,7 +186,7 @@ def up(
             )
             return await ops.up(spec, wait=wait, timeout=timeout)
 
-    from raycai_core.cli.doctor_cmd import up_preflight
+    from raycai_core.cli.doctor_cmd import up_preflight, up_project_checks
     from raycai_core.cli.rolling_cmd import roll_if_needed
 
     up_preflight(target, spec)

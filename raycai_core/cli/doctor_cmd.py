@@ -2,40 +2,70 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from pathlib import Path
-from typing import Any
 
 import click
 
 from raycai_core.cli.options import target_options
 from raycai_core.cli.output import EXIT_BAD_INPUT, EXIT_FAILED, fail, run
 from raycai_core.cluster.desired import CorruptClusterFile, read_desired
-from raycai_core.cluster.doctor import DoctorReport, apply_fixes, run_doctor
+from raycai_core.cluster.doctor import (
+    DoctorReport,
+    apply_fixes,
+    fix_shared_memory_mb,
+    run_doctor,
+)
+from raycai_core.cluster.doctor_files import RemoteFiles, check_ray_files
 from raycai_core.cluster.layout import ClusterPaths, cluster_names_on_disk
-from raycai_core.cluster.preflight import needed_shared_memory_mb, refusal, up_checks
+from raycai_core.cluster.preflight import (
+    Check,
+    check_shared_memory,
+    refusal,
+    up_checks,
+)
+from raycai_core.cluster.remote import RemoteProject, staging_dir
+from raycai_core.cluster.types import ClusterError, ClusterNotFound
 from raycai_core.cml.client import CMLClient
+from raycai_core.cml.errors import CMLError
+from raycai_core.cml.files import ProjectFiles
 from raycai_core.spec import ClusterSpec, SpecError, load_spec_file
 from raycai_core.target import Target
 
 
-def _specs(target: Target, name: str | None, spec_file: Path | None) -> tuple[list[Any], list[str]]:
-    """(the specs measured against, the existing clusters whose joins are measured)."""
+async def _specs(
+    where: Path, given: ClusterSpec | None, name: str | None, remote: RemoteProject | None
+) -> tuple[list[ClusterSpec], list[str]]:
+    """(the specs measured against, the existing clusters whose joins are measured), from
+    the clusters' files under `where`: the project, or (remote) the staging mirror that
+    `remote` pulls them into first."""
+    if given is not None:
+        names = [given.name]
+    elif name:
+        names = [name]
+    elif remote is not None:
+        listed = await remote.files.list(ClusterPaths(where, "x").relative.parent.as_posix())
+        names = sorted(e.name for e in listed if e.is_dir)
+    else:
+        names = await asyncio.to_thread(cluster_names_on_disk, where)
+    if remote is not None:
+        await asyncio.gather(*(remote.pull(each, token=False) for each in names))
     try:
-        if spec_file is not None:
-            spec = load_spec_file(spec_file)
-            exists = read_desired(ClusterPaths(target.project_dir, spec.name)) is not None
-            return [spec], [spec.name] if exists else []
-        names = [name] if name else cluster_names_on_disk(target.project_dir)
-        specs = []
-        for each in names:
-            desired = read_desired(ClusterPaths(target.project_dir, each))
-            if desired is None:
-                fail(f"no cluster named {each!r} in this project (or give --file SPEC)", 2)
-            specs.append(desired.spec)
-        return specs, names
-    except (SpecError, CorruptClusterFile) as exc:
-        fail(str(exc), EXIT_BAD_INPUT)
+        desired = {
+            each: await asyncio.to_thread(read_desired, ClusterPaths(where, each)) for each in names
+        }
+    except CorruptClusterFile as exc:
+        raise SpecError(str(exc)) from None
+    if given is not None:
+        return [given], [given.name] if desired[given.name] is not None else []
+    for each, state in desired.items():
+        if state is None:
+            raise ClusterNotFound(
+                f"no cluster named {each!r} in this project (or give --file SPEC)"
+            )
+    return [state.spec for state in desired.values() if state is not None], names
 
 
 @click.command()
@@ -77,11 +107,20 @@ def doctor(
     """
     if name and spec_file:
         fail("give a cluster NAME or --file SPEC, not both", EXIT_BAD_INPUT)
-    specs, existing = _specs(target, name, spec_file)
+    try:
+        given = load_spec_file(spec_file) if spec_file is not None else None
+    except SpecError as exc:
+        fail(str(exc), EXIT_BAD_INPUT)
 
     async def main() -> DoctorReport:
-        async with CMLClient(target.credentials) as cml:
-            report = await run_doctor(cml, target.project_dir, specs, existing, probe=not no_probe)
+        async with CMLClient(target.credentials) as cml, contextlib.AsyncExitStack() as stack:
+            where, remote, files = target.project_dir, None, None
+            if target.remote:  # the project's files through the API, mirrored in staging
+                where = await stack.enter_async_context(staging_dir())
+                remote = RemoteProject(ProjectFiles(cml), where)
+                files = RemoteFiles(remote.files)
+            specs, existing = await _specs(where, given, name, remote)
+            report = await run_doctor(cml, where, specs, existing, files=files, probe=not no_probe)
             fixable = any(c.fixable and c.failed for c in report.checks)
             if fix and fixable and (yes or _confirm(report, specs)):
                 await apply_fixes(cml, report, specs)
@@ -103,25 +142,51 @@ def doctor(
 
 
 def up_preflight(target: Target, spec: ClusterSpec) -> None:
-    """`raycai up`'s part of the doctor: the checks that create and call nothing (project
-    files, this environment). A spec that would certainly fail is refused with the doctor's
-    message; the rest are warnings. Only where the project's files are (not remote)."""
+    """`raycai up`'s part of the doctor that reads files: the checks that create and call
+    nothing (project files, this environment). A spec that would certainly fail is refused
+    with the doctor's message; the rest are warnings. Only where the project's files are
+    (not remote)."""
     if not target.project_dir.is_dir():
         return
-    checks = up_checks(target.project_dir, spec)
+    refused = _refuse_or_warn(spec, up_checks(target.project_dir, spec))
+    if refused:
+        fail(refused, EXIT_FAILED)
+
+
+async def up_project_checks(cml: CMLClient, spec: ClusterSpec, *, remote: bool = False) -> None:
+    """`raycai up`'s part of the doctor that reads the project through the API, before
+    anything is created, on up's own client: its shared_memory_limit against the spec's
+    object store (one GET), and, remote (the files are not here), the project venv's Ray by
+    its files (4 to 5 reads). Raises ClusterError (the doctor's message) when the cluster
+    would fail; warns for the rest. A project it cannot read is up's own calls' to report."""
+    checks: list[Check] = []
+    try:
+        project = await cml.get_project()
+        checks.append(check_shared_memory(project.shared_memory_limit, spec))
+        if remote:
+            checks.append(await check_ray_files(RemoteFiles(ProjectFiles(cml)), spec))
+    except CMLError:
+        pass
+    refused = _refuse_or_warn(spec, [c for c in checks if c.status in ("warn", "fail")])
+    if refused:
+        raise ClusterError(refused)
+
+
+def _refuse_or_warn(spec: ClusterSpec, checks: list[Check]) -> str | None:
+    """The refusal's message when a check blocks `up`; else each check as a warning."""
     refused = refusal(checks)
     if refused:
-        fail(
+        return (
             f"not creating {spec.name}: the cluster would fail (`raycai doctor {spec.name}` "
-            f"checks everything):\n{refused}",
-            EXIT_FAILED,
+            f"checks everything):\n{refused}"
         )
     for check in checks:
         click.echo(click.style(f"warning: {check.line()}", fg="yellow"), err=True)
+    return None
 
 
 def _confirm(report: DoctorReport, specs: list[ClusterSpec]) -> bool:
-    wanted = max(needed_shared_memory_mb(spec) for spec in specs)
+    wanted = fix_shared_memory_mb(specs)
     return click.confirm(
         f"Set the project's shared_memory_limit from {report.shared_memory_limit} MB to "
         f"{wanted} MB? It affects applications started afterwards (running clusters keep "

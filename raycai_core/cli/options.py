@@ -17,7 +17,7 @@ from raycai_core.target import resolve_target
 REMOTE_COMMANDS = frozenset(
     f"raycai_core.cli.cluster_cmds.{name}"
     for name in ("up", "list_clusters", "status", "logs", "down")
-)
+) | {"raycai_core.cli.doctor_cmd.doctor"}
 # Those whose work needs the Ray head's address (the rest: the project's lock and drains).
 NEEDS_RAY = ("env", "run", "dashboard", "job", "serve")
 

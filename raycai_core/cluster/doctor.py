@@ -13,9 +13,11 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
-from raycai_core.cluster.layout import FOLDER_ENV, ClusterPaths, folder_note
+from raycai_core.cluster.doctor_files import DoctorFiles, LocalFiles, check_ray_files
+from raycai_core.cluster.layout import FOLDER_ENV, ClusterPaths, folder_note, launcher_folder
 from raycai_core.cluster.preflight import (
     Check,
     check_head_autoscaler,
@@ -76,12 +78,16 @@ async def run_doctor(
     specs: Sequence[ClusterSpec],
     existing: Sequence[str] = (),
     *,
+    files: DoctorFiles | None = None,
     probe: bool = True,
     probe_timeout: float = PROBE_TIMEOUT_S,
     environ: Mapping[str, str] | None = None,
 ) -> DoctorReport:
-    """Run every check; `existing`: the clusters on disk whose joins are measured too."""
+    """Run every check; `existing`: the clusters whose joins are measured too, from their
+    files under `project_dir` (the project, or remote mode's staging mirror). `files`: the
+    project's files (None: on disk at `project_dir`; remote: through the files API)."""
     env = os.environ if environ is None else environ
+    files = files or LocalFiles(project_dir)
     report = DoctorReport(cml.project_id)
     add = report.checks.append
     reached = await _credentials(cml, report)
@@ -89,29 +95,27 @@ async def run_doctor(
     if reached:
         runtimes = await _runtimes(cml, specs, report)
     kernels = {r.image_identifier: r.kernel for r in runtimes}
-    here = await asyncio.to_thread(project_dir.is_dir)
-    for spec in specs if here else ():
-        add(
-            await asyncio.to_thread(check_ray, project_dir, spec, run=True, runtime_kernels=kernels)
-        )
-    if not here:
-        add(Check("ray", "info", "not checked: the project's files are not on this machine"))
+    for spec in specs:
+        if files.local:
+            ray = partial(check_ray, project_dir, spec, run=True, runtime_kernels=kernels)
+            add(await asyncio.to_thread(ray))
+        elif reached:
+            add(await check_ray_files(files, spec, kernels))
     for name in existing:
-        report.checks.extend(await asyncio.to_thread(_existing_checks, project_dir, name))
+        measure = partial(_existing_checks, project_dir, name, drivers=files.local)
+        report.checks.extend(await asyncio.to_thread(measure))
     if reached:
         for spec in specs:
             add(check_shared_memory(report.shared_memory_limit, spec))
-        if not specs:
-            add(_shared_memory_alone(report.shared_memory_limit))
+        if not specs:  # no cluster: what a cluster of raycai's default sizes needs
+            add(check_shared_memory(report.shared_memory_limit, None))
     add(check_quota())
-    if reached and probe and here:
+    if reached and probe:
         runtime = _probe_runtime(specs, runtimes)
-        await _probe(cml, project_dir, runtime, specs, report, probe_timeout, env)
+        await _probe(cml, files, runtime, specs, report, probe_timeout, env)
     else:
-        why = "no API"
-        if reached:
-            why = "the probe application was not run" + ("" if here else " (files not here)")
-        add(Check("launcher-folder", "info", f"not checked: {why}"))
+        why = "the probe application was not run (--no-probe)" if reached else "no API"
+        add(Check("launcher-folder", "info", f"{folder_note()}; not checked: {why}"))
         key = session_workload_key(env)
         how = "this session's environment" if key is not None else why
         for spec in specs or [None]:
@@ -120,10 +124,11 @@ async def run_doctor(
 
 
 async def apply_fixes(cml: CMLClient, report: DoctorReport, specs: Sequence[ClusterSpec]) -> None:
-    """The fixes raycai may apply: the project's shared_memory_limit, nothing else. The
-    checks it settles are measured again from the value the workspace answers."""
-    wanted = max((needed_shared_memory_mb(s) for s in specs), default=0)
-    if not wanted or not any(c.fixable and c.failed for c in report.checks):
+    """The fixes raycai may apply: the project's shared_memory_limit, nothing else (never
+    lowered: only a failed check asks for it). The checks it settles are measured again
+    from the value the workspace answers. No spec: raycai's default sizes."""
+    wanted = fix_shared_memory_mb(specs)
+    if not any(c.fixable and c.failed for c in report.checks):
         return
     before = report.shared_memory_limit
     await cml.update_project(shared_memory_limit=wanted)
@@ -133,13 +138,21 @@ async def apply_fixes(cml: CMLClient, report: DoctorReport, specs: Sequence[Clus
         f"shared_memory_limit set to {project.shared_memory_limit} MB (was {before} MB); "
         "applications started from now on get it"
     )
-    by_name = {spec.name: spec for spec in specs}
+    by_name: dict[str, ClusterSpec | None] = {spec.name: spec for spec in specs}
+    if not specs:
+        by_name[""] = None
     report.checks = [
         check_shared_memory(report.shared_memory_limit, by_name[c.cluster])
         if c.name == "shared-memory" and c.cluster in by_name
         else c
         for c in report.checks
     ]
+
+
+def fix_shared_memory_mb(specs: Sequence[ClusterSpec]) -> int:
+    """The limit `--fix` sets: the largest object store of the specs (none: raycai's
+    default sizes)."""
+    return max((needed_shared_memory_mb(s) for s in specs), default=needed_shared_memory_mb(None))
 
 
 async def _credentials(cml: CMLClient, report: DoctorReport) -> bool:
@@ -191,15 +204,6 @@ async def _runtimes(
     return runtimes
 
 
-def _shared_memory_alone(limit: int | None) -> Check:
-    return Check(
-        "shared-memory",
-        "info",
-        f"project shared_memory_limit {limit} MB; no spec to measure it against",
-        "give a cluster NAME or --file SPEC",
-    )
-
-
 def _probe_runtime(specs: Sequence[ClusterSpec], runtimes: Sequence[Runtime]) -> str:
     known = {r.image_identifier for r in runtimes}
     for spec in specs:
@@ -210,18 +214,20 @@ def _probe_runtime(specs: Sequence[ClusterSpec], runtimes: Sequence[Runtime]) ->
 
 async def _probe(
     cml: CMLClient,
-    project_dir: Path,
+    files: DoctorFiles,
     runtime: str,
     specs: Sequence[ClusterSpec],
     report: DoctorReport,
     timeout: float,
     env: Mapping[str, str],
 ) -> None:
-    folder = ClusterPaths(project_dir, "x").folder
+    folder = launcher_folder()
     if not runtime:
-        report.checks.append(Check("launcher-folder", "info", "not checked: no runtime to run"))
+        report.checks.append(
+            Check("launcher-folder", "info", f"{folder_note()}; not checked: no runtime to run")
+        )
         return
-    result = await run_probe(cml, project_dir, runtime, timeout=timeout)
+    result = await run_probe(cml, files, runtime, timeout=timeout)
     if result.ran:
         check = Check(
             "launcher-folder", "ok", f"{folder_note()}; {result.detail} ({result.script})"
@@ -245,15 +251,18 @@ async def _probe(
         report.checks.append(check_workload_key(key, spec, how))
 
 
-def _existing_checks(project_dir: Path, name: str) -> list[Check]:
-    """An existing cluster: its joins (app -> app reachability) and the `raycai env`
-    version check of this Python against the cluster's."""
+def _existing_checks(project_dir: Path, name: str, *, drivers: bool = True) -> list[Check]:
+    """An existing cluster: its joins (app -> app reachability) and (`drivers`: inside the
+    project, where a driver can reach it) the `raycai env` version check of this Python
+    against the cluster's."""
     paths = ClusterPaths(project_dir, name)
     records = read_node_records(paths)
     checks = [check_reachability(name, records, time.time())]
     head_key = check_head_autoscaler(name, records.get(HEAD_NODE))
     if head_key is not None:
         checks.append(head_key)
+    if not drivers:
+        return checks
     try:
         access = load_access(project_dir, name)
     except ClusterAccessError:

@@ -77,12 +77,18 @@ def _minor(version: str) -> str:
 
 def _pyvenv_python(venv: Path) -> str | None:
     try:
-        text = (venv / "pyvenv.cfg").read_text()
+        return pyvenv_version((venv / "pyvenv.cfg").read_bytes())
     except OSError:
         return None
+
+
+def pyvenv_version(text: bytes | None) -> str | None:
+    """The Python version a pyvenv.cfg names (`version_info`, else `version`)."""
+    if text is None:
+        return None
+    lines = text.decode("utf-8", "replace").splitlines()
     values = dict(
-        (key.strip(), value.strip())
-        for key, _, value in (line.partition("=") for line in text.splitlines())
+        (key.strip(), value.strip()) for key, _, value in (line.partition("=") for line in lines)
     )
     return values.get("version_info") or values.get("version") or None
 
@@ -164,27 +170,44 @@ def check_ray(
 ) -> Check:
     """Does a `ray.search` entry hold the spec's Ray, on a Python the runtimes run?
     Fails (and blocks `up`) when no entry can: every launcher would exit at `checking-ray`."""
+    found = {entry: find_ray(project_dir, entry, run=run) for entry in spec.ray.search}
+    return judge_ray(spec, found, runtime_kernels or {})
+
+
+# An entry that cannot be looked at from here (the runtime's PATH, from outside the project).
+UNKNOWN = "unknown"
+
+
+def judge_ray(
+    spec: ClusterSpec,
+    found: Mapping[str, RayFound | str],
+    kernels: Mapping[str, str],
+) -> Check:
+    """The first entry (in `ray.search` order) holding the spec's Ray decides; else fail,
+    blocking `up`, unless an entry could not be looked at (`UNKNOWN: why`): a warning."""
     wanted = spec.ray.version
     tried: list[str] = []
+    unknown = False
     for entry in spec.ray.search:
-        found = find_ray(project_dir, entry, run=run)
-        if isinstance(found, str):
-            tried.append(f"{entry}: {found}")
+        each = found[entry]
+        if isinstance(each, str):
+            unknown = unknown or each.startswith(UNKNOWN)
+            tried.append(f"{entry}: {each.removeprefix(UNKNOWN + ': ')}")
             continue
-        if found.ray_version is not None and found.ray_version != wanted:
-            tried.append(f"{entry}: Ray {found.ray_version}")
+        if each.ray_version is not None and each.ray_version != wanted:
+            tried.append(f"{entry}: Ray {each.ray_version}")
             continue
-        return _python_against_runtimes(spec, found, runtime_kernels or {})
+        return _python_against_runtimes(spec, each, kernels)
     fix = f"{SETUP_ENV} --ray-version {wanted}"
     if spec.ray.search != ("PATH",):
         fix += f" --venv {next(e for e in spec.ray.search if e != 'PATH')}"
     return Check(
         "ray",
-        "fail",
+        "warn" if unknown else "fail",
         f"Ray {wanted} not found where the launchers look ({'; '.join(tried)})",
         f"{fix} (it installs ray[default,serve]=={wanted} into the project venv)",
         cluster=spec.name,
-        blocks_up=True,
+        blocks_up=not unknown,
     )
 
 
@@ -248,42 +271,92 @@ def check_runtimes(spec: ClusterSpec, listed: Iterable[str]) -> Check:
 # -- shared memory, quota, workload credentials -----------------------------------------------
 
 
-def needed_shared_memory_mb(spec: ClusterSpec) -> int:
+def needed_shared_memory_mb(spec: ClusterSpec | None) -> int:
     """What Ray's object store takes on the largest node (30 % of its memory, as Ray
-    advises /dev/shm above that), in MB."""
-    nodes = [spec.head, *spec.groups.values()]
-    return math.ceil(max(node.ray_object_store_bytes for node in nodes) / MB)
+    advises /dev/shm above that), in MB; `None`: a node of raycai's default sizes (what
+    `raycai up NAME` and the TUI's form make unless told otherwise)."""
+    return math.ceil(max(node.ray_object_store_bytes for node in _nodes(spec).values()) / MB)
 
 
-def check_shared_memory(limit_mb: int | None, spec: ClusterSpec) -> Check:
+def _nodes(spec: ClusterSpec | None) -> dict[str, NodeSpec]:
+    if spec is None:
+        return {"a node of raycai's default sizes": NodeSpec()}
+    nodes: dict[str, NodeSpec] = {"the head": spec.head}
+    nodes.update({f"group {name}": group for name, group in spec.groups.items()})
+    return nodes
+
+
+# Ray refuses to start a node whose object store is above this many bytes and larger than
+# /dev/shm (ray_constants.REQUIRE_SHM_SIZE_THRESHOLD), unless the variable below is set;
+# at or below it, the object store goes to /tmp with a warning in the node's log.
+RAY_REQUIRE_SHM_BYTES = 10**10
+SLOW_STORAGE_ENV = "RAY_OBJECT_STORE_ALLOW_SLOW_STORAGE"
+
+
+def _refused_nodes(limit_mb: int, spec: ClusterSpec | None) -> list[str]:
+    """The nodes whose `ray start` refuses with this much shared memory (see above)."""
+    if spec is not None and spec.env.get(SLOW_STORAGE_ENV):
+        return []
+    return [
+        node
+        for node, each in _nodes(spec).items()
+        if each.ray_object_store_bytes > max(RAY_REQUIRE_SHM_BYTES, limit_mb * MB)
+    ]
+
+
+def check_shared_memory(limit_mb: int | None, spec: ClusterSpec | None) -> Check:
+    """The project's shared_memory_limit (MB of /dev/shm per engine) against the largest
+    object store of the spec (None: raycai's default sizes, when there is no spec to
+    measure against). Below it Ray falls back to /tmp (a failure the fix settles; `up`
+    warns), or, for an object store above 10 GB, refuses to start the node (`up` refuses)."""
     needed = needed_shared_memory_mb(spec)
-    largest = max(node.memory for node in [spec.head, *spec.groups.values()])
+    largest = max(node.memory for node in _nodes(spec).values())
+    name = spec.name if spec is not None else ""
+    of = f"30 % of {largest:g} GB" + (
+        ", the largest node"
+        if spec is not None
+        else ": no cluster spec given or in the project, so a node of raycai's default sizes"
+    )
     if limit_mb is None:
         return Check(
             "shared-memory",
             "warn",
             "the workspace does not report the project's shared_memory_limit",
             f"set the project's shared memory to at least {needed} MB in its settings",
-            cluster=spec.name,
+            cluster=name,
         )
     if limit_mb >= needed:
         return Check(
             "shared-memory",
             "ok",
-            f"project shared_memory_limit {limit_mb} MB >= {needed} MB "
-            f"(Ray's object store: 30 % of {largest:g} GB)",
-            cluster=spec.name,
+            f"project shared_memory_limit {limit_mb} MB >= {needed} MB (Ray's object store: {of})",
+            cluster=name,
         )
+    found = (
+        f"project shared_memory_limit {limit_mb} MB < {needed} MB that Ray's object store "
+        f"needs ({of}): "
+    )
+    fix = (
+        f"raycai doctor --fix (sets shared_memory_limit to {needed} MB; applications started "
+        "afterwards get it)"
+    )
+    refused = _refused_nodes(limit_mb, spec)
+    if refused:
+        found += (
+            f"Ray refuses to start {', '.join(refused)} (an object store above 10 GB "
+            "and larger than /dev/shm)"
+        )
+        fix += f", or {SLOW_STORAGE_ENV}=1 in the spec's env to accept /tmp (slow)"
+    else:
+        found += "Ray falls back to /tmp (slow, it fills the disk)"
     return Check(
         "shared-memory",
         "fail",
-        f"project shared_memory_limit {limit_mb} MB < {needed} MB that Ray's object store "
-        f"needs (30 % of {largest:g} GB, the largest node): Ray falls back to /tmp (slow, it "
-        "fills the disk)",
-        f"raycai doctor --fix (sets shared_memory_limit to {needed} MB; applications started "
-        "afterwards get it)",
-        cluster=spec.name,
+        found,
+        fix,
+        cluster=name,
         fixable=True,
+        blocks_up=bool(refused),
     )
 
 

@@ -3,20 +3,21 @@ launcher folder, and does such an application get workload credentials (CDSW_API
 
 A tiny Python script (not Ray) is written into the launcher folder, as a cluster's launchers
 are (ClusterPaths), run as one application, waited on for at most a minute, then deleted with
-its files. Only the doctor runs it: `up` never creates anything to check.
+its files and the folders it had to make. Only the doctor runs it: `up` never creates
+anything to check. On disk or through the files API (remote), the same steps.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import secrets
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from raycai_core.atomic import atomic_write_text, read_json
+from raycai_core.cluster.doctor_files import DoctorFiles, missing_dirs
 from raycai_core.cluster.layout import ClusterPaths
 from raycai_core.cml.client import CMLClient
 from raycai_core.cml.errors import CMLError
@@ -47,17 +48,19 @@ class ProbeResult:
 
 async def run_probe(
     cml: CMLClient,
-    project_dir: Path,
+    files: DoctorFiles,
     runtime: str,
     *,
     timeout: float = PROBE_TIMEOUT_S,
     poll_s: float = 0.2,
 ) -> ProbeResult:
-    """Create the probe application, wait for its record (or its failure), delete it."""
-    paths = ClusterPaths(project_dir, PROBE_PREFIX + secrets.token_hex(4))
+    """Create the probe application, wait for its record (or its failure), delete it with
+    its files and the folders it made. `files`: the project's, on disk or through the API."""
+    # Relative paths alone: the same on disk and through the files API.
+    paths = ClusterPaths(Path("."), PROBE_PREFIX + secrets.token_hex(4))
     script = paths.script_relative("probe")
-    result_file = paths.root / "result.json"
-    await asyncio.to_thread(_write, paths, PROBE_SCRIPT)
+    root = str(paths.relative)
+    made = await missing_dirs(files, root)
     request = CreateApplication(
         name=f"raycai-{paths.cluster}",
         subdomain=f"raycai-{paths.cluster}",
@@ -70,13 +73,14 @@ async def run_probe(
     )
     app_id = ""
     try:
+        await files.write(script, PROBE_SCRIPT.encode())
         app = await cml.create_application(request)
         app_id = app.id
         deadline = time.monotonic() + timeout
         status = app.status
         while time.monotonic() < deadline:
-            record = await asyncio.to_thread(read_json, result_file)
-            if isinstance(record, dict):
+            record = _parse(await files.read(f"{root}/result.json"))
+            if record is not None:
                 return ProbeResult(
                     True, bool(record.get("workload_key")), "the probe application ran", script
                 )
@@ -85,7 +89,7 @@ async def run_probe(
                 return ProbeResult(
                     False, None, f"the probe application ran {script} and FAILED", script
                 )
-            await asyncio.sleep(poll_s)
+            await asyncio.sleep(poll_s if files.local else max(poll_s, 1.0))
         return ProbeResult(
             None,
             None,
@@ -94,14 +98,22 @@ async def run_probe(
             script,
         )
     except CMLError as exc:
-        return ProbeResult(None, None, f"the probe application could not be created: {exc}", script)
+        return ProbeResult(None, None, f"the probe application failed to run: {exc}", script)
     finally:
         if app_id:
             with contextlib.suppress(CMLError):
                 await cml.delete_application(app_id)
-        await asyncio.to_thread(shutil.rmtree, paths.root, True)
+        with contextlib.suppress(CMLError):
+            await files.remove(root)
+            for directory in made[1:]:  # the folders it made, deepest first, when empty
+                if await files.list(directory):
+                    break
+                await files.remove(directory)
 
 
-def _write(paths: ClusterPaths, text: str) -> None:
-    paths.root.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(paths.script("probe"), text)
+def _parse(data: bytes | None) -> dict[str, object] | None:
+    try:
+        record = json.loads(data) if data else None
+    except ValueError:  # read while being written (remote: no atomic rename seen)
+        return None
+    return record if isinstance(record, dict) else None

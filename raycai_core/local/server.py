@@ -225,7 +225,7 @@ class Api:
             description=body.get("description", ""),
             visibility=body.get("visibility") or "private",
             environment=body.get("environment", {}),
-            shared_memory_limit=body.get("shared_memory_limit", 0),
+            shared_memory_limit=body.get("shared_memory_limit"),
         )
         self.ws.project_dir_of(project.id).mkdir(parents=True, exist_ok=True)
         await self.ws.store.save()

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import getpass
 import json
+import os
 import pwd
 import secrets
 import string
@@ -46,6 +48,19 @@ def new_subdomain() -> str:
     return "".join(secrets.choice(_ID_ALPHABET) for _ in range(16))
 
 
+@functools.lru_cache(maxsize=1)
+def machine_shared_memory_mb() -> int:
+    """What a local application's processes really get as shared memory: the size of this
+    machine's /dev/shm in MB (CML reports a project's `shared_memory_limit` in MB). Without
+    a /dev/shm (macOS: Ray's object store lives in /tmp there), the machine's memory."""
+    try:
+        stats = os.statvfs("/dev/shm")
+        size = stats.f_blocks * stats.f_frsize
+    except OSError:
+        size = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return int(size // 2**20)
+
+
 def local_user() -> dict[str, str]:
     username = getpass.getuser()
     try:
@@ -66,7 +81,9 @@ class ProjectRecord:
     description: str = ""
     visibility: str = "private"
     environment: dict[str, str] = field(default_factory=dict)
-    shared_memory_limit: int = 0
+    # None: never set, the API shows what the processes get (machine_shared_memory_mb);
+    # a PATCH (raycai doctor --fix, the AMP) stores its value, shown as is.
+    shared_memory_limit: int | None = None
     ephemeral_storage_request: int = 0
     ephemeral_storage_limit: int = 0
 
@@ -90,7 +107,11 @@ class ProjectRecord:
                 "operator": False,
                 "inherit": False,
             },
-            "shared_memory_limit": self.shared_memory_limit,
+            "shared_memory_limit": (
+                machine_shared_memory_mb()
+                if self.shared_memory_limit is None
+                else self.shared_memory_limit
+            ),
             "environment": json.dumps(self.environment),
             "ephemeral_storage_request": self.ephemeral_storage_request,
             "ephemeral_storage_limit": self.ephemeral_storage_limit,
@@ -236,6 +257,7 @@ class WorkspaceState:
             "last_port": self.last_port,
             "orphans": self.orphans,
             "workload_key": self.workload_key,
+            "unset_shared_memory_is_null": True,
         }
 
     @classmethod
@@ -243,6 +265,10 @@ class WorkspaceState:
         if data.get("schema") != SCHEMA:
             raise ValueError(f"unsupported state schema {data.get('schema')!r}")
         projects = [ProjectRecord(**p) for p in data["projects"]]
+        if "unset_shared_memory_is_null" not in data:  # written when 0 stood for "never set"
+            for project in projects:
+                if project.shared_memory_limit == 0:
+                    project.shared_memory_limit = None
         apps = [AppRecord(**a) for a in data["apps"]]
         return cls(
             api_key=data["api_key"],

@@ -18,6 +18,7 @@ shows them).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -214,6 +215,7 @@ class CreateScreen(RaycaiScreen):
         self._serials = 1  # groups made so far (their widget ids are never reused)
         self._runtimes: list[tuple[str, str]] = []  # (label, identifier) for added groups
         self._kernels: dict[str, str] = {}  # runtime identifier -> kernel ("Python 3.11")
+        self._shared_memory: int | None = None  # the project's limit, MB (None: not read)
         self._preflight_timer: Timer | None = None
         self.preflight: list[Check] = []  # the last checks shown (problems only)
 
@@ -311,6 +313,9 @@ class CreateScreen(RaycaiScreen):
             self._problem("runtime", f"could not list the runtimes: {describe_error(exc)}")
             return
         self.show_runtimes(runtimes)
+        with contextlib.suppress(Exception):  # unread: the shared memory is not checked
+            self._shared_memory = await self.services.shared_memory_limit()
+            self._schedule_preflight()
 
     def show_runtimes(self, runtimes: list[Runtime]) -> None:
         from raycai_core.cml.runtimes import session_runtime
@@ -423,7 +428,11 @@ class CreateScreen(RaycaiScreen):
             return []
         project_dir = self.services.target.project_dir
         return await asyncio.to_thread(
-            up_checks, project_dir, spec, runtime_kernels=dict(self._kernels)
+            up_checks,
+            project_dir,
+            spec,
+            runtime_kernels=dict(self._kernels),
+            shared_memory_mb=self._shared_memory,
         )
 
     @work(group="preflight", exclusive=True, exit_on_error=False)

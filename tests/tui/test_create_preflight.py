@@ -10,6 +10,7 @@ from raycai_core.cluster.layout import ClusterPaths
 from raycai_core.local import WorkspaceHandle
 from raycai_tui.screens.create import CreateScreen
 from tests.fixtures.workspace import RUNTIME
+from tests.test_doctor import set_shared_memory
 from tests.tui.support import cluster_apps, make_app, until
 from tests.tui.test_create_form import fill
 
@@ -59,3 +60,30 @@ async def test_the_form_warns_then_refuses_a_spec_whose_launchers_find_no_ray(
         assert screen.creating is None and app.screen is screen
         assert await cluster_apps(handle) == []
         assert not ClusterPaths(handle.project_dir, "pf").root.exists()
+
+
+async def test_the_form_warns_for_the_projects_shared_memory(
+    tui_workspace: WorkspaceHandle,
+) -> None:
+    """The project's shared_memory_limit, read when the form opens, against the object store
+    of the spec as typed: below it a warning (Ray falls back to /tmp); for an object store
+    above 10 GB, which Ray refuses to start without /dev/shm for it, a refusal."""
+    handle = tui_workspace
+    set_shared_memory(handle, 1000)
+    app = make_app(handle)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await until(pilot, lambda: app.services is not None, "the connection")
+        await pilot.press("n")
+        screen = app.screen
+        assert isinstance(screen, CreateScreen)
+        select = screen.query_one("#runtime", Select)
+        await until(pilot, lambda: select._options and len(select._options) > 1, "runtimes")
+        select.value = RUNTIME
+        await fill(pilot, screen, {"name": "pf", "workers-count": "1", "workers-memory": "2"})
+        await until(pilot, lambda: "shared-memory" in shown(screen), "the warning")
+        assert "warning: FAIL  shared-memory [pf]: project shared_memory_limit 1000 MB" in (
+            shown(screen)
+        )
+        await fill(pilot, screen, {"workers-memory": "36"})
+        await until(pilot, lambda: "refused: FAIL  shared-memory" in shown(screen), "refusal")
+        assert "Ray refuses to start group worker" in shown(screen)
