@@ -416,32 +416,16 @@ class SubmitJobScreen(ModalScreen["JobDraft | None"]):
 
 
 class JobLogsScreen(RaycaiScreen):
-    """A submitted job's log, live until the job ends: follow, wrap, filter, save."""
+    """A submitted job's log, live until the job ends: follow, wrap, filter, matching-only and
+    save with the LogPane's keys (the same as the node logs screen's)."""
 
-    BINDINGS = [
-        Binding("f", "toggle_follow", "Follow", id="joblogs.follow", tooltip="Follow new lines"),
-        Binding("w", "toggle_wrap", "Wrap", id="joblogs.wrap", tooltip="Wrap long lines"),
-        Binding("slash", "filter", "Filter", id="joblogs.filter", tooltip="Highlight a regex"),
-        Binding(
-            "m",
-            "toggle_matching",
-            "Matches",
-            id="joblogs.matching",
-            tooltip="Show only the lines that match the filter",
-        ),
-        Binding("ctrl+s", "save", "Save", id="joblogs.save", tooltip="Save the lines to a file"),
-        Binding("escape", "back", "Back", id="joblogs.back"),
-    ]
+    BINDINGS = [Binding("escape", "back", "Back", id="joblogs.back")]
     DEFAULT_CSS = """
     JobLogsScreen #joblogs-title { height: 1; background: $panel; padding: 0 1; }
-    JobLogsScreen LogView { height: 1fr; }
-    JobLogsScreen #joblogs-filter { display: none; height: 3; }
-    JobLogsScreen #joblogs-filter.-shown { display: block; }
-    JobLogsScreen #joblogs-status { height: 1; background: $panel; padding: 0 1; }
     """
 
     def __init__(self, cluster: str, job_id: str, work: ClusterWork, project_dir: Path) -> None:
-        from raycai_tui.widgets.log_view import LogView
+        from raycai_tui.widgets.log_pane import LogPane
 
         super().__init__()
         self.cluster = cluster
@@ -450,21 +434,29 @@ class JobLogsScreen(RaycaiScreen):
         self.save_dir = project_dir
         self.help_title = f"logs of job {job_id}"
         self.state = "connecting"
-        self.view = LogView(id="joblogs-view")
-        self.filter_input = Input(placeholder="filter: text or regex", id="joblogs-filter")
-        self.status = Static(id="joblogs-status")
+        self.pane = LogPane(
+            save_path=self._save_path,
+            label=self.state,
+            filter_placeholder="filter: text or regex",
+            id="joblogs-pane",
+            view_id="joblogs-view",
+        )
+        self.view = self.pane.view
+        self.filter_input = self.pane.filter_input
+        self.status = self.pane.status
 
     def compose(self) -> ComposeResult:
         yield Static(Text(f"Logs · {self.cluster} / job {self.job_id}"), id="joblogs-title")
-        yield self.view
-        yield self.filter_input
-        yield self.status
+        yield self.pane
         yield Footer()
 
     def on_mount(self) -> None:
         self.view.focus()
-        self._refresh_status()
         self.follow_job()
+
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        self.pane.set_label(state)
 
     @work(group="joblogs.follow", exclusive=True, exit_on_error=False)
     async def follow_job(self) -> None:
@@ -474,80 +466,29 @@ class JobLogsScreen(RaycaiScreen):
         splitter = LineSplitter()
         try:
             client: RayClient = await self.work.client()
-            self.state = "live"
-            self._refresh_status()
+            self._set_state("live")
             async for chunk in client.tail_job_logs(self.job_id):
                 lines = [clean_line(line) for line in splitter.feed(chunk.encode())]
                 if lines:
-                    self.view.append(lines)
-                    self._refresh_status()
+                    self.pane.append(lines)
             rest = splitter.flush()
             if rest is not None:
-                self.view.append([clean_line(rest)])
+                self.pane.append([clean_line(rest)])
             info = await client.job(self.job_id)
             self.state = f"job {info.status}"
-            self.view.append([Marker(f"… job {self.job_id} is {info.status} …")])
+            self.pane.append([Marker(f"… job {self.job_id} is {info.status} …")])
         except Exception as exc:
             self.state = f"stopped: {describe_error(exc)}"
-            self.view.append([Marker(f"… {describe_error(exc)} …")])
-        self._refresh_status()
-
-    def _refresh_status(self) -> None:
-        view = self.view
-        parts = [
-            self.state,
-            f"{view.line_count:,} lines",
-            "follow on" if view.follow else "follow off",
-            f"wrap {'on' if view.wrap else 'off'}",
-        ]
-        if view.filter_text:
-            parts.append(f"filter {view.filter_text!r}: {view.match_count:,} matches")
-        self.status.update(Text(" · ".join(parts)))
-
-    def action_toggle_follow(self) -> None:
-        self.view.follow = not self.view.follow
-        self._refresh_status()
-
-    def action_toggle_wrap(self) -> None:
-        self.view.wrap = not self.view.wrap
-        self._refresh_status()
-
-    def action_toggle_matching(self) -> None:
-        self.view.only_matching = not self.view.only_matching
-
-    def action_filter(self) -> None:
-        self.filter_input.add_class("-shown")
-        self.filter_input.value = self.view.filter_text
-        self.filter_input.focus()
-
-    @on(Input.Changed, "#joblogs-filter")
-    def _filter_changed(self, event: Input.Changed) -> None:
-        self.view.set_filter(event.value)
-        self._refresh_status()
-
-    @on(Input.Submitted, "#joblogs-filter")
-    def _filter_done(self) -> None:
-        self.filter_input.remove_class("-shown")
-        self.view.focus()
+            self.pane.append([Marker(f"… {describe_error(exc)} …")])
+        self._set_state(self.state)
 
     def action_back(self) -> None:
-        if self.filter_input.has_focus:
-            self.filter_input.value = ""
-            self._filter_done()
-            return
         self.dismiss()
 
-    @work(group="joblogs.save", exit_on_error=False)
-    async def action_save(self) -> None:
-        import asyncio
-
-        from raycai_core.atomic import atomic_write_text
-
-        lines = self.view.lines()
-        path = self.save_dir / f"job-{self.job_id}-{time.strftime('%Y%m%d-%H%M%S')}.log"
-        try:
-            await asyncio.to_thread(atomic_write_text, path, "".join(f"{x}\n" for x in lines))
-        except OSError as exc:
-            self.notify(f"Could not save to {path}: {exc.strerror or exc}", severity="error")
-            return
-        self.notify(f"Saved {len(lines):,} lines to {path}", title="Log saved")
+    def _save_path(self) -> Path:
+        stem = f"job-{self.job_id}-{time.strftime('%Y%m%d-%H%M%S')}"
+        path, n = self.save_dir / f"{stem}.log", 1
+        while path.exists():
+            n += 1
+            path = self.save_dir / f"{stem}-{n}.log"
+        return path

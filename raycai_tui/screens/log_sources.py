@@ -80,19 +80,27 @@ class LineInbox:
 @dataclass(frozen=True)
 class Source:
     kind: Literal["launcher", "ray", "all"]
-    filename: str | None = None  # the Ray log file, for kind "ray"
+    # kind "ray": the Ray log file; kind "all": the Ray log whose copies are merged in
+    filename: str | None = None
+    note: str = ""  # e.g. "(node gone since T)"
+    copy: bool = False  # the project's copy of a Ray log, not Ray's own file
 
     @property
     def label(self) -> str:
         if self.kind == "all":
-            return "all nodes' launcher logs"
-        return "launcher log" if self.kind == "launcher" else f"Ray {self.filename}"
+            merged = f" + each node's {self.filename}" if self.filename else ""
+            return f"all nodes' launcher logs{merged}"
+        if self.kind == "launcher":
+            return "launcher log"
+        copy = " (project copy)" if self.copy else ""
+        note = f" {self.note}" if self.note else ""
+        return f"Ray {self.filename}{copy}{note}"
 
     @property
     def slug(self) -> str:
         """For file names."""
         if self.kind == "all":
-            return "all-nodes"
+            return f"all-nodes-{self.filename}" if self.filename else "all-nodes"
         return "launcher" if self.kind == "launcher" else str(self.filename)
 
 
@@ -169,11 +177,14 @@ def follow_all_nodes(
     notify: Callable[[], None],
     cancelled: threading.Event,
     settings: FollowSettings,
+    ray_file: str | None = None,
 ) -> None:
     """Put the merged tail of every node's launcher log, then their new lines, into `inbox`.
 
     Runs in a thread. Each line starts with its node's name, in one color per node (in node
     order: head first). Files that appear later (workers added) join at the next rescan.
+    With `ray_file`, each node's copy of that Ray log in the project is merged in
+    (`<node>/<file>`), gone nodes' too.
     """
 
     def put(lines: list[str]) -> None:
@@ -185,6 +196,7 @@ def follow_all_nodes(
         max_read=settings.max_backlog,
         max_backlog=settings.max_backlog,
         rescan_s=settings.rescan_interval,
+        ray_file=ray_file,
     )
     colors: dict[str, int] = {}
 

@@ -1,6 +1,12 @@
 """Logs screen: follow one node's launcher log (project directory) or one of its Ray logs,
 or every node's launcher log merged by time (each line prefixed by its node, in its color).
 
+A node's Ray logs come from Ray's dashboard while the node is in Ray; once it is gone (or Ray
+does not answer), from the copy its launcher kept in the project (`logs/<node>/ray/`),
+marked "(node gone since T)". With all nodes merged, `p` merges in each node's copy of one
+Ray log file. Follow, wrap, filter, matching-only and save are the LogPane's (the same keys
+as a job's logs).
+
 Sources run in workers (one group per source) and hand lines to a bounded `LineInbox`. The
 screen takes everything waiting at most every `batch_interval` seconds and gives it to the
 `LogView` in one call: one widget update per batch, however chatty the log is.
@@ -8,7 +14,7 @@ screen takes everything waiting at most every `batch_interval` seconds and gives
 
 from __future__ import annotations
 
-import asyncio
+import json
 import re
 import time
 from pathlib import Path
@@ -35,10 +41,12 @@ from raycai_tui.screens.log_sources import (
     follow_file,
     follow_ray_log,
 )
+from raycai_tui.widgets.log_pane import LogPane
 from raycai_tui.widgets.log_view import DEFAULT_MAX_LINES, LogView, Marker
 
 if TYPE_CHECKING:
     from raycai_core.ray.client import RayClient
+    from raycai_core.ray_log_copies import RayLogCopy
 
 
 class LinesReady(Message, bubble=False):
@@ -77,23 +85,19 @@ class RayLogPicker(ModalScreen[str | None]):
 
 class LogsScreen(Screen[None]):
     """One node's logs (launcher or Ray), or all nodes' launcher logs: follow, wrap, filter,
-    save."""
+    save (the LogPane's keys)."""
 
     BINDINGS = [
-        Binding("f", "toggle_follow", "Follow", id="logs.follow", tooltip="Follow new lines"),
-        Binding("w", "toggle_wrap", "Wrap", id="logs.wrap", tooltip="Wrap long lines"),
-        Binding("slash", "filter", "Filter", id="logs.filter", tooltip="Highlight a regex"),
-        Binding(
-            "m",
-            "toggle_matching",
-            "Matches",
-            id="logs.matching",
-            tooltip="Show only the lines that match the filter",
-        ),
         Binding("t", "switch_source", "Source", id="logs.source", tooltip="Launcher log / Ray log"),
         # Screen binds tab first (focus), so a "t,tab" binding would show as "tab" in the footer.
         Binding("tab", "switch_source", "Source", id="logs.source.tab", show=False),
-        Binding("p", "pick_ray_log", "Ray file", id="logs.pick", tooltip="Choose a Ray log file"),
+        Binding(
+            "p",
+            "pick_ray_log",
+            "Ray file",
+            id="logs.pick",
+            tooltip="Choose a Ray log file (all nodes: merge each node's copy of one)",
+        ),
         Binding(
             "a",
             "toggle_all_nodes",
@@ -101,19 +105,12 @@ class LogsScreen(Screen[None]):
             id="logs.all",
             tooltip="Every node's launcher log merged by time / back to this node's",
         ),
-        Binding(
-            "ctrl+s,S", "save", "Save", id="logs.save", tooltip="Save the buffered lines to a file"
-        ),
         Binding("escape", "back", "Back", id="logs.back"),
     ]
 
     DEFAULT_CSS = """
     LogsScreen {
         #logs-title { height: 1; background: $panel; color: $text; padding: 0 1; }
-        #logs-view { height: 1fr; }
-        #logs-filter { display: none; height: 3; }
-        #logs-filter.-shown { display: block; }
-        #logs-status { height: 1; background: $panel; color: $text-muted; padding: 0 1; }
     }
     """
 
@@ -145,34 +142,51 @@ class LogsScreen(Screen[None]):
         self.source: Source = ALL_NODES if all_nodes else LAUNCHER
         self.file_source = self.source  # where `t` goes back to from a Ray log
         self.ray_file: str | None = None  # chosen Ray log; None: raylet.out or the first
-        self.error = ""
-        self.last_saved: Path | None = None
+        self.merged_ray_file: str | None = None  # with all nodes: each node's copy merged in
         self.batches = 0  # view updates so far
         self._inbox = LineInbox(max_lines)
         self._flush_timer: Timer | None = None
         self._flush_due = False
         self._last_flush = 0.0
-        self.view = LogView(max_lines=max_lines, id="logs-view")
-        self.filter_input = Input(
-            placeholder="filter: text or regex (enter keeps it, esc clears it)", id="logs-filter"
+        self.pane = LogPane(
+            save_path=self._save_path,
+            label=self.source.label,
+            max_lines=max_lines,
+            id="logs-pane",
+            view_id="logs-view",
         )
-        self.status = Static(id="logs-status")
         self.title_bar = Static(self._title(), id="logs-title")
+
+    # The pane's parts, by the names the screen had before the pane.
+    @property
+    def view(self) -> LogView:
+        return self.pane.view
+
+    @property
+    def filter_input(self) -> Input:
+        return self.pane.filter_input
+
+    @property
+    def status(self) -> Static:
+        return self.pane.status
+
+    @property
+    def error(self) -> str:
+        return self.pane.error
+
+    @property
+    def last_saved(self) -> Path | None:
+        return self.pane.last_saved
 
     # -- layout ------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
         yield self.title_bar
-        yield self.view
-        yield self.filter_input
-        yield self.status
+        yield self.pane
         yield Footer()
 
     def on_mount(self) -> None:
-        view = self.view
-        view.focus()
-        for attribute in ("follow", "wrap", "only_matching"):
-            self.watch(view, attribute, self._refresh_status, init=False)
+        self.view.focus()
         if self.source.kind == "all":
             self._open_all_nodes()
         else:
@@ -180,7 +194,8 @@ class LogsScreen(Screen[None]):
 
     def _title(self) -> Text:
         shown = "all nodes" if self.source.kind == "all" else self.node
-        return Text(f"Logs · {self.cluster} / {shown}")
+        note = f" {self.source.note}" if self.source.note else ""
+        return Text(f"Logs · {self.cluster} / {shown}{note}")
 
     # -- sources -----------------------------------------------------------------------------
 
@@ -197,12 +212,12 @@ class LogsScreen(Screen[None]):
         if self._flush_timer is not None:
             self._flush_timer.stop()
         self._flush_due, self._flush_timer = False, None
-        self.view.clear()
-        self._refresh_status()
+        self.pane.label = source.label
+        self.pane.clear()
         return self._inbox
 
     def _open_launcher(self) -> None:
-        self.error = ""
+        self.pane.error = ""
         inbox = self._begin(LAUNCHER)
         self._follow_launcher(inbox)
 
@@ -217,20 +232,21 @@ class LogsScreen(Screen[None]):
             self.settings,
         )
 
-    def _open_all_nodes(self) -> None:
-        self.error = ""
-        inbox = self._begin(ALL_NODES)
-        self._follow_all_nodes(inbox)
+    def _open_all_nodes(self, ray_file: str | None = None) -> None:
+        self.pane.error = ""
+        self.merged_ray_file = ray_file
+        inbox = self._begin(Source("all", ray_file) if ray_file else ALL_NODES)
+        self._follow_all_nodes(inbox, ray_file)
 
     def _open_file_source(self) -> None:
         """Back from a Ray log to the launcher log, or to all nodes' when that was shown."""
         if self.file_source.kind == "all":
-            self._open_all_nodes()
+            self._open_all_nodes(self.merged_ray_file)
         else:
             self._open_launcher()
 
     @work(thread=True, exclusive=True, group="logs.all", exit_on_error=False)
-    def _follow_all_nodes(self, inbox: LineInbox) -> None:
+    def _follow_all_nodes(self, inbox: LineInbox, ray_file: str | None = None) -> None:
         worker = get_current_worker()
         follow_all_nodes(
             self.logs_dir,
@@ -238,10 +254,11 @@ class LogsScreen(Screen[None]):
             lambda: self.post_message(LinesReady(inbox)),
             worker.cancelled_event,
             self.settings,
+            ray_file=ray_file,
         )
 
     def ray_unavailable(self) -> str | None:
-        """Why the Ray logs of this node cannot be shown, or None when they may be."""
+        """Why Ray cannot give this node's logs now, or None when it may."""
         if self.ray_client is None:
             return (
                 "Ray logs unavailable: the cluster's Ray dashboard cannot be reached "
@@ -251,9 +268,56 @@ class LogsScreen(Screen[None]):
             return f"Ray logs unavailable: {self.node} is not a Ray node (it has not joined Ray)"
         return None
 
+    def _ray_copies(self) -> dict[str, RayLogCopy]:
+        from raycai_core import ray_log_copies
+
+        return ray_log_copies.files(self.logs_dir, self.node)
+
+    def _gone_note(self, copy: RayLogCopy) -> str:
+        """`(node gone since T)`: T from the node's launcher record, else the copy's time."""
+        from raycai_core import ray_log_copies
+        from raycai_core.cluster.records import NodeRecord
+
+        since = None
+        try:
+            record = NodeRecord.from_json(
+                json.loads((self.logs_dir.parent / "nodes" / f"{self.node}.json").read_text())
+            )
+            since = record.updated_at if record is not None else None
+        except (OSError, ValueError):
+            pass
+        return ray_log_copies.gone_note(since or ray_log_copies.last_written(copy))
+
+    def _open_ray_copy(self, filename: str | None, why: str) -> bool:
+        """Show the project's copy of a Ray log of this node (None: raylet.out or the first);
+        False when the project has no copy of it."""
+        copies = self._ray_copies()
+        name = filename if filename in copies else default_ray_file({"copies": list(copies)})
+        if name is None:
+            return False
+        copy = copies[name]
+        note = why if why else self._gone_note(copy)
+        self.ray_file = name
+        self.pane.error = ""
+        inbox = self._begin(Source("ray", name, note=note, copy=True))
+        self._follow_copy(copy.path, inbox)
+        return True
+
+    @work(thread=True, exclusive=True, group="logs.ray-copy", exit_on_error=False)
+    def _follow_copy(self, path: Path, inbox: LineInbox) -> None:
+        worker = get_current_worker()
+        follow_file(
+            path,
+            inbox,
+            lambda: self.post_message(LinesReady(inbox)),
+            worker.cancelled_event,
+            self.settings,
+        )
+
     @work(exclusive=True, group="logs.ray", exit_on_error=False)
     async def _follow_ray(self, filename: str | None) -> None:
-        """Switch to a Ray log file of the node (None: raylet.out), once the node answers."""
+        """Switch to a Ray log file of the node (None: raylet.out), once the node answers;
+        to the project's copy when Ray cannot give it."""
         from raycai_core.ray.errors import RayDashboardError
 
         client, node_id = self.ray_client, self.ray_node_id
@@ -262,14 +326,16 @@ class LogsScreen(Screen[None]):
             # Asked every time: it tells a dead node or a gone head before the view changes.
             listing = await client.list_logs(node_id)
         except RayDashboardError as exc:
-            self._report(f"Ray logs of {self.node} unavailable: {exc}")
+            if not self._open_ray_copy(filename, f"(Ray did not answer: {exc})"):
+                self._report(f"Ray logs of {self.node} unavailable: {exc}")
             return
         if filename not in {name for names in listing.values() for name in names}:
             filename = default_ray_file(listing)
         if filename is None:
             self._report(f"Ray logs unavailable: {self.node} lists no Ray log files")
             return
-        self.ray_file, self.error = filename, ""
+        self.ray_file = filename
+        self.pane.error = ""
         inbox = self._begin(Source("ray", filename))
         streaming = False
 
@@ -287,28 +353,64 @@ class LogsScreen(Screen[None]):
                 self._open_file_source()
                 self._report(f"Ray log {filename} of {self.node} unavailable: {exc}")
                 return
-            inbox.put([Marker(f"… {filename} stopped: {exc} …")])
+            inbox.put([Marker(f"… {filename} stopped: {exc} (p: its copy in the project) …")])
             self._lines_ready(inbox)
             self._report(f"Ray log {filename}: {exc} (t: back to the launcher log)")
 
     @work(exclusive=True, group="logs.ray-files", exit_on_error=False)
     async def _pick_ray_file(self) -> None:
+        """Choose a Ray log file: Ray's listing of a node in Ray, else the node's copies;
+        with all nodes shown, the copies of every node (merged in)."""
         from raycai_core.ray.errors import RayDashboardError
 
-        assert self.ray_client is not None and self.ray_node_id is not None
-        try:
-            listing = await self.ray_client.list_logs(self.ray_node_id)
-        except RayDashboardError as exc:
-            self._report(f"Ray logs of {self.node} unavailable: {exc}")
+        if self.source.kind == "all":
+            await self._pick_merged_ray_file()
             return
-        files = sorted({name for names in listing.values() for name in names})
+        files: list[str] = []
+        listing: dict[str, list[str]] = {}
+        why = ""  # why the copy is shown rather than Ray's file (empty: the node is gone)
+        live = self.ray_unavailable() is None and not self.source.copy
+        if live:
+            assert self.ray_client is not None and self.ray_node_id is not None
+            try:
+                listing = await self.ray_client.list_logs(self.ray_node_id)
+            except RayDashboardError as exc:
+                live = False
+                why = f"(Ray did not answer: {exc})"
+            files = sorted({name for names in listing.values() for name in names})
+        if not live:
+            files = list(self._ray_copies())
         if not files:
-            self._report(f"Ray logs unavailable: {self.node} lists no Ray log files")
+            self._report(self.ray_unavailable() or f"{self.node} lists no Ray log files")
             return
-        current = self.ray_file or default_ray_file(listing)
+        current = self.ray_file or default_ray_file(listing or {"files": files})
         choice = await self.app.push_screen_wait(RayLogPicker(files, current))
-        if choice:
+        if not choice:
+            return
+        if live:
             self._follow_ray(choice)
+        else:
+            self._open_ray_copy(choice, why)
+
+    async def _pick_merged_ray_file(self) -> None:
+        from raycai_core import ray_log_copies
+
+        names = sorted(
+            {
+                name
+                for node in ray_log_copies.nodes(self.logs_dir)
+                for name in ray_log_copies.files(self.logs_dir, node)
+            }
+        )
+        if not names:
+            self._report("No node has copies of its Ray logs in the project yet")
+            return
+        none = "(launcher logs only)"
+        choice = await self.app.push_screen_wait(
+            RayLogPicker([none, *names], self.merged_ray_file or none)
+        )
+        if choice:
+            self._open_all_nodes(None if choice == none else choice)
 
     # -- batching ----------------------------------------------------------------------------
 
@@ -331,50 +433,16 @@ class LogsScreen(Screen[None]):
         self._last_flush = time.monotonic()
         lines = self._inbox.take()
         if lines:
-            self.view.append(lines)
+            self.pane.append(lines)
             self.batches += 1
-            self._refresh_status()
 
     # -- actions -----------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "switch_source" and self.filter_input.has_focus:
-            return False  # tab moves the focus while the filter is edited
-        if action == "toggle_matching" and not self.view.filter_text:
-            return None
-        return True
-
-    def action_toggle_follow(self) -> None:
-        self.view.follow = not self.view.follow
-
-    def action_toggle_wrap(self) -> None:
-        self.view.wrap = not self.view.wrap
-
-    def action_toggle_matching(self) -> None:
-        self.view.only_matching = not self.view.only_matching
-
-    def action_filter(self) -> None:
-        field = self.filter_input
-        field.add_class("-shown")
-        field.value = self.view.filter_text
-        field.focus()
-
-    @on(Input.Changed, "#logs-filter")
-    def _filter_changed(self, event: Input.Changed) -> None:
-        self.view.set_filter(event.value)
-        self.refresh_bindings()
-        self._refresh_status()
-
-    @on(Input.Submitted, "#logs-filter")
-    def _filter_done(self) -> None:
-        self.filter_input.remove_class("-shown")
-        self.view.focus()
+        # tab moves the focus while the filter is edited
+        return not (action == "switch_source" and self.filter_input.has_focus)
 
     def action_back(self) -> None:
-        if self.filter_input.has_focus:
-            self.filter_input.value = ""  # esc while editing the filter clears it
-            self._filter_done()
-            return
         self.dismiss()
 
     def action_switch_source(self) -> None:
@@ -383,7 +451,8 @@ class LogsScreen(Screen[None]):
             return
         reason = self.ray_unavailable()
         if reason:
-            self._report(reason)
+            if not self._open_ray_copy(self.ray_file, ""):
+                self._report(reason)
             return
         self._follow_ray(self.ray_file)
 
@@ -391,17 +460,13 @@ class LogsScreen(Screen[None]):
         if self.source.kind == "all":
             self._open_launcher()
         else:
-            self._open_all_nodes()
+            self._open_all_nodes(self.merged_ray_file)
 
     def action_pick_ray_log(self) -> None:
-        reason = self.ray_unavailable()
-        if reason:
-            self._report(reason)
+        if self.source.kind != "all" and self.ray_unavailable() and not self._ray_copies():
+            self._report(self.ray_unavailable() or "")
             return
         self._pick_ray_file()
-
-    def action_save(self) -> None:
-        self._save(self.view.lines())
 
     def _save_path(self) -> Path:
         slug = re.sub(r"[^A-Za-z0-9._-]+", "_", self.source.slug)
@@ -413,23 +478,6 @@ class LogsScreen(Screen[None]):
             path = self.save_dir / f"{stem}-{n}.txt"
         return path
 
-    @work(group="logs.save", exit_on_error=False)
-    async def _save(self, lines: list[str]) -> None:
-        from raycai_core.atomic import atomic_write_text
-
-        def write() -> Path:  # off the UI thread: the project may be a network mount
-            path = self._save_path()
-            atomic_write_text(path, "".join(f"{line}\n" for line in lines))
-            return path
-
-        try:
-            path = await asyncio.to_thread(write)
-        except OSError as exc:
-            self._report(f"Could not save the log to {self.save_dir}: {exc.strerror or exc}")
-            return
-        self.last_saved = path
-        self.notify(f"Saved {len(lines):,} lines to {path}", title="Log saved")
-
     # -- status ------------------------------------------------------------------------------
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -438,30 +486,4 @@ class LogsScreen(Screen[None]):
             self._report(f"{event.worker.name} failed: {event.worker.error}")
 
     def _report(self, error: str) -> None:
-        self.error = error
-        self.notify(error, severity="warning", timeout=8)
-        self._refresh_status()
-
-    def _refresh_status(self, *_: object) -> None:
-        if not self.is_mounted:
-            return
-        view = self.view
-        parts = [
-            (self.source.label, "bold"),
-            (f"{view.line_count:,}/{view.max_lines:,} lines", ""),
-            ("follow on" if view.follow else "follow off (paused)", ""),
-            (f"wrap {'on' if view.wrap else 'off'}", ""),
-        ]
-        if view.filter_text:
-            only = ", only these" if view.only_matching else ""
-            parts.append((f"filter {view.filter_text!r}: {view.match_count:,} matches{only}", ""))
-        if view.skipped_total:
-            parts.append((f"{view.skipped_total:,} skipped", "yellow"))
-        if self.error:
-            parts.append((self.error, "bold red"))
-        text = Text()
-        for i, (part, style) in enumerate(parts):
-            if i:
-                text.append(" · ")
-            text.append(part, style)
-        self.status.update(text)
+        self.pane.report(error)

@@ -306,6 +306,73 @@ async def test_ray_logs_with_an_unreachable_head(tmp_path: Path):
         assert app.logs.source.kind == "launcher" and view.line_count == 5
 
 
+def ray_copy(log: Path, node: str, name: str, lines: list[str], session: str) -> Path:
+    """A copy of a Ray log as the node's launcher keeps it (logs/<node>/ray/<session>/)."""
+    path = log.parent / node / "ray" / session / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    append(path, lines)
+    return path
+
+
+async def test_ray_logs_of_a_gone_node_come_from_its_copy_in_the_project(tmp_path: Path):
+    path = launcher_log(tmp_path, 3)
+    ray_copy(path, "head", "raylet.out", ["from an older run"], "session_2026-12-07_01-00-00_0_1")
+    copy = ray_copy(
+        path, "head", "raylet.out", ["raylet 1", "raylet 2"], "session_2026-12-07_02-00-00_0_2"
+    )
+    ray_copy(path, "head", "gcs_server.out", ["gcs 1"], "session_2026-12-07_02-00-00_0_2")
+    nodes = path.parent.parent / "nodes"
+    nodes.mkdir()
+    (nodes / "head.json").write_text('{"node": "head", "role": "head", "updated_at": 1.8e9}')
+    app = make_app(path)  # no dashboard: the node is not in Ray
+    async with app.run_test(size=(120, 30)) as pilot:
+        view = app.logs.view
+        await until(pilot, lambda: view.line_count == 3, "the launcher log")
+        await pilot.press("t")
+        await until(pilot, lambda: view.lines() == ["raylet 1", "raylet 2"], "the copy")
+        source = app.logs.source
+        assert source.kind == "ray" and source.copy and source.filename == "raylet.out"
+        assert "(node gone since 2027-01-15 08:00:00 UTC)" in str(app.logs.title_bar.render())
+        assert "Ray raylet.out (project copy) (node gone since" in str(app.logs.status.render())
+        append(copy, ["raylet 3"])  # a last pass of the launcher: followed
+        await until(pilot, lambda: view.lines()[-1] == "raylet 3", "the copy followed")
+
+        await pilot.press("p")
+        picker = await until(
+            pilot, lambda: isinstance(app.screen, RayLogPicker) and app.screen, "the picker"
+        )
+        assert picker.files == ["gcs_server.out", "raylet.out"]
+        picker.query_one(OptionList).highlighted = 0
+        await pilot.press("enter")
+        await until(pilot, lambda: view.lines() == ["gcs 1"], "the other copy")
+
+
+async def test_all_nodes_merge_in_each_nodes_copy_of_a_ray_log(tmp_path: Path):
+    path = launcher_log(tmp_path, 0)
+    append(path, ["2026-12-07T02:00:01.000Z [launcher] head up"])
+    append(path.parent / "worker-1.log", ["2026-12-07T02:00:03.000Z [launcher] worker-1 joined"])
+    session = "session_2026-12-07_02-00-00_0_2"
+    ray_copy(path, "worker-1", "raylet.out", ["[2026-12-07 02:00:02,000 I 1 1] raylet"], session)
+    app = make_app(path, all_nodes=True)
+    async with app.run_test(size=(120, 30)) as pilot:
+        view = app.logs.view
+        await until(pilot, lambda: view.line_count == 2, "the launcher logs")
+        await pilot.press("p")
+        picker = await until(
+            pilot, lambda: isinstance(app.screen, RayLogPicker) and app.screen, "the picker"
+        )
+        assert picker.files == ["(launcher logs only)", "raylet.out"]
+        picker.query_one(OptionList).highlighted = 1
+        await pilot.press("enter")
+        await until(pilot, lambda: view.line_count == 3, "the copies merged in")
+        assert [line.split(" | ")[0].strip() for line in view.lines()] == [
+            "head",
+            "worker-1/raylet.out",
+            "worker-1",
+        ]
+        assert "all nodes' launcher logs + each node's raylet.out" in str(app.logs.status.render())
+
+
 async def test_escape_goes_back(tmp_path: Path):
     path = launcher_log(tmp_path, 5)
     app = make_app(path)

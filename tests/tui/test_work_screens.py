@@ -148,6 +148,13 @@ async def test_submit_stop_and_logs_keys(dash: FakeDashboard, tmp_path: Path):
         assert isinstance(logs, JobLogsScreen)
         await until(pilot, lambda: "SUCCEEDED" in logs.state, "the log streamed to its end")
         assert logs.view.lines()[:3] == ["epoch 1", "epoch 2", "done"]
+        # The log pane's keys, as on the node logs screen: filter, only the matches, save.
+        await pilot.press("slash", *"epoch", "enter", "m")
+        assert logs.view.displayed_count == 2
+        await pilot.press("S")
+        await until(pilot, lambda: logs.pane.last_saved, "the save")
+        assert logs.pane.last_saved.parent == tmp_path
+        assert logs.pane.last_saved.read_text().startswith("epoch 1\nepoch 2\ndone\n")
         await pilot.press("escape")
         assert app.screen is screen
 
