@@ -338,6 +338,35 @@ def test_a_launcher_folder_the_workspace_refuses(
     assert apps(handle) == []
 
 
+def test_refused_credentials_an_unknown_project_and_a_missing_runtime(
+    local_workspace: WorkspaceHandle, tmp_path: Path
+) -> None:
+    handle = local_workspace
+    project_venv(handle.project_dir)
+    path = str(spec_file(tmp_path))
+    for variable, value, found, fix in (
+        ("CML_API_KEY", "not-a-key", "the API key was refused", "CML_API_KEY"),
+        ("CML_PROJECT_ID", "aaaa-bbbb-cccc-dddd", "project aaaa-bbbb-cccc-dddd not reachable",
+         "CML_PROJECT_ID"),
+    ):  # fmt: skip
+        env = {**cli_env(handle), variable: value}
+        args = raycai_argv("doctor", "--file", path, "--json")
+        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=110)
+        assert done.returncode == 1, done.stderr
+        credentials = by_name(json.loads(done.stdout))["credentials"]
+        assert credentials["status"] == "fail" and found in credentials["found"]
+        assert fix in credentials["fix"]
+    other = spec_file(tmp_path, SPEC.replace(RUNTIME, "registry.example/no-such-runtime:1"))
+    code, report = doctor(handle, "--file", str(other), "--no-probe")
+    runtimes = by_name(report)["runtimes"]
+    assert code == 1 and runtimes["status"] == "fail"
+    assert (
+        "the head's runtime registry.example/no-such-runtime:1 is not one of them"
+        in (runtimes["found"])
+    )
+    assert "raycai runtimes" in runtimes["fix"]
+
+
 def test_exit_codes_and_no_spec(local_workspace: WorkspaceHandle) -> None:
     handle = local_workspace
     unknown = raycai(handle, "doctor", "nope", check=False)
