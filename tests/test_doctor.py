@@ -372,7 +372,8 @@ def test_exit_codes_and_no_spec(local_workspace: WorkspaceHandle) -> None:
     unknown = raycai(handle, "doctor", "nope", check=False)
     assert unknown.returncode == 2 and "no cluster named 'nope'" in unknown.stderr
     # Without a spec: the project's clusters; none, so the shared memory is measured for a
-    # cluster of raycai's default sizes (the local workspace: its machine's /dev/shm).
+    # cluster of raycai's default sizes.
+    set_shared_memory(handle, 2458)
     code, report = doctor(handle, "--no-probe")
     checks = by_name(report)
     assert code == 0 and report["ok"] is True

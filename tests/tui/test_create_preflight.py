@@ -24,6 +24,7 @@ async def test_the_form_warns_then_refuses_a_spec_whose_launchers_find_no_ray(
     tui_workspace: WorkspaceHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     handle = tui_workspace
+    set_shared_memory(handle, 40000)  # whatever this machine's /dev/shm: no warning for it
     venv = handle.project_dir / ".venv"
     app = make_app(handle)
     async with app.run_test(size=(160, 50)) as pilot:
