@@ -31,13 +31,14 @@ if TYPE_CHECKING:
     from raycai_tui.app import RaycaiApp
     from raycai_tui.services import Services, Snapshot
 
-Kind = Literal["create", "scale", "restart", "delete", "heal"]
+Kind = Literal["create", "scale", "restart", "delete", "heal", "update"]
 VERBS: dict[Kind, str] = {
     "create": "creating",
     "scale": "scaling",
     "restart": "restarting",
     "delete": "deleting",
     "heal": "healing",
+    "update": "updating",
 }
 # What stays, and how to finish, when the app quits in the middle of an operation.
 REMAINS: dict[Kind, str] = {
@@ -46,6 +47,7 @@ REMAINS: dict[Kind, str] = {
     "restart": "the restarts already requested go on",
     "delete": "{name} stays marked for deletion; `raycai down {name}` finishes it",
     "heal": "healing resumes at the next start (or `raycai heal {name}`)",
+    "update": "the nodes replaced so far stay; `raycai up` with the new spec goes on",
 }
 
 
@@ -196,6 +198,26 @@ class Operations:
             await services.manager(self._progress(op)).up(spec, wait=False, timeout=900.0)
 
         self._start(Operation(name, "create"), run)
+        return True
+
+    def update(self, spec: ClusterSpec, *, restart_head: bool = False) -> bool:
+        """A rolling update of the cluster to `spec` (raycai_tui/rolling.py)."""
+        name = spec.name
+        if self._services() is None or self._refused_while_deleting(name, "update"):
+            return False
+        if (name, "update") in self._running:
+            self._app.notify(f"{name} is already being updated.", severity="warning")
+            return False
+
+        async def run(op: Operation) -> None:
+            from raycai_tui.rolling import run_update
+
+            said = await run_update(
+                self._require_services(), self._progress(op), spec, restart_head
+            )
+            self._event(name, said, notify=True)
+
+        self._start(Operation(name, "update"), run)
         return True
 
     def delete(self, cluster: str) -> bool:

@@ -141,6 +141,14 @@ class ClusterScreen(RaycaiScreen):
             id="cluster.scale",
             tooltip="Set or change a group's number of workers (asks which group)",
         ),
+        Binding(
+            "u",
+            "update",
+            "Update",
+            id="cluster.update",
+            show=False,
+            tooltip="Change node settings: replace the workers one at a time (rolling update)",
+        ),
         Binding("l", "logs", "Logs", id="cluster.logs", tooltip="Logs of the selected node"),
         Binding(
             "L",
@@ -177,7 +185,7 @@ class ClusterScreen(RaycaiScreen):
         ),
         Binding("q", "app.quit", "Quit", id="cluster.quit", tooltip="Quit raycai-tui"),
     ]
-    MUTATING = frozenset({"scale_up", "scale_down", "scale", "restart", "delete"})
+    MUTATING = frozenset({"scale_up", "scale_down", "scale", "restart", "delete", "update"})
     help_note = (
         "Worker groups: + and - act on the group of the selected row (a worker's, or the "
         "group's own row); on the head row, on the only group. s asks which group when the "
@@ -571,6 +579,22 @@ class ClusterScreen(RaycaiScreen):
         self.app.push_screen(
             ScaleScreen(self.cluster, counts, selected if selected in counts else None), chosen
         )
+
+    def action_update(self) -> None:
+        from raycai_tui.screens.update import UpdateChoice, UpdateScreen
+
+        summary = self.summary
+        desired = summary.desired if summary is not None else None
+        if desired is None or self.view is None:
+            self.notify(f"{self.cluster}: its data has not arrived yet", severity="warning")
+            return
+
+        def chosen(choice: UpdateChoice | None) -> None:
+            if choice is not None:
+                self.raycai.operations.update(choice.spec, restart_head=choice.restart_head)
+
+        rows = self.view.worker_rows
+        self.app.push_screen(UpdateScreen(desired.spec, rows, self.selected_group), chosen)
 
     # -- restart, logs, addresses, delete ---------------------------------------------
 

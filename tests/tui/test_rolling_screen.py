@@ -1,0 +1,59 @@
+"""The cluster screen's rolling update (`u`): the plan shown as typed, a refusal shown in
+place, and the update carried out by the app's operations service, which leaving the
+screen does not cancel. The local workspace with the stand-in Ray."""
+
+from __future__ import annotations
+
+from textual.widgets import Button, Input, Static
+
+from raycai_core.cluster.layout import ClusterPaths
+from raycai_core.cluster.rolling_state import read_rolling
+from raycai_core.local import WorkspaceHandle
+from raycai_tui.screens.clusters import ClustersScreen
+from raycai_tui.screens.update import UpdateScreen
+from tests.tui.support import cluster_apps, create_cluster, make_app, until
+from tests.tui.test_operations import events_of, open_from_list
+
+
+async def worker_cpus(handle: WorkspaceHandle) -> list[float]:
+    return sorted(a.cpu for a in await cluster_apps(handle) if "-demo-worker-" in a.name)
+
+
+async def test_update_is_planned_as_typed_and_goes_on_after_leaving_the_screen(
+    tui_workspace: WorkspaceHandle,
+) -> None:
+    handle = tui_workspace
+    await create_cluster(handle, "demo", workers=2)
+    app = make_app(handle, heal=False)
+    async with app.run_test(size=(160, 45)) as pilot:
+        screen = await open_from_list(pilot, app)
+        await until(pilot, lambda: screen.view is not None, "the cluster's data")
+        await pilot.press("u")
+        await until(pilot, lambda: isinstance(app.screen, UpdateScreen), "the update dialog")
+        dialog = app.screen
+        plan = dialog.query_one("#plan-text", Static)
+        apply = dialog.query_one("#apply", Button)
+        assert apply.disabled  # nothing changed yet
+
+        dialog.query_one("#ray-version", Input).value = "2.61.0"
+        await pilot.pause(0.1)
+        assert "Rerun with --restart-head" in str(plan.render()) and apply.disabled
+        dialog.query_one("#ray-version", Input).value = "2.60.0"
+        dialog.query_one("#group-cpu", Input).value = "2"
+        await pilot.pause(0.1)
+        text = str(plan.render())
+        assert "replace 2 worker(s) one at a time" in text and not apply.disabled
+
+        apply.press()
+        await until(pilot, lambda: app.operations.get("demo", "update") is not None, "the update")
+        await pilot.press("escape")  # back to the list: the update goes on
+        assert isinstance(app.screen, ClustersScreen)
+        await until(
+            pilot,
+            lambda: any(t.startswith("update done (2 of 2") for t in events_of(app)),
+            "the update's end",
+            timeout=60,
+        )
+        assert await worker_cpus(handle) == [2.0, 2.0]
+        record = read_rolling(ClusterPaths(handle.project_dir, "demo"))
+        assert record is not None and record.state == "done"
