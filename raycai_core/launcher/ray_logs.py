@@ -155,6 +155,14 @@ class RayLogMirror:
 
     def _sync_file(self, source: str, target: str, state: SessionCopy) -> int:
         name = os.path.basename(source)
+        known = state.files.get(name)
+        if known is not None:  # most files, most passes: nothing new, one stat
+            try:
+                info = os.stat(source)
+            except OSError:
+                return 0
+            if info.st_ino == known[0] and info.st_size == known[1]:
+                return 0
         try:
             handle = open(source, "rb")  # noqa: SIM115
         except OSError:
@@ -163,7 +171,6 @@ class RayLogMirror:
             info = os.fstat(handle.fileno())
             if info.st_size == 0:
                 return 0
-            known = state.files.get(name)
             if known is None:  # first sight in this run: the copy's size says how far it got
                 offset = max(0, _size(target))
                 if offset > info.st_size:
