@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import shutil
 import threading
 import time
@@ -45,8 +46,11 @@ KEPT = (
 SOURCE_DIRS = ("", "old")  # within a session's logs/: Ray moves a dead worker's files to old/
 
 
+_KEPT_RE = re.compile("|".join(f"(?:{fnmatch.translate(pattern)})" for pattern in KEPT))
+
+
 def kept(name: str) -> bool:
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in KEPT)
+    return _KEPT_RE.match(name) is not None
 
 
 def sessions(temp_dir: str) -> list[str]:
@@ -170,6 +174,7 @@ class RayLogMirror:
         with handle:
             info = os.fstat(handle.fileno())
             if info.st_size == 0:
+                state.files[name] = (info.st_ino, 0)  # Ray makes many that stay empty
                 return 0
             if known is None:  # first sight in this run: the copy's size says how far it got
                 offset = max(0, _size(target))
