@@ -201,7 +201,7 @@ class LogsScreen(Screen[None]):
 
     def _begin(self, source: Source) -> LineInbox:
         """Make `source` the shown one: stop the others, empty the view, new inbox."""
-        for group in ("logs.launcher", "logs.all", "logs.ray"):
+        for group in ("logs.launcher", "logs.all", "logs.ray", "logs.ray-copy"):
             if not (group == "logs.ray" and source.kind == "ray"):
                 self.workers.cancel_group(self, group)
         self.source = source

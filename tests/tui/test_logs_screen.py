@@ -345,6 +345,13 @@ async def test_ray_logs_of_a_gone_node_come_from_its_copy_in_the_project(tmp_pat
         picker.query_one(OptionList).highlighted = 0
         await pilot.press("enter")
         await until(pilot, lambda: view.lines() == ["gcs 1"], "the other copy")
+        await pilot.press("t")  # back to the launcher log: the copy is no longer followed
+        await until(pilot, lambda: view.line_count == 3, "the launcher log")
+        await until(
+            pilot,
+            lambda: not [w for w in app.workers if w.group == "logs.ray-copy" and w.is_running],
+            "the copy's follower to stop",
+        )
 
 
 async def test_all_nodes_merge_in_each_nodes_copy_of_a_ray_log(tmp_path: Path):
