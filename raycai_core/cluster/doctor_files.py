@@ -18,6 +18,7 @@ from typing import Protocol
 
 from raycai_core.atomic import atomic_write_bytes
 from raycai_core.cluster.preflight import UNKNOWN, Check, RayFound, judge_ray, pyvenv_version
+from raycai_core.cml.errors import CMLError
 from raycai_core.cml.files import ProjectFiles
 from raycai_core.spec import ClusterSpec
 
@@ -149,7 +150,10 @@ async def find_ray_files(files: DoctorFiles, entry: str) -> RayFound | str:
     names and dist-info; the runtime's PATH cannot be looked at from outside the project."""
     if entry == "PATH":
         return f"{UNKNOWN}: the runtime's PATH cannot be read from outside the project"
-    venv = await read_venv(files, entry)
+    try:
+        venv = await read_venv(files, entry)
+    except CMLError as exc:  # e.g. a venv that is a link out of the project
+        return f"{UNKNOWN}: its files could not be read through the API ({exc})"
     if not venv.has_ray:
         return f"no {entry}/bin/ray"
     if not venv.has_python:
