@@ -140,3 +140,16 @@ def test_the_record_survives_a_round_trip_and_says_how_far_it_got(tmp_path) -> N
     assert status_line(again, interrupted=True).startswith(
         "update: interrupted (1 of 2 worker(s) replaced; worker: worker-2 replacing worker-1"
     )
+
+
+def test_an_unfinished_update_binds_another_spec_once_a_node_runs_its_settings() -> None:
+    plan = plan_update(spec(), spec(cpu=4), two_workers().worker_rows)
+    record = RollingRecord.begin(plan)
+    assert record.binds(spec(cpu=8))  # running (or interrupted): finish it first
+    assert not record.binds(spec(cpu=4))  # the same target goes on
+    record.state = "stopped"  # stopped before any replacement: a new plan may start
+    assert not record.binds(spec(cpu=8))
+    record.replaced.append(Replaced("worker", "worker-2", "worker-3"))
+    assert record.binds(spec(cpu=8))
+    record.state = "done"
+    assert not record.binds(spec(cpu=8))

@@ -47,7 +47,7 @@ from raycai_core.cluster.rolling_state import (
     read_rolling,
     write_rolling,
 )
-from raycai_core.cluster.types import Action, ClusterError
+from raycai_core.cluster.types import Action, ClusterError, Level
 from raycai_core.cluster.view import ClusterView, NodeRow
 from raycai_core.cml.models import AppStatus
 from raycai_core.naming import HEAD_NODE
@@ -120,9 +120,9 @@ async def plan_for(
     if desired is None or desired.state != "active":
         return None
     record = await asyncio.to_thread(read_rolling, paths)
-    if record is not None and record.unfinished:
-        if not record.same_target(spec):
-            raise UpdateRefused(_other_target(spec.name, record))
+    if record is not None and record.binds(spec):
+        raise UpdateRefused(_other_target(spec.name, record))
+    if record is not None and record.unfinished and record.same_target(spec):
         view = await ops.observer.observe(spec.name, with_ray=False)
         return _resume_plan(record, view.worker_rows)
     if not settings_changed(desired.spec, spec):
@@ -173,8 +173,8 @@ class RollingUpdate:
         assert self.record is not None
         await asyncio.to_thread(write_rolling, self.paths, self.record)
 
-    async def _say(self, message: str, level: str = "info") -> None:
-        self.ops.report("update", message, level=level)  # type: ignore[arg-type]
+    async def _say(self, message: str, level: Level = "info") -> None:
+        self.ops.report("update", message, level=level)
         if self.record is not None:
             self.record.note(message)
             await self._save()
@@ -191,9 +191,9 @@ class RollingUpdate:
         """Carry the update out (or go on with an unfinished one) under the cluster's lock."""
         async with self.ops.lock(self.name):
             record = await asyncio.to_thread(read_rolling, self.paths)
-            if record is not None and record.unfinished:
-                if not record.same_target(self.spec):
-                    raise UpdateRefused(_other_target(self.name, record))
+            if record is not None and record.binds(self.spec):
+                raise UpdateRefused(_other_target(self.name, record))
+            if record is not None and record.unfinished and record.same_target(self.spec):
                 record.state, record.reason = "running", ""
                 self.record = record
                 await self._say(f"{self.name}: continuing the update ({record.progress_text()})")

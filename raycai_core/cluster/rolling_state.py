@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from raycai_core.atomic import atomic_write_json, read_json
@@ -30,7 +31,7 @@ SCHEMA = 1
 RollingState = Literal["running", "stopped", "done"]
 
 
-def rolling_file(paths: ClusterPaths) -> Any:
+def rolling_file(paths: ClusterPaths) -> Path:
     return paths.root / ROLLING_FILE
 
 
@@ -91,6 +92,15 @@ class RollingRecord:
     @property
     def unfinished(self) -> bool:
         return self.state in ("running", "stopped")
+
+    def binds(self, spec: ClusterSpec) -> bool:
+        """Whether `up spec` must finish this update first: it is unfinished, for another
+        target, and some node already runs its settings (a stop before any replacement
+        stored the previous settings back: a new plan may start from there)."""
+        if not self.unfinished or self.same_target(spec):
+            return False
+        started = self.head_done or any(r.new for r in self.replaced)
+        return self.state == "running" or started
 
     def pending(self) -> list[Replacement]:
         """The planned replacements not done yet, in order."""
