@@ -98,12 +98,13 @@ def doctor(
     """Check that the workspace and project can run the cluster; one check per line.
 
     Measures against cluster NAME's spec, a --file SPEC, or else every cluster of the
-    project: credentials and project, runtimes, Ray in the project venv, the project's
-    shared memory against Ray's object store, quota (cannot be checked), workload
-    credentials and the launcher folder (by a probe application, deleted after at most a
-    minute), and for an existing cluster whether its workers reached the head. Exits 1 when
-    a check fails. --fix sets the project's shared_memory_limit (after a confirmation;
-    --yes skips it) and changes nothing else.
+    project (none: a cluster of raycai's default sizes): credentials and project, runtimes,
+    Ray in the project venv, the project's shared memory against Ray's object store, quota
+    (cannot be checked), workload credentials and the launcher folder (by a probe
+    application, deleted after at most a minute), and for an existing cluster whether its
+    workers reached the head. Exits 1 when a check fails. --fix raises the project's
+    shared_memory_limit (after a confirmation; --yes skips it) and changes nothing else.
+    Works from outside the project too (--remote): the files through the API.
     """
     if name and spec_file:
         fail("give a cluster NAME or --file SPEC, not both", EXIT_BAD_INPUT)
