@@ -101,6 +101,15 @@ async def run_doctor(
             add(await asyncio.to_thread(ray))
         elif reached:
             add(await check_ray_files(files, spec, kernels))
+        else:
+            add(
+                Check(
+                    "ray",
+                    "info",
+                    "not checked: the project's files are not here and the API did not answer",
+                    cluster=spec.name,
+                )
+            )
     for name in existing:
         measure = partial(_existing_checks, project_dir, name, drivers=files.local)
         report.checks.extend(await asyncio.to_thread(measure))
