@@ -31,13 +31,15 @@ if TYPE_CHECKING:
     from raycai_tui.app import RaycaiApp
     from raycai_tui.services import Services, Snapshot
 
-Kind = Literal["create", "scale", "restart", "delete", "heal", "update"]
+Kind = Literal["create", "scale", "restart", "delete", "heal", "suspend", "resume", "update"]
 VERBS: dict[Kind, str] = {
     "create": "creating",
     "scale": "scaling",
     "restart": "restarting",
     "delete": "deleting",
     "heal": "healing",
+    "suspend": "suspending",
+    "resume": "resuming",
     "update": "updating",
 }
 # What stays, and how to finish, when the app quits in the middle of an operation.
@@ -47,6 +49,8 @@ REMAINS: dict[Kind, str] = {
     "restart": "the restarts already requested go on",
     "delete": "{name} stays marked for deletion; `raycai down {name}` finishes it",
     "heal": "healing resumes at the next start (or `raycai heal {name}`)",
+    "suspend": "{name} stays marked suspended; `raycai suspend {name}` finishes it",
+    "resume": "{name} is marked active; healing or `raycai resume {name}` finishes it",
     "update": "the nodes replaced so far stay; `raycai up` with the new spec goes on",
 }
 
@@ -239,6 +243,36 @@ class Operations:
             )
 
         self._start(Operation(cluster, "delete"), run)
+        return True
+
+    def suspend(self, cluster: str) -> bool:
+        """Suspend the cluster (raycai_core.cluster.suspend): its applications stop."""
+        return self._suspend_or_resume(cluster, "suspend")
+
+    def resume(self, cluster: str) -> bool:
+        """Start a suspended cluster again (its stopped applications restart)."""
+        return self._suspend_or_resume(cluster, "resume")
+
+    def _suspend_or_resume(self, cluster: str, kind: Kind) -> bool:
+        if self._services() is None or self._refused_while_deleting(cluster, kind):
+            return False
+        other: Kind = "resume" if kind == "suspend" else "suspend"
+        if (cluster, kind) in self._running or (cluster, other) in self._running:
+            self._app.notify(f"{cluster} is already being {VERBS[kind]}.", severity="warning")
+            return False
+
+        async def run(op: Operation) -> None:
+            from raycai_core.cluster import suspend as suspending
+
+            manager = self._require_services().manager(self._progress(op))
+            if kind == "suspend":
+                await suspending.suspend(manager, cluster, reason="suspended from raycai-tui")
+            else:
+                await suspending.resume(manager, cluster, wait=False)
+            done = "suspended: its applications hold no quota" if kind == "suspend" else "resumed"
+            self._event(cluster, f"{cluster} {done}", notify=True)
+
+        self._start(Operation(cluster, kind), run)
         return True
 
     def restart(self, cluster: str, node: str, app_id: str) -> bool:

@@ -107,6 +107,18 @@ def test_the_idle_clock_restarts_after_any_busy_round() -> None:
     assert idle_suspend.poll_interval(12) == 3 and idle_suspend.poll_interval(3600) == 30
 
 
+def test_a_node_on_its_way_into_ray_keeps_the_cluster_awake() -> None:
+    """`up`, a scale or a resume waits for it; a launcher gone silent does not count."""
+    records = {
+        "head": {"phase": "running", "updated_at": 100, "heartbeat_s": 30},
+        "worker-1": {"phase": "waiting-for-head", "updated_at": 95, "heartbeat_s": 30},
+        "worker-2": {"phase": "starting-ray", "updated_at": 10, "heartbeat_s": 30},
+        "worker-3": {"phase": "joined", "updated_at": 100, "heartbeat_s": 30},
+    }
+    assert idle_suspend.arriving_nodes(records, now=100) == ["worker-1"]
+    assert idle_suspend.arriving_nodes({"head": records["head"]}, now=100) == []
+
+
 def test_state_queries_ask_only_for_live_rows() -> None:
     query = idle_suspend.state_query("tasks")
     assert query.startswith("/api/v0/tasks?")

@@ -220,6 +220,7 @@ def list_clusters(target: Target, as_json: bool) -> None:
                         "memory_gb": s.total("memory"),
                         "gpu": s.total("nvidia_gpu"),
                         "state": s.desired.state if s.desired else "orphaned",
+                        **_suspension_json(s),
                     }
                     for s in summaries
                 ],
@@ -231,7 +232,7 @@ def list_clusters(target: Target, as_json: bool) -> None:
         click.echo("No clusters in this project. Create one with `raycai up NAME ...`.")
         return
     rows = [("NAME", "HEAD", "WORKERS d/r/j", "CPU", "MEM GB", "GPU", "AGE")]
-    for s in summaries:
+    for s in (s for s in summaries if not s.suspended):
         age = format_age(time.time() - s.created_at) if s.created_at else "-"
         desired = "?" if s.desired_workers is None else str(s.desired_workers)
         rows.append(
@@ -243,6 +244,38 @@ def list_clusters(target: Target, as_json: bool) -> None:
                 f"{s.total('memory'):g}",
                 f"{s.total('nvidia_gpu'):g}",
                 age,
+            )
+        )
+    if len(rows) > 1:
+        print_table(rows)
+    _print_suspended([s for s in summaries if s.suspended])
+
+
+def _suspension_json(summary: Any) -> dict[str, Any]:
+    info = summary.desired.suspension if summary.suspended else None
+    if info is None:
+        return {}
+    return {"suspended_at": info.at, "suspended_reason": info.reason, "suspended_by": info.by}
+
+
+def _print_suspended(summaries: list[Any]) -> None:
+    """Suspended clusters apart: their applications are stopped and hold no quota."""
+    if not summaries:
+        return
+    from raycai_core.cluster.suspend import suspended_note
+
+    click.echo("\nSuspended (their stopped applications hold no quota; `raycai resume NAME`):")
+    rows = [("NAME", "APPS", "CPU", "MEM GB", "GPU", "SINCE")]
+    for s in summaries:
+        since = (suspended_note(s.desired) or "").removeprefix("suspended since ")
+        rows.append(
+            (
+                s.name,
+                f"{sum(m.app.status.value == 'stopped' for m in s.members)} stopped",
+                f"{s.held('cpu'):g}",
+                f"{s.held('memory'):g}",
+                f"{s.held('nvidia_gpu'):g}",
+                since,
             )
         )
     print_table(rows)

@@ -266,6 +266,18 @@ class ClusterSummary:
     def total(self, resource: Literal["cpu", "memory", "nvidia_gpu"]) -> float:
         return float(sum(getattr(m.app, resource) for m in self.members))
 
+    def held(self, resource: Literal["cpu", "memory", "nvidia_gpu"]) -> float:
+        """What the cluster holds of the project's quota: its applications not stopped
+        (a suspended cluster's are all stopped: nothing)."""
+        stopped = (AppStatus.STOPPED,)
+        return float(
+            sum(getattr(m.app, resource) for m in self.members if m.app.status not in stopped)
+        )
+
+    @property
+    def suspended(self) -> bool:
+        return self.desired is not None and self.desired.state == "suspended"
+
     @property
     def created_at(self) -> float | None:
         if self.desired and self.desired.created_at:

@@ -58,6 +58,17 @@ NOT_ALIVE = {
     "placement_groups": ("REMOVED",),
 }
 BUSY_JOB_STATES = ("PENDING", "RUNNING")
+# A node whose launcher is on its way into Ray (raycai_core.cluster.phases): `up`, a scale or
+# a resume is waiting for it, so the cluster is not idle. A record older than two heartbeats
+# is a launcher gone (the phases' stale rule).
+ARRIVING_PHASES = (
+    "starting",
+    "checking-ray",
+    "waiting-for-head",
+    "starting-ray",
+    "rejoining",
+    "recovering",
+)
 EXIT_NO_CREDENTIALS = 3
 STOP_WAIT_S = 60.0  # the workers' applications stopped before the head's own goes
 
@@ -215,7 +226,35 @@ def plan_suspend(
     return delete, stop, head
 
 
+def arriving_nodes(records: Mapping[str, Mapping[str, Any]], now: float) -> list[str]:
+    """The nodes whose launcher is on its way into Ray, from their records (nodes/*.json)."""
+    arriving = []
+    for node, record in sorted(records.items()):
+        try:
+            age = now - float(record.get("updated_at") or 0)
+            stale = age > 2 * float(record.get("heartbeat_s") or 30)
+        except (TypeError, ValueError):
+            continue
+        if record.get("phase") in ARRIVING_PHASES and not stale:
+            arriving.append(node)
+    return arriving
+
+
 # --- the project's files ------------------------------------------------------------------
+
+
+def node_records(cluster_dir: str) -> dict[str, dict]:
+    directory = os.path.join(cluster_dir, "nodes")
+    try:
+        names = sorted(n for n in os.listdir(directory) if n.endswith(".json"))
+    except OSError:
+        return {}
+    records = {}
+    for name in names:
+        record = read_json(os.path.join(directory, name))
+        if record is not None:
+            records[name[: -len(".json")]] = record
+    return records
 
 
 def read_json(path: str) -> dict | None:
@@ -461,6 +500,8 @@ def run(args: argparse.Namespace) -> int:
                 why = f"the cluster is {state}"
             elif not locked:
                 why = "another operation holds the cluster's lock"
+            elif arriving := arriving_nodes(node_records(cluster_dir), time.time()):
+                why = "on its way into Ray: " + ", ".join(arriving)
             else:
                 try:
                     why = busy_reason(dashboard.answers()) or ""

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 # The Ray poll asks for usage and jobs on every third tick only (the nodes on each).
 FULL_EVERY = 3
 # Keys that act on the cluster's stored state (the app's snapshot of it is enough)...
-NEEDS_SUMMARY = frozenset({"scale_up", "scale_down", "scale", "delete"})
+NEEDS_SUMMARY = frozenset({"scale_up", "scale_down", "scale", "delete", "suspend"})
 # ...and keys that act on a node row (this screen's merged view).
 NEEDS_VIEW = frozenset({"logs", "restart", "addresses"})
 # The footer's words for the scale keys on a cluster with several worker groups.
@@ -100,6 +100,13 @@ def title_text(view: ClusterView, healing: bool) -> Text:
     text.append(f"  ·  {workers_text(view)}  ·  ")
     if desired.state == "deleting":
         text.append("DELETING", style="bold yellow")
+    elif desired.state == "suspended":
+        from raycai_core.cluster.suspend import suspended_note
+
+        text.append("SUSPENDED", style="bold blue")
+        note = (suspended_note(desired, view.observed_at) or "").removeprefix("suspended")
+        text.append(f"{note}  ·  enter/z: resume", style="dim")
+        return text
     elif view.ready:
         text.append("READY", style="bold green")
     else:
@@ -182,6 +189,14 @@ class ClusterScreen(RaycaiScreen):
             "Delete",
             id="cluster.delete",
             tooltip="Delete this cluster (asks first)",
+        ),
+        Binding(
+            "z",
+            "suspend",
+            "Suspend",
+            id="cluster.suspend",
+            tooltip="Suspend the cluster: its applications stop (asks first); on a suspended "
+            "cluster, resume it",
         ),
         Binding("q", "app.quit", "Quit", id="cluster.quit", tooltip="Quit raycai-tui"),
     ]
@@ -709,6 +724,18 @@ class ClusterScreen(RaycaiScreen):
             return
         self.app.pop_screen()
         base.confirm_delete(self.cluster)
+
+    def action_suspend(self) -> None:
+        """Suspend after asking (resume, on a suspended cluster): the clusters screen's."""
+        from raycai_tui.screens.clusters import ClustersScreen
+
+        if self.raycai.readonly:  # (not in MUTATING: that set is the rolling update's line)
+            self.notify("Read-only mode: not suspending or resuming.", severity="warning")
+            return
+
+        base = next((s for s in self.app.screen_stack if isinstance(s, ClustersScreen)), None)
+        if base is not None:
+            base.confirm_suspend(self.cluster)
 
     def action_back(self) -> None:
         self.app.pop_screen()  # the operations of the app go on (shown in the list)

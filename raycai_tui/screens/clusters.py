@@ -39,6 +39,14 @@ class ClustersScreen(RaycaiScreen):
             tooltip="Delete the selected cluster's applications (asks first)",
         ),
         Binding(
+            "z",
+            "suspend",
+            "Suspend",
+            id="clusters.suspend",
+            tooltip="Suspend the selected cluster: its applications stop, holding no quota "
+            "(asks first); on a suspended cluster, resume it",
+        ),
+        Binding(
             "slash",
             "filter",
             "Filter",
@@ -54,7 +62,7 @@ class ClustersScreen(RaycaiScreen):
             tooltip="Show every cluster again",
         ),
     ]
-    MUTATING = frozenset({"new", "delete"})
+    MUTATING = frozenset({"new", "delete", "suspend"})
     help_title = "clusters"
 
     def __init__(self) -> None:
@@ -179,6 +187,54 @@ class ClustersScreen(RaycaiScreen):
         from raycai_tui.screens.cluster import ClusterScreen
 
         self.app.push_screen(ClusterScreen(name))
+        if self._suspended(name) and not self.raycai.readonly:
+            self.confirm_suspend(name)  # on the cluster screen: asks to resume it
+
+    def _suspended(self, name: str) -> bool:
+        summary = self.snapshot.summary(name) if self.snapshot else None
+        return bool(summary and summary.desired and summary.desired.state == "suspended")
+
+    def action_suspend(self) -> None:
+        name = self._selected_or_tell()
+        if name is not None:
+            self.confirm_suspend(name)
+
+    def confirm_suspend(self, name: str) -> None:
+        """Ask, then suspend `name`, or resume it when it is suspended (the cluster screen's
+        `z` and `enter` on a suspended cluster too)."""
+        from raycai_tui.screens.confirm import ConfirmScreen
+
+        summary = self.snapshot.summary(name) if self.snapshot else None
+        if summary is None or summary.desired is None:
+            self.notify(f"{name} has no cluster.json: nothing to suspend.", severity="warning")
+            return
+        if self._suspended(name):
+            from raycai_core.cluster.suspend import suspended_note
+
+            question = (
+                f"Resume cluster {name}? It is {suspended_note(summary.desired)}. Its "
+                "applications start again and Serve is re-applied."
+            )
+            items = [f"{m.app.name}  ({m.node}, {m.app.status.value})" for m in summary.members]
+
+            def resume(yes: bool | None) -> None:
+                if yes:
+                    self.raycai.operations.resume(name)
+
+            self.app.push_screen(ConfirmScreen(f"Resume {name}", question, items, "Resume"), resume)
+            return
+        question = (
+            f"Suspend cluster {name}? Its applications stop (workers above the minimum are "
+            "deleted) and hold no quota until it is resumed; Ray and everything running on it "
+            "stop."
+        )
+        items = [f"{m.app.name}  ({m.node}, {m.app.status.value})" for m in summary.members]
+
+        def suspend(yes: bool | None) -> None:
+            if yes:
+                self.raycai.operations.suspend(name)
+
+        self.app.push_screen(ConfirmScreen(f"Suspend {name}", question, items, "Suspend"), suspend)
 
     def action_new(self) -> None:
         from raycai_tui.screens.create import CreateScreen

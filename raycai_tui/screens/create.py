@@ -59,8 +59,15 @@ HEAD_FIELDS = (
 )
 # Cluster-wide: Ray's v1 autoscaler has one idle timeout for every group.
 IDLE = Field("workers-idle", "Idle timeout s", "autoscaling.idle_timeout_s", "300")
-FIELDS = (NAME, *HEAD_FIELDS, IDLE)
+# The head suspends the cluster after this many idle minutes (empty: never).
+SUSPEND = Field("idle-suspend", "Suspend idle min", "idle_suspend_minutes", "")
+FIELDS = (NAME, *HEAD_FIELDS, IDLE, SUSPEND)
 RUNTIME_FIELD = "head.runtime_identifier"
+
+
+def _minutes(raw: str) -> float | None:
+    """The idle-suspend field: empty is never (the spec checks the rest)."""
+    return float(raw) if raw.strip() else None
 
 
 @dataclass(frozen=True)
@@ -235,6 +242,7 @@ class CreateScreen(RaycaiScreen):
             yield from self._field(IDLE, "for every group: an idle worker above min goes")
             yield GroupForm(1)
             yield Button("Add worker group (ctrl+g)", id="add-group", compact=True)
+            yield from self._field(SUSPEND, "minutes with no job, actor or Serve app; empty: never")
             # `raycai up`'s checks of the spec as typed (files only, off the UI thread).
             yield Static("", id="preflight", markup=False)
             with Horizontal(id="buttons"):
@@ -416,6 +424,7 @@ class CreateScreen(RaycaiScreen):
                 head_cpu=float(v["head-cpu"]),
                 head_memory=float(v["head-memory"]),
                 head_gpu=int(float(v["head-gpu"])),
+                idle_suspend_minutes=_minutes(v["idle-suspend"]),
             )
         except (SpecError, ValueError):
             return None
@@ -535,6 +544,7 @@ class CreateScreen(RaycaiScreen):
                     head_cpu=float(v["head-cpu"]),
                     head_memory=float(v["head-memory"]),
                     head_gpu=int(float(v["head-gpu"])),
+                    idle_suspend_minutes=_minutes(v["idle-suspend"]),
                 )
             except SpecError as exc:
                 for location, message in exc.problems:

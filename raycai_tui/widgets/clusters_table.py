@@ -18,6 +18,8 @@ def state_of(summary: ClusterSummary) -> Text:
         return Text("orphaned", style="red") if summary.members else Text("-", style="dim")
     if summary.desired.state == "deleting":
         return Text("deleting", style="yellow")
+    if summary.desired.state == "suspended":
+        return Text("SUSPENDED", style="bold blue")
     return Text("active", style="green")
 
 
@@ -28,14 +30,32 @@ def cluster_cells(
     head = summary.head
     desired = "?" if summary.desired_workers is None else str(summary.desired_workers)
     created = summary.created_at
+    # A suspended cluster holds none of the quota (its applications are stopped); when and
+    # why it was suspended shows where an operation would.
+    amount = summary.held if summary.suspended else summary.total
+    if summary.suspended and not operation:
+        from raycai_core.cluster.suspend import suspended_note
+
+        note = (suspended_note(summary.desired, now) or "").removeprefix("suspended since ")
+        return (
+            summary.name,
+            state_of(summary),
+            status_text(head.app.status.value) if head else Text("-", style="dim"),
+            f"{desired}/{summary.workers_running}/{summary.joined_workers}",
+            number(amount("cpu")),
+            number(amount("nvidia_gpu")),
+            number(amount("memory")),
+            age(now - created) if created else "-",
+            Text(note, style="dim blue"),
+        )
     return (
         summary.name,
         state_of(summary),
         status_text(head.app.status.value) if head else Text("-", style="dim"),
         f"{desired}/{summary.workers_running}/{summary.joined_workers}",
-        number(summary.total("cpu")),
-        number(summary.total("nvidia_gpu")),
-        number(summary.total("memory")),
+        number(amount("cpu")),
+        number(amount("nvidia_gpu")),
+        number(amount("memory")),
         age(now - created) if created else "-",
         styled(operation, "bold yellow") if operation else "",
     )
@@ -46,7 +66,8 @@ def summary_rows(
 ) -> list[Row]:
     """The rows; `operations` maps a cluster to what this app is doing to it."""
     operations = operations or {}
-    return [(s.name, cluster_cells(s, now, operations.get(s.name))) for s in summaries]
+    ordered = sorted(summaries, key=lambda s: s.suspended)  # suspended ones apart, last
+    return [(s.name, cluster_cells(s, now, operations.get(s.name))) for s in ordered]
 
 
 class ClustersTable(KeyedTable):

@@ -1,0 +1,66 @@
+"""`raycai suspend` / `raycai list` / `raycai run` on a suspended cluster, end to end on the
+local workspace with the real launchers and the stand-in Ray (no Ray: fast)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+
+from raycai_core.cluster.desired import read_desired
+from raycai_core.cluster.layout import ClusterPaths
+from raycai_core.cml.models import AppStatus
+from raycai_core.local import WorkspaceHandle
+from tests.helpers import cluster_apps, raycai
+from tests.tui.support import create_cluster, fake_ray
+
+__all__ = ["fake_ray"]  # the fixture
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def statuses(handle: WorkspaceHandle, name: str) -> dict[str, AppStatus]:
+    apps = asyncio.run(cluster_apps(handle))
+    return {
+        a.environment["RAYCAI_NODE"]: a.status
+        for a in apps
+        if a.environment.get("RAYCAI_CLUSTER") == name
+    }
+
+
+def test_suspend_lists_apart_and_run_resumes_first(fake_ray: WorkspaceHandle) -> None:
+    handle = fake_ray
+    asyncio.run(create_cluster(handle, "demo", workers=2))
+    raycai(handle, "status", "demo")
+
+    done = raycai(handle, "suspend", "demo", "--reason", "weekend")
+    assert "demo suspended" in done.stderr, done.stderr
+    assert statuses(handle, "demo") == {
+        "head": AppStatus.STOPPED,
+        "worker-1": AppStatus.STOPPED,
+        "worker-2": AppStatus.STOPPED,
+    }
+    desired = read_desired(ClusterPaths(handle.project_dir, "demo"))
+    assert desired is not None and desired.state == "suspended"
+    again = raycai(handle, "suspend", "demo")  # rerun: nothing left to do, says so
+    assert "suspended already" in again.stderr
+
+    listed = raycai(handle, "list").stdout
+    section = listed.split("Suspended")[1]
+    assert "demo" in section and "3 stopped" in section and "weekend" in section
+    rows = json.loads(raycai(handle, "list", "--json").stdout)
+    (row,) = rows
+    assert row["state"] == "suspended" and row["suspended_reason"] == "weekend"
+
+    woke = raycai(handle, "run", "demo", "--", "true")
+    assert "cluster demo is suspended since" in woke.stderr and "weekend" in woke.stderr
+    assert "resumed and ready" in woke.stderr
+    deadline = time.monotonic() + 30  # ready is Ray's word; the platform's status follows
+    while set(statuses(handle, "demo").values()) != {AppStatus.RUNNING}:
+        assert time.monotonic() < deadline, statuses(handle, "demo")
+        time.sleep(0.2)
+    resumed = read_desired(ClusterPaths(handle.project_dir, "demo"))
+    assert resumed is not None and resumed.state == "active"
+    raycai(handle, "down", "demo", "--yes")
