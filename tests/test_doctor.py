@@ -261,6 +261,9 @@ def test_shared_memory_below_the_object_store_warns_or_refuses() -> None:
     slow_ok = load_spec_file_text(BIG + f'[env]\n{SLOW_STORAGE_ENV} = "1"\n')
     assert not check_shared_memory(8000, slow_ok).blocks_up
     assert check_shared_memory(None, small).status == "warn"
+    # No spec: raycai's default 8 GB node; a larger limit passes, so --fix never lowers it.
+    assert check_shared_memory(2457, None).fixable
+    assert check_shared_memory(40000, None).status == "ok"
 
 
 def load_spec_file_text(text: str) -> Any:
