@@ -3,7 +3,8 @@ module; the tests run in order and each goes on from where the one before left t
 
 Cluster `duo`: a 1-CPU head; group `data` (1 vCPU, 1 GB, custom resource `data`, min 1 max 2)
 and group `gpu` (1 vCPU, 1 GB, one NVIDIA GPU, accelerator L40S with CML label id 7, min 0
-max 1); idle timeout 5 s. Ray takes `--num-gpus 1` on a machine without GPUs and gives a
+max 1); idle timeout 5 s. Last, the Ray logs of the workers scaled down are still readable
+through `raycai logs --ray` (the launchers' copies in the project, issue 20). Ray takes `--num-gpus 1` on a machine without GPUs and gives a
 `num_gpus=1` task GPU id 0, so the GPU group's scheduling is real here.
 
 Covered elsewhere: `up` killed mid-way then rerun converging two groups (stand-in Ray,
@@ -26,10 +27,12 @@ from typing import Any
 import httpx
 import pytest
 
+from raycai_core import ray_log_copies
 from raycai_core.cluster.desired import read_desired
 from raycai_core.cluster.layout import ClusterPaths
 from raycai_core.cluster.records import read_head_address, read_node_record, read_token
 from raycai_core.cml.models import Application
+from raycai_core.launcher import template
 from raycai_core.local import WorkspaceConfig, WorkspaceHandle, run_workspace_in_thread
 from raycai_core.ray.client import RayClient
 from tests.conftest import in_private_netns
@@ -253,3 +256,28 @@ def test_idle_workers_go_down_to_each_groups_own_min(duo: WorkspaceHandle) -> No
         assert sorted(worker_apps(duo)) == nodes
         time.sleep(0.5)
     assert sorted(worker_apps(duo)) == nodes
+
+
+def test_a_worker_scaled_down_keeps_its_ray_logs_readable_through_raycai_logs(
+    duo: WorkspaceHandle,
+) -> None:
+    """Issue 20: the workers the autoscaler removed above (the GPU worker, a data worker)
+    are gone, yet their Ray logs are in the project: their launchers copied them as they
+    grew and once more after Ray stopped, so the copy is all of Ray's file. (The local
+    workspace leaves the node's temp dir behind, so the test can compare; a CML pod's goes.)"""
+    paths = paths_of(duo)
+    alive = set(worker_apps(duo))
+    gone = [n for n in ray_log_copies.nodes(paths.logs_dir) if n != "head" and n not in alive]
+    assert any(n.startswith("gpu-") for n in gone), gone
+    node = next(n for n in gone if n.startswith("gpu-"))
+    copy = ray_log_copies.find(paths.logs_dir, node, "raylet.out")
+    assert copy is not None, ray_log_copies.files(paths.logs_dir, node)
+    temp_dir = template.ray_temp_dir(os.path.realpath(duo.project_dir), NAME, node)
+    source = Path(temp_dir) / copy.session / "logs" / "raylet.out"
+    deadline = time.monotonic() + 30  # the launcher's last pass, after Ray stopped
+    while copy.path.read_bytes() != source.read_bytes():
+        assert time.monotonic() < deadline, f"{copy.path} is not all of {source}"
+        time.sleep(0.5)
+    result = raycai(duo, "logs", NAME, node, "--ray", "raylet.out", "-n", "3")
+    assert result.stdout.splitlines() == source.read_text().splitlines()[-3:]
+    assert f"logs/{copy.relative}" in result.stderr and "(node gone since" in result.stderr

@@ -1,6 +1,7 @@
 """A real Ray cluster's life on the local workspace, one cluster for the module (head + 2
 workers), in file order: `raycai up` gives 3 ALIVE nodes behind the workspace's login; R3: a
-failed worker is seen in one observation and healed; R2: every worker rejoins a restarted
+failed worker is seen in one observation and healed (its Ray logs up to the last few seconds
+before the kill -9 readable from the project: issue 20); R2: every worker rejoins a restarted
 head on its own; a lost token file is replaced; `raycai down` deletes every application and
 leaves no Ray process, the logs kept. (Scaling with real Ray: test_groups_ray.py and the
 TUI's end-to-end test; a head that dies: tests/serving/test_recovery_ray.py.)"""
@@ -11,15 +12,18 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from raycai_core import ray_log_copies
 from raycai_core.cluster.layout import ClusterPaths
 from raycai_core.cluster.lifecycle import ClusterManager
 from raycai_core.cluster.records import read_head_address
 from raycai_core.cluster.types import Progress
 from raycai_core.cml.client import CMLClient
 from raycai_core.cml.models import AppStatus
+from raycai_core.launcher import template
 from raycai_core.local import WorkspaceConfig, WorkspaceHandle, run_workspace_in_thread
 from raycai_core.spec import ClusterSpec, spec_from_flags
 from tests.fixtures.workspace import FAST_CONFIG, RUNTIME, wait_for
@@ -59,6 +63,24 @@ async def test_up_gives_three_alive_nodes_behind_the_workspaces_login(
     assert not any(app.bypass_authentication for app in await cluster_apps(handle))
 
 
+def ray_log_marker(handle: WorkspaceHandle, node: str, timeout: float = 30) -> str:
+    """A line added to the node's raylet.out (as Ray would write one), once its launcher has
+    copied it into the project (every few seconds: no kill needed to keep it)."""
+    temp_dir = template.ray_temp_dir(os.path.realpath(handle.project_dir), NAME, node)
+    raylet = Path(temp_dir) / "session_latest" / "logs" / "raylet.out"
+    marker = f"raycai test marker {time.time()}"
+    with raylet.open("a") as out:
+        out.write(marker + "\n")
+    logs_dir = ClusterPaths(handle.project_dir, NAME).logs_dir
+    deadline = time.monotonic() + timeout
+    while True:
+        copy = ray_log_copies.find(logs_dir, node, "raylet.out")
+        if copy is not None and marker in copy.path.read_text():
+            return marker
+        assert time.monotonic() < deadline, f"{marker!r} not copied from {raylet}"
+        time.sleep(0.2)
+
+
 def spec() -> ClusterSpec:
     """The cluster's spec as `raycai up` got it from the flags (SMALL_NODES)."""
     return spec_from_flags(
@@ -76,11 +98,23 @@ async def test_failed_and_missing_workers_are_healed_and_reported(handle: Worksp
             handle.update_config(restart_attempts=0)
             worker = view.row("worker-1")
             assert worker is not None and worker.app is not None
+            started = time.monotonic()
+            marker = ray_log_marker(handle, "worker-1")
+            copied = time.monotonic() - started
             os.killpg(handle.app_info(worker.app.app.id)["pid"], signal.SIGKILL)
             failed = await wait_for(
                 lambda: _status(ops, NAME, "worker-1", AppStatus.FAILED), timeout=20
             )
             assert "application failed" in (failed.row("worker-1").not_ready_reason or "")
+            # Its Ray logs up to a pass before the kill are in the project (issue 20).
+            started = time.monotonic()
+            logs = raycai(handle, "logs", NAME, "worker-1", "--ray", "raylet.out", "-n", "50")
+            print(
+                f"issue 20: a raylet.out line copied in {copied:.1f} s; `raycai logs --ray` "
+                f"of the killed worker in {time.monotonic() - started:.1f} s: {logs.stderr}"
+            )
+            assert marker in logs.stdout.splitlines()
+            assert "from the project's copy" in logs.stderr
 
             other = view.row("worker-2")
             await cml.delete_application(other.app.app.id)  # someone deleted it by hand
