@@ -216,9 +216,12 @@ class Operations:
         async def run(op: Operation) -> None:
             from raycai_tui.rolling import run_update
 
-            said = await run_update(
-                self._require_services(), self._progress(op), spec, restart_head
-            )
+            def show(text: str) -> None:
+                op.detail = text
+                self._changed(op)
+
+            services = self._require_services()
+            said = await run_update(services, self._progress(op), spec, restart_head, show)
             self._event(name, said, notify=True)
 
         self._start(Operation(name, "update"), run)

@@ -4,21 +4,36 @@ lock and records its progress in rolling.json; then `up` converges the counts.""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from raycai_core.cluster.types import ProgressCallback
+    from raycai_core.cluster.types import Progress, ProgressCallback
     from raycai_core.spec import ClusterSpec
     from raycai_tui.services import Services
 
 
 async def run_update(
-    services: Services, progress: ProgressCallback, spec: ClusterSpec, restart_head: bool
+    services: Services,
+    progress: ProgressCallback,
+    spec: ClusterSpec,
+    restart_head: bool,
+    show: Callable[[str], None],
 ) -> str:
-    """Carry the update out; the line to tell when it is done."""
+    """Carry the update out; `show` gets how far it is (`1 of 2 worker(s) replaced; ...`)
+    at each of its steps. Returns the line to tell when it is done."""
     from raycai_core.cluster.rolling import RollingUpdate
+    from raycai_core.cluster.rolling_state import read_rolling
 
-    manager = services.manager(progress)
+    def step(event: Progress) -> None:
+        progress(event)
+        if event.step == "update":
+            record = read_rolling(paths)  # a small file, written just before this step
+            if record is not None:
+                show(record.progress_text())
+
+    manager = services.manager(step)
+    paths = manager.paths(spec.name)
     record = await RollingUpdate(manager, spec, restart_head=restart_head).run()
     await manager.up(spec, wait=False, timeout=900.0)
     return f"update done ({record.progress_text()})"

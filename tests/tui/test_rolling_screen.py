@@ -50,6 +50,11 @@ async def test_update_is_planned_as_typed_and_goes_on_after_leaving_the_screen(
         assert isinstance(app.screen, ClustersScreen)
         await until(
             pilot,
+            lambda: "replaced" in (app.operations.labels().get("demo") or ""),
+            "the update's progress in the list",
+        )
+        await until(
+            pilot,
             lambda: any(t.startswith("update done (2 of 2") for t in events_of(app)),
             "the update's end",
             timeout=60,
