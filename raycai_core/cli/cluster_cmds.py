@@ -159,6 +159,11 @@ def up(
     raycai up demo --runtime <image> --group data:cpu=4,memory=16,count=2 \\
         --group gpu:cpu=8,memory=32,gpu=1,min=0,max=4,accelerator=L40S
     raycai up --file cluster.toml     ([workers.<group>] tables)
+
+    On a running cluster, new node settings (a group's sizes or runtime, the env, Ray's
+    version) are a rolling update: the plan is shown, then (asked, or --yes) each changed
+    group's workers are replaced one at a time (a new one joins Ray, then an old one is
+    drained and deleted). A Ray version or head change needs --restart-head.
     """
     try:
         base = load_spec_file(spec_file) if spec_file else None
