@@ -83,3 +83,12 @@ def gone_note(since: float | None) -> str:
         return "(node gone)"
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(since))
     return f"(node gone since {stamp} UTC)"
+
+
+def unanswered_note(error: object, limit: int = 100) -> str:
+    """`(Ray did not give it: <why, cut>)`: the copy is shown because Ray failed (a node Ray
+    still lists while its agent is gone, a head that does not answer)."""
+    text = " ".join(str(error).split())
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return f"(Ray did not give it: {text})"

@@ -669,7 +669,9 @@ async def _ray_log(
         except StopAsyncIteration:
             return None
         except RayDashboardError as exc:
-            return f"(Ray's dashboard did not give it: {exc})"
+            from raycai_core.ray_log_copies import unanswered_note
+
+            return unanswered_note(exc)
         click.echo(first)
         async for line in stream:
             click.echo(line)

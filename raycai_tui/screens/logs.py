@@ -318,6 +318,7 @@ class LogsScreen(Screen[None]):
     async def _follow_ray(self, filename: str | None) -> None:
         """Switch to a Ray log file of the node (None: raylet.out), once the node answers;
         to the project's copy when Ray cannot give it."""
+        from raycai_core import ray_log_copies
         from raycai_core.ray.errors import RayDashboardError
 
         client, node_id = self.ray_client, self.ray_node_id
@@ -326,7 +327,7 @@ class LogsScreen(Screen[None]):
             # Asked every time: it tells a dead node or a gone head before the view changes.
             listing = await client.list_logs(node_id)
         except RayDashboardError as exc:
-            if not self._open_ray_copy(filename, f"(Ray did not answer: {exc})"):
+            if not self._open_ray_copy(filename, ray_log_copies.unanswered_note(exc)):
                 self._report(f"Ray logs of {self.node} unavailable: {exc}")
             return
         if filename not in {name for names in listing.values() for name in names}:
@@ -361,6 +362,7 @@ class LogsScreen(Screen[None]):
     async def _pick_ray_file(self) -> None:
         """Choose a Ray log file: Ray's listing of a node in Ray, else the node's copies;
         with all nodes shown, the copies of every node (merged in)."""
+        from raycai_core import ray_log_copies
         from raycai_core.ray.errors import RayDashboardError
 
         if self.source.kind == "all":
@@ -376,7 +378,7 @@ class LogsScreen(Screen[None]):
                 listing = await self.ray_client.list_logs(self.ray_node_id)
             except RayDashboardError as exc:
                 live = False
-                why = f"(Ray did not answer: {exc})"
+                why = ray_log_copies.unanswered_note(exc)
             files = sorted({name for names in listing.values() for name in names})
         if not live:
             files = list(self._ray_copies())

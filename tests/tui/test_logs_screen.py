@@ -354,6 +354,20 @@ async def test_ray_logs_of_a_gone_node_come_from_its_copy_in_the_project(tmp_pat
         )
 
 
+async def test_ray_logs_from_a_head_that_does_not_answer_come_from_the_copy(tmp_path: Path):
+    path = launcher_log(tmp_path, 5)
+    ray_copy(path, "head", "raylet.out", ["copied"], "session_2026-12-07_02-00-00_0_2")
+    client = RayClient("http://127.0.0.1:9", timeout=2.0)  # nothing listens there
+    app = make_app(path, ray_client=client, ray_node_id="ab" * 28)
+    async with client, app.run_test(size=(160, 30)) as pilot:
+        view = app.logs.view
+        await until(pilot, lambda: view.line_count == 5, "the tail")
+        await pilot.press("t")
+        await until(pilot, lambda: view.lines() == ["copied"], "the copy")
+        assert app.logs.source.copy and not app.logs.error
+        assert "(Ray did not give it: Cannot reach the Ray dashboard" in app.logs.source.note
+
+
 async def test_all_nodes_merge_in_each_nodes_copy_of_a_ray_log(tmp_path: Path):
     path = launcher_log(tmp_path, 0)
     append(path, ["2026-12-07T02:00:01.000Z [launcher] head up"])
