@@ -26,6 +26,7 @@ BENCHES = {
     "p12": "p12_idle_requests.py",
     "p13": "p13_head_proxy.py",
     "r12": "r12_recovery.py",
+    "r20": "r20_suspend.py",
     "r21": "r21_rolling.py",
 }
 

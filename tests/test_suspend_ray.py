@@ -81,6 +81,7 @@ def test_an_idle_cluster_suspends_itself_and_a_job_wakes_it(handle: WorkspaceHan
     before = {node: app.id for node, app in apps_of(handle).items()}
     assert sorted(before) == ["head", "worker-1"]
 
+    started = time.monotonic()
     with ProcessWatcher() as watcher:
         deadline = time.monotonic() + 120
         while {a.status for a in apps_of(handle).values()} != {AppStatus.STOPPED}:
@@ -89,6 +90,7 @@ def test_an_idle_cluster_suspends_itself_and_a_job_wakes_it(handle: WorkspaceHan
             )
             time.sleep(0.5)
     assert watcher.commands(b"raycai_core.cli") + watcher.commands(b"bin/raycai\0") == []
+    print(f"suspended {time.monotonic() - started:.1f} s after up returned")
     desired = read_desired(paths)
     assert desired is not None and desired.state == "suspended", _idle_log(handle)
     assert desired.suspension is not None and desired.suspension.by == "head"
@@ -115,10 +117,12 @@ def test_an_idle_cluster_suspends_itself_and_a_job_wakes_it(handle: WorkspaceHan
         healed, _ = healer.communicate(timeout=30)
     assert "restart" not in healed, healed
 
+    print(f"held {HOLD_S:g} s: {time.monotonic() - started:.1f} s")
     woke = raycai(handle, "job", "submit", NAME, "--wait", "--", "python", "-c", "print('awake')")
     assert f"cluster {NAME} is suspended since" in woke.stderr, woke.stderr
     assert "resumed and ready" in woke.stderr
     assert "awake" in woke.stdout, woke.stdout
+    print(f"job done: {time.monotonic() - started:.1f} s")
     apps = apps_of(handle)
     assert {n: a.id for n, a in apps.items()} == before  # the same applications, started
     assert {a.status for a in apps.values()} == {AppStatus.RUNNING}
