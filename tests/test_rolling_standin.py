@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 
 import pytest
@@ -192,6 +193,13 @@ async def test_cli_shows_the_plan_refuses_a_ray_change_without_restart_head_and_
     assert sorted((await _workers(fake_ray)).values()) == [2.0, 2.0]
     status = await asyncio.to_thread(raycai, fake_ray, "status", "demo")
     assert "update: done (2 of 2 worker(s) replaced)" in status.stdout
+    as_json = await asyncio.to_thread(raycai, fake_ray, "status", "demo", "--json")
+    update = json.loads(as_json.stdout)["update"]
+    assert update["state"] == "done" and update["planned"] == ["worker-2", "worker-1"]
+    assert [(r["old"], r["new"]) for r in update["replaced"]] == [
+        ("worker-2", "worker-3"),
+        ("worker-1", "worker-2"),
+    ]
 
 
 async def test_restart_head_gives_the_head_its_new_settings_in_the_same_application(
