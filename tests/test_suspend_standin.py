@@ -11,6 +11,7 @@ import pytest
 
 from raycai_core.cluster.desired import read_desired
 from raycai_core.cluster.layout import ClusterPaths
+from raycai_core.cluster.records import read_node_record
 from raycai_core.cml.models import AppStatus
 from raycai_core.local import WorkspaceHandle
 from tests.helpers import cluster_apps, raycai
@@ -35,6 +36,9 @@ def test_suspend_lists_apart_and_run_resumes_first(fake_ray: WorkspaceHandle) ->
     asyncio.run(create_cluster(handle, "demo", workers=2))
     raycai(handle, "status", "demo")
 
+    paths = ClusterPaths(handle.project_dir, "demo")
+    stored = {"applications": [{"name": "a", "route_prefix": "/a", "import_path": "m:app"}]}
+    paths.serve_json.write_text(json.dumps(stored))  # what `raycai serve deploy` keeps
     done = raycai(handle, "suspend", "demo", "--reason", "weekend")
     assert "demo suspended" in done.stderr, done.stderr
     assert statuses(handle, "demo") == {
@@ -63,4 +67,14 @@ def test_suspend_lists_apart_and_run_resumes_first(fake_ray: WorkspaceHandle) ->
         time.sleep(0.2)
     resumed = read_desired(ClusterPaths(handle.project_dir, "demo"))
     assert resumed is not None and resumed.state == "active"
+    # The head knows its last run ended suspended: it deploys the stored Serve config again.
+    while not _reapplied(paths):
+        assert time.monotonic() < deadline, paths.node_log("head").read_text()[-2000:]
+        time.sleep(0.2)
     raycai(handle, "down", "demo", "--yes")
+
+
+def _reapplied(paths: ClusterPaths) -> int:
+    record = read_node_record(paths, "head")
+    done = record.serve_reapplied if record is not None else None
+    return done.apps if done is not None and not done.error else 0

@@ -125,6 +125,7 @@ async def suspend(
     if plan.head is not None:
         await manager.cml.stop_application(plan.head.app.id)
         manager.report("suspend", "head: stopping")
+        await _wait_stopped(manager, name, {plan.head.app.id})
         stopped.append(HEAD_NODE)
     manager.report("suspend", f"{name} suspended: its applications hold no quota")
     return SuspendResult(already, [m.node for m in plan.delete], stopped)
@@ -150,7 +151,7 @@ async def _wait_autoscaler_off(manager: ClusterManager, name: str) -> None:
 
 
 async def _wait_stopped(manager: ClusterManager, name: str, ids: set[str]) -> None:
-    """The workers' applications stopped before the head's goes (bounded)."""
+    """The applications `ids` stopped (bounded): the workers' before the head's goes."""
     deadline = time.monotonic() + WORKERS_STOP_WAIT_S
     while ids and time.monotonic() < deadline:
         listed = {m.app.id: m for m in await manager.members(name)}
