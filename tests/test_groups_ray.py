@@ -3,9 +3,10 @@ module; the tests run in order and each goes on from where the one before left t
 
 Cluster `duo`: a 1-CPU head; group `data` (1 vCPU, 1 GB, custom resource `data`, min 1 max 2)
 and group `gpu` (1 vCPU, 1 GB, one NVIDIA GPU, accelerator L40S with CML label id 7, min 0
-max 1); idle timeout 5 s. Last, the Ray logs of the workers scaled down are still readable
-through `raycai logs --ray` (the launchers' copies in the project, issue 20). Ray takes `--num-gpus 1` on a machine without GPUs and gives a
-`num_gpus=1` task GPU id 0, so the GPU group's scheduling is real here.
+max 1); idle timeout 5 s. Ray takes `--num-gpus 1` on a machine without GPUs and gives a
+`num_gpus=1` task GPU id 0, so the GPU group's scheduling is real here. Last, the Ray logs
+of the workers scaled down are still readable through `raycai logs --ray` (the launchers'
+copies in the project, issue 20).
 
 Covered elsewhere: `up` killed mid-way then rerun converging two groups (stand-in Ray,
 tests/test_cluster_groups.py); the one-group `[workers]` shape on real Ray
