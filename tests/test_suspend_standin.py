@@ -58,6 +58,8 @@ def test_suspend_lists_apart_and_run_resumes_first(fake_ray: WorkspaceHandle) ->
     (row,) = rows
     assert row["state"] == "suspended" and row["suspended_reason"] == "weekend"
 
+    status = raycai(handle, "status", "demo").stdout
+    assert status.startswith("cluster demo: SUSPENDED (suspended since "), status
     woke = raycai(handle, "run", "demo", "--", "true")
     assert "cluster demo is suspended since" in woke.stderr and "weekend" in woke.stderr
     assert "resumed and ready" in woke.stderr

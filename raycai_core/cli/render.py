@@ -127,6 +127,10 @@ def print_view(view: ClusterView, autoscaler: AutoscalerStatus | None = None) ->
     `autoscaler`, the autoscaler's status, gives them), its head, Ray and its nodes."""
     head = view.head
     ready = "READY" if view.ready else "NOT READY"
+    if view.desired is not None and view.desired.state == "suspended":
+        from raycai_core.cluster.suspend import suspended_note
+
+        ready = f"SUSPENDED ({suspended_note(view.desired)}; `raycai resume {view.name}`)"
     click.echo(f"cluster {view.name}: {ready}  {workers_line(view)}")
     kept = {g.name: g for g in autoscaler.groups} if autoscaler is not None else {}
     # A cluster of the one default group reads as it always did: its first line says it all.
