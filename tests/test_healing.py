@@ -3,16 +3,19 @@ workers), in file order: `raycai up` gives 3 ALIVE nodes behind the workspace's 
 failed worker is seen in one observation and healed (its Ray logs up to the last few seconds
 before the kill -9 readable from the project: issue 20); R2: every worker rejoins a restarted
 head on its own; a lost token file is replaced; a rolling update resizes both workers under a
-running job (issue 21); `raycai down` deletes every application and leaves no Ray process,
-the logs kept. (Scaling with real Ray: test_groups_ray.py and the
-TUI's end-to-end test; a head that dies: tests/serving/test_recovery_ray.py.)"""
+running job (issue 21); a scale-down drains a busy worker, its task finishing there first;
+`raycai down` deletes every application and leaves no Ray process, the logs kept. (Scaling
+with real Ray: test_groups_ray.py and the TUI's end-to-end test; a head that dies:
+tests/serving/test_recovery_ray.py.)"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -27,7 +30,7 @@ from raycai_core.cluster.layout import ClusterPaths
 from raycai_core.cluster.lifecycle import ClusterManager
 from raycai_core.cluster.records import read_head_address, read_token
 from raycai_core.cluster.rolling_state import read_rolling
-from raycai_core.cluster.types import Progress
+from raycai_core.cluster.types import Progress, ScaleTarget, WorkersBusy
 from raycai_core.cml.client import CMLClient
 from raycai_core.cml.models import AppStatus
 from raycai_core.launcher import template
@@ -39,6 +42,7 @@ from tests.helpers import (
     SMALL_NODES,
     cli_env,
     cluster_apps,
+    nodes_of,
     ray_processes,
     raycai,
     raycai_argv,
@@ -70,6 +74,30 @@ while not os.path.exists(stop) and time.time() < deadline:
 print("TASKS", i, "NODES", len(nodes), flush=True)
 """
 FINISHED = ("SUCCEEDED", "FAILED", "STOPPED")
+
+# Runs on the test machine (the private namespace), as a Ray driver of the cluster: one task
+# of 1 CPU on each worker given, each for SECONDS, each noting its node in MARKER.
+DRAIN_DRIVER = """
+import json, sys, time
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+gcs, marker, seconds, worker_ids = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4:]
+ray.init(address=gcs, logging_level="ERROR")
+
+@ray.remote(num_cpus=1, max_retries=3)
+def work():
+    node = ray.get_runtime_context().get_node_id()
+    with open(marker, "a") as handle:
+        handle.write(node + "\\n")
+    time.sleep(seconds)
+    return node
+
+started = time.time()
+strategies = [NodeAffinitySchedulingStrategy(node_id=w, soft=True) for w in worker_ids]
+ran_on = ray.get([work.options(scheduling_strategy=s).remote() for s in strategies])
+print(json.dumps({"ran_on": ran_on, "took": time.time() - started}), flush=True)
+"""
 
 
 @pytest.fixture(scope="module")
@@ -341,10 +369,83 @@ def test_a_worker_size_update_keeps_two_workers_joined_and_the_job_succeeds(
     assert sorted(sizes.values()) == [2.0, 2.0], sizes
 
 
+async def test_a_task_on_the_removed_worker_finishes_before_its_app_goes(
+    handle: WorkspaceHandle, tmp_path: Path
+) -> None:
+    """No work lost on scale-down: with every worker busy, a scale-down that may not touch
+    busy workers changes nothing; allowed, Ray drains the chosen worker, whose task runs to
+    its end there, then its application is deleted."""
+    paths = ClusterPaths(handle.project_dir, NAME)
+    events: list[Progress] = []
+    marker = tmp_path / "task-started"
+    async with CMLClient(handle.credentials()) as cml:
+        ops = ClusterManager(cml, handle.project_dir, progress=events.append)
+        try:
+            view = await ops.wait_ready(NAME, timeout=60)
+            workers = [r for r in view.rows if r.role == "worker"]
+            assert len(workers) == 2 and all(r.ray is not None for r in workers)
+            assert view.head is not None
+            driver_env = {
+                "RAY_AUTH_MODE": "token",
+                "RAY_AUTH_TOKEN_PATH": str(paths.auth_token),
+                "RAY_USAGE_STATS_ENABLED": "0",
+                "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
+                "TMPDIR": str(tmp_path),
+            }
+            ids = [r.ray.node_id for r in workers if r.ray is not None]
+            driver = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", DRAIN_DRIVER, view.head.gcs_address, str(marker), "15",
+                *ids, env=driver_env, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )  # fmt: skip
+            try:
+                await wait_for(
+                    lambda: marker.exists() and len(marker.read_text().split()) == 2,
+                    timeout=90,
+                    interval=0.2,
+                )
+                await wait_for(lambda: _all_busy(ops), timeout=30, interval=0.5)
+                before = nodes_of(await cluster_apps(handle), NAME)
+
+                with pytest.raises(WorkersBusy):  # nothing changes unless allowed
+                    await ops.scale(NAME, ScaleTarget(delta=-1), allow_busy=False)
+                assert nodes_of(await cluster_apps(handle), NAME) == before
+
+                result = await ops.scale(NAME, ScaleTarget(delta=-1), drain_timeout=90)
+                assert len(result.removed) == 1 and result.after == 1
+                output, _ = await asyncio.wait_for(driver.communicate(), timeout=120)
+            finally:
+                if driver.returncode is None:
+                    driver.kill()
+                    await driver.wait()
+            text = output.decode(errors="replace")
+            assert driver.returncode == 0, text
+            answer = json.loads(text.strip().splitlines()[-1])
+            removed = next(r for r in workers if r.node == result.removed[0])
+            assert removed.ray is not None
+            # Its task ran to its end on the worker being removed: drained, not killed and
+            # retried elsewhere (each task noted its node once).
+            assert removed.ray.node_id in answer["ran_on"], text
+            assert sorted(marker.read_text().split()) == sorted(ids)
+            drained = [e.message for e in events if e.step == "drain"]
+            assert any(f"{removed.node}: drained (its tasks finished" in m for m in drained)
+            assert removed.node not in nodes_of(await cluster_apps(handle), NAME)
+            log = paths.node_log(removed.node).read_text()
+            assert "phase draining" in log and "phase drained" in log
+        finally:
+            await ops.observer.aclose()
+
+
+async def _all_busy(ops: ClusterManager) -> bool:
+    view = await ops.observer.observe(NAME)
+    workers = [r for r in view.rows if r.role == "worker"]
+    return bool(workers) and all(r.ray is not None and not r.ray.idle for r in workers)
+
+
 async def test_down_deletes_every_application_and_leaves_no_ray(handle: WorkspaceHandle) -> None:
     paths = ClusterPaths(handle.project_dir, NAME)
     down = raycai(handle, "down", NAME, "--yes")
-    assert "deleted 3 application(s)" in down.stdout
+    assert "deleted 2 application(s)" in down.stdout  # the head and one worker
     assert await cluster_apps(handle) == []
     await wait_for(lambda: not ray_processes(), timeout=60)
     assert not paths.cluster_json.exists() and not paths.auth_token.exists()
