@@ -58,6 +58,8 @@ def test_suspend_lists_apart_and_run_resumes_first(fake_ray: WorkspaceHandle) ->
     (row,) = rows
     assert row["state"] == "suspended" and row["suspended_reason"] == "weekend"
 
+    refused = raycai(handle, "scale", "demo", "3", check=False)  # would mark it active
+    assert refused.returncode != 0 and "is suspended: `raycai resume demo` first" in refused.stderr
     status = raycai(handle, "status", "demo").stdout
     assert status.startswith("cluster demo: SUSPENDED (suspended since "), status
     woke = raycai(handle, "run", "demo", "--", "true")

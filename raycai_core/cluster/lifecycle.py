@@ -489,6 +489,10 @@ class ClusterManager:
                 raise ClusterNotFound(f"cluster {name!r} was deleted meanwhile")
             if desired.state == "deleting":
                 raise ClusterError(f"cluster {name!r} is being deleted")
+            if desired.state == "suspended":  # storing a count would mark it active
+                raise ClusterError(
+                    f"cluster {name!r} is suspended: `raycai resume {name}` first, then scale"
+                )
             requested = group_targets(desired.spec, targets)  # unknown groups: refused now
             view = await self.observer.observe(name)
             plan = plan_scale(desired, targets, view.worker_rows)
