@@ -671,6 +671,7 @@ class ClusterScreen(RaycaiScreen):
                 ray_client=client,
                 ray_node_id=row.ray.node_id if row.ray else None,
                 all_nodes=all_nodes,
+                ray_nodes={r.node: r.ray.node_id for r in self.view.rows if r.ray and r.ray.alive},
             )
         )
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -49,6 +50,9 @@ if TYPE_CHECKING:
     from raycai_core.ray_log_copies import RayLogCopy
 
 
+NOT_IN_RAY = "(not in Ray)"  # the node picker's label of a node gone, or not joined
+
+
 class LinesReady(Message, bubble=False):
     """A source's inbox went from empty to non-empty."""
 
@@ -66,14 +70,15 @@ class RayLogPicker(ModalScreen[str | None]):
     RayLogPicker > OptionList { width: 60; max-height: 80%; border: round $accent; }
     """
 
-    def __init__(self, files: list[str], current: str | None) -> None:
+    def __init__(self, files: list[str], current: str | None, title: str = "Ray log file") -> None:
         super().__init__()
         self.files = files
         self._current = current
+        self._title = title
 
     def compose(self) -> ComposeResult:
         options = OptionList(*self.files)
-        options.border_title = "Ray log file"
+        options.border_title = self._title
         if self._current in self.files:
             options.highlighted = self.files.index(self._current)
         yield options
@@ -105,6 +110,14 @@ class LogsScreen(Screen[None]):
             id="logs.all",
             tooltip="Every node's launcher log merged by time / back to this node's",
         ),
+        Binding(
+            "n",
+            "pick_node",
+            "Node",
+            id="logs.node",
+            tooltip="Another node's logs, gone nodes' included",
+            show=False,  # the footer is full at 100 columns; `?` lists it
+        ),
         Binding("escape", "back", "Back", id="logs.back"),
     ]
 
@@ -127,10 +140,15 @@ class LogsScreen(Screen[None]):
         batch_interval: float = 0.08,
         save_dir: Path | None = None,
         all_nodes: bool = False,
+        ray_nodes: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
         self.cluster = cluster
         self.node = node
+        # The cluster's nodes alive in Ray when the screen opened: node -> Ray node id (`n`).
+        self.ray_nodes = dict(ray_nodes or {})
+        if ray_node_id is not None:
+            self.ray_nodes.setdefault(node, ray_node_id)
         self.launcher_log = Path(launcher_log)
         self.ray_client = ray_client
         self.ray_node_id = ray_node_id
@@ -463,6 +481,40 @@ class LogsScreen(Screen[None]):
             self._open_launcher()
         else:
             self._open_all_nodes(self.merged_ray_file)
+
+    def node_choices(self) -> list[str]:
+        """Every node with a launcher log or Ray log copies here, or alive in Ray, in node
+        order; one that is not in Ray is labelled `(not in Ray)`."""
+        from raycai_core import ray_log_copies
+        from raycai_core.merged_logs import node_logs, node_sort_key
+
+        nodes = set(node_logs(self.logs_dir)) | set(ray_log_copies.nodes(self.logs_dir))
+        nodes |= set(self.ray_nodes)
+        nodes.discard("autoscaler")
+        nodes.discard("proxy")
+        return [
+            node if node in self.ray_nodes else f"{node} {NOT_IN_RAY}"
+            for node in sorted(nodes, key=node_sort_key)
+        ]
+
+    @work(exclusive=True, group="logs.nodes", exit_on_error=False)
+    async def action_pick_node(self) -> None:
+        choices = self.node_choices()
+        current = next((c for c in choices if c.split(" ", 1)[0] == self.node), None)
+        choice = await self.app.push_screen_wait(RayLogPicker(choices, current, title="Node"))
+        if choice:
+            self.show_node(choice.split(" ", 1)[0])
+
+    def show_node(self, node: str) -> None:
+        """This node's logs, the same kind as shown (launcher, or Ray: Ray's or the copy)."""
+        self.node = node
+        self.ray_node_id = self.ray_nodes.get(node)
+        self.launcher_log = self.logs_dir / f"{node}.log"
+        self.ray_file = None
+        was_ray = self.source.kind == "ray"
+        self._open_launcher()  # stays when the node's Ray logs cannot be shown (said why)
+        if was_ray:
+            self.action_switch_source()
 
     def action_pick_ray_log(self) -> None:
         if self.source.kind != "all" and self.ray_unavailable() and not self._ray_copies():

@@ -368,6 +368,36 @@ async def test_ray_logs_from_a_head_that_does_not_answer_come_from_the_copy(tmp_
         assert "(Ray did not give it: Cannot reach the Ray dashboard" in app.logs.source.note
 
 
+async def test_n_opens_a_gone_nodes_logs_and_its_ray_log_copy(tmp_path: Path):
+    """worker-2 was scaled down: no row on the cluster screen, but its launcher log and its
+    Ray log copies are in the project, and `n` reaches them from any node's logs."""
+    path = launcher_log(tmp_path, 2)
+    append(path.parent / "worker-1.log", ["worker-1 launcher"])
+    append(path.parent / "worker-2.log", ["worker-2 launcher"])
+    ray_copy(path, "worker-2", "raylet.out", ["worker-2 raylet"], "session_2026-12-07_02-00-00_0_2")
+    (path.parent / "autoscaler.log").write_text("not a node\n")
+    app = make_app(path, ray_nodes={"worker-1": "cd" * 28})
+    async with app.run_test(size=(120, 30)) as pilot:
+        view = app.logs.view
+        await until(pilot, lambda: view.line_count == 2, "the head's launcher log")
+        assert app.logs.node_choices() == [
+            "head (not in Ray)",
+            "worker-1",
+            "worker-2 (not in Ray)",
+        ]
+        await pilot.press("n")
+        picker = await until(
+            pilot, lambda: isinstance(app.screen, RayLogPicker) and app.screen, "the picker"
+        )
+        picker.query_one(OptionList).highlighted = 2
+        await pilot.press("enter")
+        await until(pilot, lambda: view.lines() == ["worker-2 launcher"], "worker-2's log")
+        assert "c1 / worker-2" in str(app.logs.title_bar.render())
+        await pilot.press("t")
+        await until(pilot, lambda: view.lines() == ["worker-2 raylet"], "its Ray log's copy")
+        assert "(node gone" in app.logs.source.note
+
+
 async def test_all_nodes_merge_in_each_nodes_copy_of_a_ray_log(tmp_path: Path):
     path = launcher_log(tmp_path, 0)
     append(path, ["2026-12-07T02:00:01.000Z [launcher] head up"])
