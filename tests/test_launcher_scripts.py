@@ -717,7 +717,8 @@ def test_a_refused_drain_still_ends_drained(fake: Project) -> None:
     gcs.close()
 
 
-def test_no_drain_on_sigterm_when_the_cluster_is_being_deleted(fake: Project) -> None:
+@pytest.mark.parametrize("state", ["deleting", "suspended"])  # `down` or a suspend runs
+def test_no_drain_on_sigterm_when_the_cluster_is_being_deleted(fake: Project, state: str) -> None:
     Path(str(fake.exit_file) + ".raylet-id").write_text(RAY_NODE_ID)
     gcs = socket.socket()
     gcs.bind(("127.0.0.1", 0))
@@ -725,10 +726,11 @@ def test_no_drain_on_sigterm_when_the_cluster_is_being_deleted(fake: Project) ->
     fake.publish_head(gcs.getsockname()[1], "ffff")
     launcher = fake.start("worker", fake.env("worker-1", "127.0.0.1", free_port()))
     fake.phase("worker-1", "joined")
-    fake.paths.cluster_json.write_text(json.dumps({"state": "deleting"}))  # `down` runs
+    fake.paths.cluster_json.write_text(json.dumps({"state": state}))
     launcher.send_signal(signal.SIGTERM)
     assert launcher.wait(20) == 0
     assert fake.record("worker-1")["phase"] == "stopped" and drain_calls(fake) == []
+    assert fake.record("worker-1")["suspended"] == (state == "suspended")  # the next run knows
     gcs.close()
 
 
