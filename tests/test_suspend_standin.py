@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 
 import pytest
@@ -14,7 +16,7 @@ from raycai_core.cluster.layout import ClusterPaths
 from raycai_core.cluster.records import read_node_record
 from raycai_core.cml.models import AppStatus
 from raycai_core.local import WorkspaceHandle
-from tests.helpers import cluster_apps, raycai
+from tests.helpers import cli_env, cluster_apps, raycai
 from tests.tui.support import create_cluster, fake_ray
 
 __all__ = ["fake_ray"]  # the fixture
@@ -75,6 +77,15 @@ def test_suspend_lists_apart_and_run_resumes_first(fake_ray: WorkspaceHandle) ->
     while not _reapplied(paths):
         assert time.monotonic() < deadline, paths.node_log("head").read_text()[-2000:]
         time.sleep(0.2)
+
+    # raycai.connect does the same before Ray Client connects (its wake-up, without Ray).
+    raycai(handle, "suspend", "demo")
+    code = "import raycai._connect as c; c._wake('demo', None)"
+    woke = subprocess.run(
+        [sys.executable, "-c", code], env=cli_env(handle), capture_output=True, text=True
+    )
+    assert woke.returncode == 0 and "resumed and ready" in woke.stderr, woke.stderr
+    assert read_desired(paths).state == "active"  # type: ignore[union-attr]
     raycai(handle, "down", "demo", "--yes")
 
 
