@@ -237,4 +237,6 @@ def test_logs_ray_reads_the_copy_of_a_node_that_is_gone(local_workspace) -> None
     assert "(node gone since 2027-01-15 08:00:00 UTC)" in result.stderr
     missing = logs("gcs_server.out")
     assert missing.returncode == 2
-    assert "no copy of its gcs_server.out; copies kept for worker-1: raylet.out" in missing.stderr
+    assert "no copy of worker-1's gcs_server.out; copies kept for worker-1: raylet.out" in (
+        missing.stderr
+    )

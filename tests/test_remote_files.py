@@ -224,3 +224,42 @@ def test_remote_logs_follow_reads_what_the_launchers_append(
         process.wait(timeout=30)
     leftover = process.stdout.read()
     assert "first" not in leftover  # nothing printed twice
+
+
+def test_remote_logs_ray_prints_the_projects_copy_of_a_nodes_ray_log(
+    local_workspace: WorkspaceHandle, tmp_path: Path
+) -> None:
+    """`raycai logs NAME NODE --ray FILE` from outside: Ray's dashboard is out of reach, the
+    copy the node's launcher keeps in the project (the newest session's) is not."""
+    copies = ClusterPaths(local_workspace.project_dir, "far").logs_dir / "worker-1" / "ray"
+    for session, text in (
+        ("session_2026-01-01_00-00-00_0_1", "old\n"),
+        ("session_2026-01-01_01-00-00_0_2", "a\nb\nc\n"),
+    ):
+        (copies / session).mkdir(parents=True)
+        (copies / session / "raylet.out").write_text(text)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CML_", "CDSW_", "RAYCAI_"))}
+    env.update(
+        CML_HOST=local_workspace.url,
+        CML_API_KEY=local_workspace.api_key,
+        CML_PROJECT_ID=local_workspace.project_id,
+    )
+
+    def logs(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "raycai_core.cli.main", "logs", "far", "worker-1", *args]
+        return subprocess.run(
+            argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+        )
+
+    done = logs("--ray", "raylet.out", "-n", "2")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["b", "c"]
+    assert "session_2026-01-01_01-00-00_0_2/raylet.out" in done.stderr
+    assert "from outside the project" in done.stderr
+    missing = logs("--ray", "gcs_server.out")
+    assert (
+        missing.returncode == 2
+        and "the project has no copy of worker-1's gcs_server.out" in missing.stderr
+    )
+    follow = logs("--ray", "raylet.out", "--follow")
+    assert follow.returncode == 2 and "inside the project" in follow.stderr

@@ -486,13 +486,18 @@ def logs(
     are copied into the project as they grow, so --ray still reads them after it is gone.
     """
     if target.remote:
-        if ray_file:
+        if ray_file and (follow or all_nodes):
             fail(
-                "--ray reads a node's Ray log from the Ray dashboard, which only the "
-                "project's own workloads reach: run `raycai logs NAME NODE --ray FILE` inside "
-                "the project (a CML session's terminal, a job or an application)",
+                "from outside the project, --ray prints the copy of a node's Ray log that "
+                "its launcher keeps in the project, once (no --follow, no --all); Ray's own "
+                "files come from the Ray dashboard, which only the project's own workloads "
+                "reach: run `raycai logs NAME NODE --ray FILE --follow` inside the project "
+                "(a CML session's terminal, a job or an application)",
                 EXIT_BAD_INPUT,
             )
+        if ray_file:
+            _remote_ray_log_copy(target, name, node or "head", ray_file, lines)
+            return
         with _remote_logs(target, name, follow) as paths:
             _print_logs(target, paths, name, node, lines, follow, all_nodes, ray_file)
         return
@@ -509,6 +514,23 @@ def logs(
 
 
 REMOTE_FOLLOW_S = 2.0  # a remote follow downloads the logs again this often
+FROM_OUTSIDE = "(from outside the project: the copy, Ray not asked)"
+
+
+def _remote_ray_log_copy(target: Target, name: str, node: str, filename: str, lines: int) -> None:
+    """The project's copy of a node's Ray log, downloaded into a private temporary directory."""
+    from raycai_core.cluster.remote import RemoteProject
+    from raycai_core.cml.files import ProjectFiles
+
+    with tempfile.TemporaryDirectory(prefix="raycai-remote-") as staging:
+
+        async def pull() -> None:
+            async with CMLClient(target.credentials) as cml:
+                project = RemoteProject(ProjectFiles(cml), Path(staging))
+                await project.pull_ray_log_copy(name, node, filename)
+
+        run(pull())
+        _ray_log_copy(ClusterPaths(Path(staging), name), node, filename, lines, False, FROM_OUTSIDE)
 
 
 @contextlib.contextmanager
@@ -693,11 +715,8 @@ def _ray_log_copy(
     if copy is None:
         kept = ray_log_copies.files(paths.logs_dir, node)
         hint = f"; copies kept for {node}: {', '.join(kept)}" if kept else ""
-        fail(
-            f"{paths.cluster}/{node} is not in Ray right now and the project has no copy of "
-            f"its {filename}{hint}",
-            EXIT_BAD_INPUT,
-        )
+        where = "" if why == FROM_OUTSIDE else f"{paths.cluster}/{node} is not in Ray and "
+        fail(f"{where}the project has no copy of {node}'s {filename}{hint}", EXIT_BAD_INPUT)
     if why == GONE:
         record = read_node_record(paths, node)
         since = record.updated_at if record is not None else None

@@ -104,6 +104,21 @@ class RemoteProject:
         """The launcher logs alone (a follow's refresh)."""
         await self._pull_dir(self.paths(name).logs_dir, ".log", logs=True)
 
+    async def pull_ray_log_copy(self, name: str, node: str, filename: str) -> bool:
+        """The newest session's copy of one of `node`'s Ray logs (logs/<node>/ray/<session>/,
+        what its launcher keeps) and the node's record; False when the project has none."""
+        paths = self.paths(name)
+        root = paths.logs_dir / node / "ray"
+        await self._download(paths.node_record(node))
+        sessions = [e for e in await self.files.list(self._relative(root)) if e.is_dir]
+        for session in sorted((e.name for e in sessions), reverse=True):
+            folder = root / session
+            names = {e.name for e in await self.files.list(self._relative(folder))}
+            if filename in names:
+                await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+                return await self._download(folder / filename)
+        return False
+
     async def pull(self, name: str, *, logs: bool = False, token: bool = True) -> None:
         """cluster.json (remembered for the conflict check), the token (kept by a render:
         `token=False` for a reader), head.json and the node records; the launcher logs too
