@@ -24,7 +24,7 @@ from raycai_core.cluster.layout import (
     launcher_folder,
     use_launcher_folder,
 )
-from raycai_core.launcher.render import GITIGNORE_NOTE, render_cluster
+from raycai_core.launcher.render import GITIGNORE_NOTE, RAY_LOGS_NOTE, render_cluster
 from raycai_core.local import WorkspaceHandle
 from raycai_core.spec import spec_from_flags
 from raycai_core.work.packages import package_files
@@ -106,15 +106,30 @@ def test_rendering_in_a_plain_folder_writes_its_gitignore(
     provider = json.loads((root / "autoscaler.json").read_text())["provider"]["raycai"]
     assert provider["worker_request"]["script"] == f"{FOLDER}/clusters/demo/worker.py"
     gitignore = tmp_path / FOLDER / ".gitignore"
-    assert gitignore.read_text() == GITIGNORE_NOTE + "auth_token\n"
+    ignored = GITIGNORE_NOTE + "auth_token\n" + RAY_LOGS_NOTE + "clusters/*/logs/*/ray/\n"
+    assert gitignore.read_text() == ignored
     assert not (tmp_path / ".raycai").exists()
     assert ".gitignore" in rendered.changed
     assert ".gitignore" not in render_cluster(tmp_path, autoscaled).changed  # idempotent
+    # What git makes of it: the token and the Ray log copies stay out, the launcher logs not.
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    copy = root / "logs" / "head" / "ray" / "session_2026-12-07_00-00-00_0_1" / "raylet.out"
+    copy.parent.mkdir(parents=True)
+    copy.write_text("x\n")
+    (root / "logs" / "head.log").write_text("y\n")
+    checked = subprocess.run(
+        ["git", "-C", str(tmp_path), "check-ignore", str(copy), str(root / "auth_token")],
+        capture_output=True,
+        text=True,
+    )
+    assert checked.stdout.split() == [str(copy), str(root / "auth_token")]
+    launcher_log = ["git", "-C", str(tmp_path), "check-ignore", str(root / "logs" / "head.log")]
+    assert subprocess.run(launcher_log, capture_output=True).returncode == 1  # not ignored
 
     # A user's own .gitignore there keeps its lines and gains the token's, once.
     gitignore.write_text("*.tmp")
     render_cluster(tmp_path, autoscaled)
-    assert gitignore.read_text() == "*.tmp\n" + GITIGNORE_NOTE + "auth_token\n"
+    assert gitignore.read_text() == "*.tmp\n" + ignored
     # The folder never goes into a job's working_dir package.
     (tmp_path / "main.py").write_text("print(1)\n")
     assert package_files(tmp_path) == [Path("main.py")]

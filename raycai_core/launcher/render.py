@@ -44,6 +44,8 @@ LAUNCHER_SCHEMA = 1
 ROLES = ("head", "worker")
 TOKEN_FILE = "auth_token"
 GITIGNORE_NOTE = "# raycai: each cluster's Ray token stays out of the project's git snapshots\n"
+RAY_LOGS_NOTE = "# raycai: so do the copies of the nodes' Ray logs (up to 200 MB a cluster)\n"
+RAY_LOGS_IGNORED = "clusters/*/logs/*/ray/"  # relative to the launcher folder
 # The head proxy (head_proxy.py), copied beside the launchers; the head runs it on its
 # application's port with Ray's Python.
 PROXY_FILE = "raycai_head_proxy.py"
@@ -193,9 +195,9 @@ def ensure_token(paths: ClusterPaths, token: Secret | None = None) -> bool:
 
 
 def ensure_gitignore(paths: ClusterPaths) -> bool:
-    """A non-dot launcher folder's `.gitignore` names the token file (CML commits the
-    project's files to git snapshots); a line the user's own file lacks is appended.
-    True if written."""
+    """A non-dot launcher folder's `.gitignore` names the token file and the Ray log copies
+    (CML commits the project's files to git snapshots); a line the user's own file lacks is
+    appended. True if written."""
     path = paths.gitignore
     if path is None:
         return False
@@ -203,10 +205,13 @@ def ensure_gitignore(paths: ClusterPaths) -> bool:
         current = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         current = ""
-    if TOKEN_FILE in (line.strip() for line in current.splitlines()):
+    present = {line.strip() for line in current.splitlines()}
+    wanted = ((GITIGNORE_NOTE, TOKEN_FILE), (RAY_LOGS_NOTE, RAY_LOGS_IGNORED))
+    missing = [note + line + "\n" for note, line in wanted if line not in present]
+    if not missing:
         return False
     head = current if not current or current.endswith("\n") else current + "\n"
-    text = head + GITIGNORE_NOTE + TOKEN_FILE + "\n"
+    text = head + "".join(missing)
     atomic_write_bytes(path, text.encode("utf-8"), mode=SCRIPT_MODE)
     return True
 
