@@ -52,14 +52,15 @@ def test_each_pass_appends_only_what_the_files_grew_by(tmp_path: Path) -> None:
     append(logs / "worker-abc-01000000-77.out", "print 1\n")
     (logs / "worker-abc-01000000-77.err").touch()  # empty: no copy yet
     append(logs / "python-core-worker-abc_77.log", "not kept\n")
+    append(logs / "raylet.1.out", "a second start in this session\n")
     copies = mirror(tmp_path)
-    assert copies.sync_current() == len("one\n") + len("print 1\n")
+    assert copies.sync_current() == len("one\nprint 1\na second start in this session\n")
     append(logs / "raylet.out", "two\n")
     assert copies.sync_current() == len("two\n")
     assert copies.sync_current() == 0
     assert copy_of(tmp_path, SESSION_A, "raylet.out") == "one\ntwo\n"
     kept = sorted(p.name for p in (tmp_path / "logs/worker-1/ray" / SESSION_A).iterdir())
-    assert kept == ["raylet.out", "worker-abc-01000000-77.out"]
+    assert kept == ["raylet.1.out", "raylet.out", "worker-abc-01000000-77.out"]
 
 
 def test_a_flood_is_caught_up_over_several_passes(tmp_path: Path) -> None:

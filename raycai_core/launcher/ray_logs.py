@@ -33,12 +33,19 @@ SCAN_SHARE = 50  # measure the total again after writing cap / SCAN_SHARE bytes
 SESSION_PREFIX = "session_2"
 RAY_DIR = "ray"  # logs/<node>/ray/<session>/
 # raylet and GCS (head), the dashboard agent, workers' stdout/stderr, job drivers (head).
+# Ray names a second start in the same session's directory raylet.1.out (a worker's Ray
+# restarted in place joins the head's session again).
 KEPT = (
     "raylet.out",
     "raylet.err",
+    "raylet.[0-9]*.out",
+    "raylet.[0-9]*.err",
     "gcs_server.out",
     "gcs_server.err",
+    "gcs_server.[0-9]*.out",
+    "gcs_server.[0-9]*.err",
     "dashboard_agent.log",
+    "dashboard_agent.[0-9]*.log",
     "worker-*.out",
     "worker-*.err",
     "job-driver-*.log",
