@@ -119,6 +119,46 @@ def test_a_node_on_its_way_into_ray_keeps_the_cluster_awake() -> None:
     assert idle_suspend.arriving_nodes({"head": records["head"]}, now=100) == []
 
 
+class Answers:
+    """A dashboard that gives one capture, counting the rounds that asked it."""
+
+    def __init__(self, capture: str | None) -> None:
+        self.capture = capture
+        self.asked = 0
+
+    def answers(self) -> dict[str, Any]:
+        self.asked += 1
+        if self.capture is None:
+            raise idle_suspend.Unavailable("/api/jobs/: connection refused")
+        return answers(self.capture)
+
+
+def test_a_round_skips_while_the_lock_is_held_and_asks_the_dashboard_last(
+    tmp_path: Path,
+) -> None:
+    paths = ClusterPaths(tmp_path, "demo")
+    paths.nodes_dir.mkdir(parents=True)
+    write_desired(paths, parse_spec({**BASE, "idle_suspend_minutes": 1}))
+    root = str(paths.root)
+    idle = Answers("idle")
+    with idle_suspend.cluster_lock(root) as mine, idle_suspend.cluster_lock(root) as locked:
+        assert mine and not locked  # a scale, heal or down holds it: this round is skipped
+        assert idle_suspend.round_busy(root, locked, idle, 100) == (
+            "another operation holds the cluster's lock"
+        )
+    assert idle.asked == 0
+    assert idle_suspend.round_busy(root, True, idle, 100) == "" and idle.asked == 1
+    assert idle_suspend.round_busy(root, True, Answers("job"), 100).startswith("job ")
+    gone = idle_suspend.round_busy(root, True, Answers(None), 100)
+    assert gone.startswith("the dashboard did not answer")
+    record = {"phase": "starting-ray", "updated_at": 99, "heartbeat_s": 30}
+    paths.node_record("worker-1").write_text(json.dumps(record))
+    assert idle_suspend.round_busy(root, True, idle, 100) == "on its way into Ray: worker-1"
+    idle_suspend.mark_suspended(root, "idle", 100)
+    assert idle_suspend.round_busy(root, True, idle, 100) == "the cluster is suspended"
+    assert idle.asked == 1
+
+
 def test_state_queries_ask_only_for_live_rows() -> None:
     query = idle_suspend.state_query("tasks")
     assert query.startswith("/api/v0/tasks?")

@@ -41,7 +41,7 @@ from typing import Any
 HEAD_NODE = "head"
 GROUP_NODE_RE = re.compile(r"^([a-z][a-z0-9]{0,11})-([1-9][0-9]*)$")
 REQUEST_TIMEOUT_S = 30.0
-DASHBOARD_TIMEOUT_S = 10.0
+DASHBOARD_TIMEOUT_S = 5.0  # asked while holding the lock: a scale waits at most 5 x this
 STATE_LIMIT = 100
 # Ray's own actors (and their tasks): a job's supervisor, Serve's controller and proxies.
 # An empty Serve (its controller alone) or a finished job's supervisor keeps nothing awake.
@@ -475,6 +475,24 @@ def settings(cluster_dir: str) -> tuple[float, dict[str, int]]:
     return float(block.get("minutes") or 0), keep
 
 
+def round_busy(cluster_dir: str, locked: bool, dashboard: Any, now: float) -> str:
+    """Why this round does not count as idle ("" when it does), in the order that asks the
+    dashboard last: the desired state, the cluster's lock (held elsewhere: the round is
+    skipped), a node on its way into Ray, then the dashboard's answers."""
+    state = (read_json(os.path.join(cluster_dir, "cluster.json")) or {}).get("state")
+    if state not in (None, "active"):
+        return f"the cluster is {state}"
+    if not locked:
+        return "another operation holds the cluster's lock"
+    arriving = arriving_nodes(node_records(cluster_dir), now)
+    if arriving:
+        return "on its way into Ray: " + ", ".join(arriving)
+    try:
+        return busy_reason(dashboard.answers()) or ""
+    except Unavailable as exc:
+        return f"the dashboard did not answer ({exc})"
+
+
 def run(args: argparse.Namespace) -> int:
     cluster_dir = os.path.abspath(args.cluster_dir)
     minutes, _ = settings(cluster_dir)
@@ -495,18 +513,7 @@ def run(args: argparse.Namespace) -> int:
         time.sleep(interval)
         now = time.monotonic()
         with cluster_lock(cluster_dir) as locked:
-            state = (read_json(os.path.join(cluster_dir, "cluster.json")) or {}).get("state")
-            if state not in (None, "active"):
-                why = f"the cluster is {state}"
-            elif not locked:
-                why = "another operation holds the cluster's lock"
-            elif arriving := arriving_nodes(node_records(cluster_dir), time.time()):
-                why = "on its way into Ray: " + ", ".join(arriving)
-            else:
-                try:
-                    why = busy_reason(dashboard.answers()) or ""
-                except Unavailable as exc:
-                    why = f"the dashboard did not answer ({exc})"
+            why = round_busy(cluster_dir, locked, dashboard, time.time())
             if why:
                 clock.busy()
                 if why != last:
