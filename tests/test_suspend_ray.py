@@ -1,6 +1,6 @@
 """An idle cluster suspends itself and a job wakes it (real Ray, one head + one worker).
 
-With `idle_suspend_minutes = 0.2` and no raycai process running, the head's idle check
+With `idle_suspend_minutes = 0.1` and no raycai process running, the head's idle check
 suspends the cluster: cluster.json says suspended (by the head), every application is
 STOPPED, none deleted. It stays so while Ray's autoscaler would have run (the worker group
 autoscales with min = max = 1, so the provider was running when the suspend began) and while
@@ -24,6 +24,7 @@ import pytest
 
 from raycai_core.cluster.desired import read_desired
 from raycai_core.cluster.layout import ClusterPaths
+from raycai_core.cluster.records import read_node_record
 from raycai_core.cml.models import Application, AppStatus
 from raycai_core.local import WorkspaceConfig, WorkspaceHandle, run_workspace_in_thread
 from tests.fixtures.workspace import FAST_CONFIG, RUNTIME
@@ -32,7 +33,7 @@ from tests.helpers import ProcessWatcher, cli_env, cluster_apps, raycai, raycai_
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(400)]
 
 NAME = "sleepy"
-IDLE_MINUTES = 0.2
+IDLE_MINUTES = 0.1  # the least the spec takes: 6 s, checked every 1.5 s
 AUTOSCALER_INTERVAL_S = 2.0  # raycai_core.launcher.autoscaling.UPDATE_INTERVAL_S
 HEAL_INTERVAL_S = 1.0
 HOLD_S = 2 * max(AUTOSCALER_INTERVAL_S, HEAL_INTERVAL_S) + 1
@@ -123,11 +124,13 @@ def test_an_idle_cluster_suspends_itself_and_a_job_wakes_it(handle: WorkspaceHan
     assert "resumed and ready" in woke.stderr
     assert "awake" in woke.stdout, woke.stdout
     print(f"job done: {time.monotonic() - started:.1f} s")
-    apps = apps_of(handle)
-    assert {n: a.id for n, a in apps.items()} == before  # the same applications, started
-    assert {a.status for a in apps.values()} == {AppStatus.RUNNING}
-    resumed = read_desired(paths)
-    assert resumed is not None and resumed.state == "active"
+    # The same applications ran again (and, idle once more, may already sleep again).
+    assert {n: a.id for n, a in apps_of(handle).items()} == before
+    record = read_node_record(paths, "head")
+    assert record is not None and (record.started_at or 0) > desired.suspension.at
+    again = read_desired(paths)
+    assert again is not None
+    assert again.state == "active" or again.suspension.at > desired.suspension.at  # type: ignore[union-attr]
 
 
 def _idle_log(handle: WorkspaceHandle) -> str:
