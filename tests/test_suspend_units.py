@@ -313,3 +313,48 @@ def test_healing_leaves_a_suspended_cluster_alone(tmp_path: Path) -> None:
     write_desired(paths, spec)  # the same, active: both restart
     active = read_desired(paths)
     assert [s.kind for s in plan_heal(view, active, 0.0).steps] == ["restart", "restart"]
+
+
+class FakeWorkspace:
+    """The CML calls a suspend makes, on a list of applications (stop takes effect at once);
+    `on_stop` runs after each stop (e.g. a resume meanwhile)."""
+
+    def __init__(self, apps: list[dict[str, Any]], on_stop: Any = None) -> None:
+        self.apps = {a["id"]: a for a in apps}
+        self.calls: list[str] = []
+        self.on_stop = on_stop
+
+    def list_apps(self) -> list[dict[str, Any]]:
+        return [dict(a) for a in self.apps.values()]
+
+    def delete(self, app_id: str) -> None:
+        self.calls.append(f"delete {self.apps.pop(app_id)['environment']['RAYCAI_NODE']}")
+
+    def stop(self, app_id: str) -> None:
+        self.apps[app_id]["status"] = "APPLICATION_STOPPED"
+        self.calls.append(f"stop {self.apps[app_id]['environment']['RAYCAI_NODE']}")
+        if self.on_stop is not None:
+            self.on_stop()
+
+
+@pytest.mark.parametrize("resumed_meanwhile", [False, True])
+def test_the_heads_suspend_stops_workers_then_itself_unless_resumed_meanwhile(
+    tmp_path: Path, resumed_meanwhile: bool
+) -> None:
+    spec = parse_spec({**BASE, "workers": {"count": 1}, "idle_suspend_minutes": 1})
+    paths = ClusterPaths(tmp_path, "demo")
+    paths.root.mkdir(parents=True)
+    write_desired(paths, spec)
+    idle_suspend.mark_suspended(str(paths.root), "idle for 1 min", 100.0)
+    apps = [_raw(_app(node)) for node in ("head", "worker-1", "worker-2")]
+
+    def resume() -> None:
+        if resumed_meanwhile:
+            write_desired(paths, spec)  # `raycai resume` stores active first
+
+    api = FakeWorkspace(apps, on_stop=resume)
+    idle_suspend.suspend(str(paths.root), "demo", {"worker": 1}, api)  # type: ignore[arg-type]
+    if resumed_meanwhile:
+        assert api.calls == ["delete worker-2", "stop worker-1"]  # the head keeps running
+    else:
+        assert api.calls == ["delete worker-2", "stop worker-1", "stop head"]

@@ -114,6 +114,7 @@ async def suspend(
             manager.report("suspend", f"{name} is suspended already: finishing the rest")
     await _wait_autoscaler_off(manager, name)
     plan = plan_suspend(desired.spec, await manager.members(name))
+    await _check_still_suspended(manager, name)
     for member in plan.delete:
         await manager.cml.delete_application(member.app.id)
         manager.report("suspend", f"{member.node}: deleted (above its group's minimum)")
@@ -123,12 +124,21 @@ async def suspend(
     await _wait_stopped(manager, name, {m.app.id for m in plan.stop})
     stopped = [m.node for m in plan.stop]
     if plan.head is not None:
+        await _check_still_suspended(manager, name)
         await manager.cml.stop_application(plan.head.app.id)
         manager.report("suspend", "head: stopping")
         await _wait_stopped(manager, name, {plan.head.app.id})
         stopped.append(HEAD_NODE)
     manager.report("suspend", f"{name} suspended: its applications hold no quota")
     return SuspendResult(already, [m.node for m in plan.delete], stopped)
+
+
+async def _check_still_suspended(manager: ClusterManager, name: str) -> None:
+    """A resume (or down) meanwhile wins: what it starts is not stopped again."""
+    desired = await asyncio.to_thread(read_desired, manager.paths(name))
+    if desired is None or desired.state != "suspended":
+        now = "gone" if desired is None else desired.state
+        raise ClusterError(f"cluster {name!r} is {now} now (resumed meanwhile?): suspend stopped")
 
 
 async def _wait_autoscaler_off(manager: ClusterManager, name: str) -> None:

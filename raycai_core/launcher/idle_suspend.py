@@ -438,10 +438,20 @@ def wait_autoscaler_off(cluster_dir: str, deadline_s: float = 15.0) -> None:
     log("the autoscaler is still running; its provider changes nothing while suspended")
 
 
+def still_suspended(cluster_dir: str) -> bool:
+    """A resume (or down) meanwhile wins: what it starts is not stopped again."""
+    state = (read_json(os.path.join(cluster_dir, "cluster.json")) or {}).get("state")
+    if state != "suspended":
+        log(f"the cluster is {state or 'gone'} now: not stopping anything more")
+    return state == "suspended"
+
+
 def suspend(cluster_dir: str, cluster: str, keep: Mapping[str, int], api: Workspace) -> None:
     """After cluster.json says suspended: the autoscaler, the workers, then the head."""
     wait_autoscaler_off(cluster_dir)
     delete, stop, head = plan_suspend(api.list_apps(), cluster, keep)
+    if not still_suspended(cluster_dir):
+        return
     for node, app in delete:
         log(f"deleting {node} (above its group's minimum)")
         api.delete(str(app.get("id")))
@@ -451,7 +461,6 @@ def suspend(cluster_dir: str, cluster: str, keep: Mapping[str, int], api: Worksp
     stopping = {str(app.get("id")) for _, app in stop}
     end = time.monotonic() + STOP_WAIT_S
     while stopping and time.monotonic() < end:
-        time.sleep(1.0)
         listed = {str(a.get("id")): a for a in api.list_apps()}
         stopping = {
             i
@@ -459,8 +468,12 @@ def suspend(cluster_dir: str, cluster: str, keep: Mapping[str, int], api: Worksp
             if i in listed
             and normalise_status(listed[i].get("status")) not in ("stopped", "failed")
         }
+        if stopping:
+            time.sleep(1.0)
     if head is None:
         log("no head application is listed: nothing more to stop")
+        return
+    if not still_suspended(cluster_dir):
         return
     log("stopping the head")
     api.stop(str(head.get("id")))
