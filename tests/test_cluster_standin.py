@@ -86,6 +86,14 @@ async def test_heal_watch_recreates_a_deleted_worker_until_interrupted(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+    said: list[bytes] = []
+
+    async def collect(stream: asyncio.StreamReader | None) -> None:
+        assert stream is not None
+        while line := await stream.readline():
+            said.append(line)
+
+    readers = [asyncio.ensure_future(collect(s)) for s in (watcher.stdout, watcher.stderr)]
     try:
         before = {m.node: m.app.id for m in await ops.members("demo")}
         await ops.cml.delete_application(before["worker-1"])  # someone deleted it by hand
@@ -95,13 +103,18 @@ async def test_heal_watch_recreates_a_deleted_worker_until_interrupted(
             return now.get("worker-1") not in (None, before["worker-1"])
 
         await wait_for(recreated, timeout=40, interval=0.2)
+        # The watcher says so once its action is done (the application exists before that).
+        await wait_for(lambda: b"worker-1: recreated" in b"".join(said), timeout=30)
         watcher.send_signal(signal.SIGINT)
-        stdout, stderr = await asyncio.wait_for(watcher.communicate(), timeout=30)
+        await asyncio.wait_for(watcher.wait(), timeout=30)
+        await asyncio.gather(*readers)
     finally:
         if watcher.returncode is None:
             watcher.kill()
             await watcher.wait()
-    output = stdout.decode() + stderr.decode()
+        for reader in readers:
+            reader.cancel()
+    output = b"".join(said).decode()
     assert watcher.returncode == 130, output
     assert "worker-1: recreated (application missing)" in output
     assert "demo: stopped watching" in output

@@ -96,7 +96,7 @@ async def test_failing_app_is_restarted_then_stays_failed(local_workspace, cml_c
     script = write_app(local_workspace.project_dir, "exit1")
     app = await cml_client.create_application(new_app("fails", "fails", script))
     info = await wait_for(
-        lambda: (i := local_workspace.app_info(app.id))["phase"] == "failed" and i, 15
+        lambda: (i := local_workspace.app_info(app.id))["phase"] == "failed" and i, 60
     )
     assert info["restarts"] == 2 and info["starts"] == 3
     got = await cml_client.get_application(app.id)

@@ -58,7 +58,9 @@ async def test_z_suspends_after_asking_and_enter_asks_to_resume(
         # Apart (after the active clusters), holding nothing; when and why in the last column.
         await until(pilot, lambda: cell(table, "demo", 4) == "0", "no CPU held")
         assert table.keys == ["zeta", "demo"] and cell(table, "demo", 6) == "0"
-        assert "UTC" in cell(table, "demo", 8) and "raycai-tui" in cell(table, "demo", 8)
+        # The operation's own label ("suspending…") gives way once it has reported done.
+        await until(pilot, lambda: "UTC" in cell(table, "demo", 8), "when, in the last column")
+        assert "raycai-tui" in cell(table, "demo", 8)
 
         table.move_cursor(row=table.keys.index("demo"))
         await pilot.press("enter")
