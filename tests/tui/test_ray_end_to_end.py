@@ -1,14 +1,13 @@
 """A real Ray cluster driven through raycai-tui on the local workspace (private netns only).
 
-Create with 2 workers from the form -> 3 nodes in the Ray panel -> `+` to 4 -> `-` back to
-3 -> the head's pod dies: the gap is shown, then the recovery -> delete from the list -> no
-application and no Ray process left.
+Create with 1 worker from the form -> 2 nodes in the Ray panel -> `+` to 3 -> `-` back to
+2 (drained, then deleted) -> delete from the list -> no application and no Ray process left.
+(A head's pod lost with real Ray: test_healing's R2 and tests/serving/test_recovery_ray.py;
+how the screen shows the gap and the recovery: the stand-in Ray's Pilot tests,
+test_cluster_screen.py's faults and test_recovery_events.py.)
 """
 
 from __future__ import annotations
-
-import os
-import signal
 
 import pytest
 from textual.widgets import Input, Select
@@ -18,7 +17,6 @@ from raycai_tui.screens.cluster import ClusterScreen
 from raycai_tui.screens.clusters import ClustersScreen
 from raycai_tui.screens.confirm import ConfirmScreen
 from raycai_tui.screens.create import CreateScreen
-from raycai_tui.widgets.apps_table import AppsTable
 from raycai_tui.widgets.ray_panel import RayPanel
 from tests.fixtures.workspace import wait_for
 from tests.helpers import ray_processes
@@ -41,7 +39,7 @@ async def test_create_scale_and_delete_a_real_ray_cluster(local_workspace: Works
             "name": "e2e",
             "head-cpu": "1",
             "head-memory": "1",
-            "workers-count": "2",
+            "workers-count": "1",
             "workers-cpu": "1",
             "workers-memory": "1",
         }
@@ -52,45 +50,23 @@ async def test_create_scale_and_delete_a_real_ray_cluster(local_workspace: Works
         await pilot.press("ctrl+s")
 
         # The form opens the cluster screen once every node joined Ray.
-        await until(pilot, lambda: isinstance(app.screen, ClusterScreen), "3/3 joined", 180)
+        await until(pilot, lambda: isinstance(app.screen, ClusterScreen), "2/2 joined", 180)
         screen = app.screen
         panel = screen.query_one(RayPanel)
-        await until(pilot, lambda: panel.nodes_alive == 3, "3 nodes alive in the Ray panel", 30)
-        assert "3 alive" in panel.summary_text
+        await until(pilot, lambda: panel.nodes_alive == 2, "2 nodes alive in the Ray panel", 30)
+        assert "2 alive" in panel.summary_text
 
         await pilot.press("plus")
-        await until(pilot, lambda: panel.nodes_alive == 4, "a 4th node alive", 120)
+        await until(pilot, lambda: panel.nodes_alive == 3, "a 3rd node alive", 120)
         await until(pilot, lambda: "e2e" not in app.operations, "the scale to finish", 30)
 
         await pilot.press("minus")
-        await until(pilot, lambda: panel.nodes_alive == 3, "back to 3 alive nodes", 120)
+        await until(pilot, lambda: panel.nodes_alive == 2, "back to 2 alive nodes", 120)
         # Ray lists the drained node as dead before its application is deleted.
         await until(pilot, lambda: "e2e" not in app.operations, "the scale-down to finish", 60)
-        assert "workers 3 -> 2" in [event.text for event in app.events.of("e2e")]
+        assert "workers 2 -> 1" in [event.text for event in app.events.of("e2e")]
         workers = [a.name for a in await cluster_apps(handle) if "-worker-" in a.name]
-        assert sorted(workers) == ["raycai-e2e-worker-1", "raycai-e2e-worker-2"]
-
-        # The head's pod dies: the platform restarts it, the workers rejoin the new head.
-        before = screen.view.head
-        head = next(a for a in await cluster_apps(handle) if a.name == "raycai-e2e-head")
-        os.killpg(handle.app_info(head.id)["pid"], signal.SIGKILL)
-        seen: set[str] = set()
-
-        def recovered() -> bool:
-            view = screen.view
-            seen.add(str(screen.query_one(AppsTable).cells_of("head")[3]))
-            if panel.summary_text.count("not answering"):
-                seen.add("ray not answering")
-            return (
-                view.head.incarnation != before.incarnation
-                and view.ray_error is None
-                and view.nodes_alive == 3
-                and panel.nodes_alive == 3
-            )
-
-        await until(pilot, recovered, "3 nodes alive on the restarted head", 120)
-        # The gap was on screen: the head application not RUNNING, or Ray not answering.
-        assert seen - {"RUNNING"}, seen
+        assert workers == ["raycai-e2e-worker-1"]
 
         await pilot.press("escape")
         assert isinstance(app.screen, ClustersScreen)
