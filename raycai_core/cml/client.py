@@ -38,6 +38,7 @@ from raycai_core.cml.errors import (
 )
 from raycai_core.cml.models import Application, CreateApplication, KeyInfo, Project, Runtime
 from raycai_core.credentials import Credentials
+from raycai_core.tls import tls_context
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -94,6 +95,7 @@ class CMLClient:
             timeout=timeout,
             transport=transport,
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+            verify=tls_context(),
         )
 
     @property

@@ -48,6 +48,7 @@ from raycai_core.ray.parsers import (
     parse_nodes,
     parse_serve,
 )
+from raycai_core.tls import tls_context
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=3.0)
@@ -117,6 +118,7 @@ class RayClient:
             timeout=self._timeout,
             transport=transport,
             limits=httpx.Limits(max_connections=16, max_keepalive_connections=8),
+            verify=tls_context(),
         )
 
     def __repr__(self) -> str:
