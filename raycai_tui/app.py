@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from textual.message import Message
 
     from raycai_core.cluster.apps import ClusterApp
+    from raycai_core.cluster.desired import Desired
     from raycai_core.target import Target
     from raycai_tui.backoff import Backoff
     from raycai_tui.healing import HealPlanner
@@ -64,6 +65,21 @@ class Settings:
     heal: bool = True
     poll_s: float = 2.0  # 0 disables polling (tests feed snapshots themselves)
     keymap: dict[str, str] = field(default_factory=dict)
+
+
+def suspension_change(before: Desired | None, now: Desired | None) -> str | None:
+    """The event for a cluster that was suspended (by its head's idle check, by hand) or
+    resumed since the last poll, from cluster.json's state; None when it did not change."""
+    if before is None or now is None or before.state == now.state:
+        return None
+    if now.state == "suspended":
+        info = now.suspension
+        why = f": {info.reason}" if info is not None and info.reason else ""
+        who = " by its head" if info is not None and info.by == "head" else ""
+        return f"suspended{who}{why}; its applications stop (z resumes it)"
+    if before.state == "suspended" and now.state == "active":
+        return "resumed: its applications start again"
+    return None
 
 
 class RaycaiApp(App[None]):
@@ -233,6 +249,9 @@ class RaycaiApp(App[None]):
                 continue
             for _node, text, level in recovery_notes(before.records, summary.records):
                 self.add_event(Event(time.time(), summary.name, text, level), notify=True)
+            change = suspension_change(before.desired, summary.desired)
+            if change:
+                self.add_event(Event(time.time(), summary.name, change, "info"), notify=True)
 
     def apply_snapshot(self, snapshot: Snapshot) -> None:
         """Hand a snapshot to the screens, as a poll does (tests call this with fixed data)."""

@@ -105,7 +105,7 @@ def title_text(view: ClusterView, healing: bool) -> Text:
 
         text.append("SUSPENDED", style="bold blue")
         note = (suspended_note(desired, view.observed_at) or "").removeprefix("suspended")
-        text.append(f"{note}  ·  enter/z: resume", style="dim")
+        text.append(f"{note}  ·  z: resume", style="dim")
         return text
     elif view.ready:
         text.append("READY", style="bold green")
@@ -229,7 +229,8 @@ class ClusterScreen(RaycaiScreen):
             maximum=10.0,
             check=lambda answer: answer[0].ray_error if answer[0].ray_not_answering else None,
             on_status=self._show_ray_status,
-            paused=lambda: not self.is_current,
+            # A suspended cluster has no Ray to ask (its head is stopped, on purpose).
+            paused=lambda: not self.is_current or self.suspended,
             follows=True,  # polled on each of the app's ticks (on_clusters_polled)
         )
         self._ray_nodes: list[RayNodeInfo] | None = None  # no Ray answer yet
@@ -445,6 +446,11 @@ class ClusterScreen(RaycaiScreen):
             parts.append(autoscaler)
         return "  ·  ".join(parts)
 
+    @property
+    def suspended(self) -> bool:
+        desired = self.view.desired if self.view is not None else None
+        return desired is not None and desired.state == "suspended"
+
     def _ray_arrived(self, answer: tuple[ClusterView, str]) -> None:
         """A Ray poll's view; the poller judged it (Ray not answering is a failure)."""
         view, work_line = answer
@@ -471,6 +477,8 @@ class ClusterScreen(RaycaiScreen):
         self.query_one(AppsTable).show(view, autoscaler_keeps(view))
         self._name_scale_keys(grouped(view))
         self.query_one(RayPanel).show(view, self.ray_backoff.failing_since)
+        if self.suspended:  # not polled meanwhile: no Ray freshness to report
+            self.query_one(StatusLine).drop_source("Ray")
         show_text(self.query_one("#cluster-title", Static), title_text(view, self.raycai.healing))
 
     def on_screen_resume(self) -> None:

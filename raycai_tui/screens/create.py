@@ -240,9 +240,10 @@ class CreateScreen(RaycaiScreen):
                 yield from self._field(field)
             yield Label("Worker nodes", classes="group-title")
             yield from self._field(IDLE, "for every group: an idle worker above min goes")
+            # The whole cluster's idle rule, beside the workers' own (both about idleness).
+            yield from self._field(SUSPEND, "minutes with no job, actor or Serve app; empty: never")
             yield GroupForm(1)
             yield Button("Add worker group (ctrl+g)", id="add-group", compact=True)
-            yield from self._field(SUSPEND, "minutes with no job, actor or Serve app; empty: never")
             # `raycai up`'s checks of the spec as typed (files only, off the UI thread).
             yield Static("", id="preflight", markup=False)
             with Horizontal(id="buttons"):

@@ -72,6 +72,11 @@ class RayPanel(Vertical):
             else f"{view.desired_workers + 1}"
         )
         text = Text()
+        if view.desired is not None and view.desired.state == "suspended":
+            text.append("Ray is not running: the cluster is suspended", style="blue")
+            text.append(f" ({expected} node(s) when resumed: z)", style="dim")
+            show_text(self.query_one("#ray-summary", Static), text)
+            return
         if view.ray_not_answering:
             text.append("nodes unknown while Ray does not answer", style="yellow")
             text.append(f" (last seen: {self.nodes_alive} alive; {expected} wanted)", style="dim")

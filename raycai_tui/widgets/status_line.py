@@ -51,6 +51,12 @@ class StatusLine(Static):
         if show:
             self._refresh()
 
+    def drop_source(self, label: str) -> None:
+        """No longer report `label` (until its next `set_source`)."""
+        if label in self._sources:
+            del self._sources[label]
+            self._refresh()
+
     def set_message(self, message: str | None, style: str = "bold red") -> None:
         """A message that replaces the sources, e.g. why the app could not connect."""
         self._message = Text(message, style=style) if message else None

@@ -82,3 +82,41 @@ async def _all_stopped(handle: WorkspaceHandle) -> bool:
 async def _all_running(handle: WorkspaceHandle) -> bool:
     apps = [a for a in await cluster_apps(handle) if a.environment["RAYCAI_CLUSTER"] == "demo"]
     return len(apps) == 2 and {a.status for a in apps} == {AppStatus.RUNNING}
+
+
+async def test_a_cluster_suspended_elsewhere_is_told_and_ray_is_not_polled(
+    tui_workspace: WorkspaceHandle,
+) -> None:
+    """Suspended while its screen is open (by the head's idle check, or `raycai suspend` in
+    another terminal): an event says so, the Ray panel says why Ray is silent instead of
+    reporting a dashboard that refuses connections, and Ray is not polled meanwhile."""
+    from raycai_core.cluster.lifecycle import ClusterManager
+    from raycai_core.cluster.suspend import suspend
+    from raycai_tui.widgets.ray_panel import RayPanel
+    from raycai_tui.widgets.status_line import StatusLine
+    from tests.tui.support import client_for
+
+    handle = tui_workspace
+    await create_cluster(handle, "demo", workers=1)
+    app = make_app(handle)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ClustersScreen), "the list")
+        table = app.screen.query_one(ClustersTable)
+        await until(pilot, lambda: cell(table, "demo", 2) == "RUNNING", "demo's head RUNNING")
+        await pilot.press("enter")
+        screen = app.screen
+        assert isinstance(screen, ClusterScreen)
+        panel = screen.query_one(RayPanel)
+        status = screen.query_one(StatusLine)
+        await until(pilot, lambda: "Ray: updated" in status.text, "a Ray poll")
+
+        async with client_for(handle) as cml:
+            await suspend(ClusterManager(cml, handle.project_dir), "demo", reason="for a test")
+        await until(pilot, lambda: "suspended" in panel.summary_text, "the panel's reason", 30)
+        assert "Ray is not running: the cluster is suspended" in panel.summary_text
+        texts = [event.text for event in app.events.of("demo")]
+        assert any(t.startswith("suspended: for a test") for t in texts), texts
+        assert "Ray:" not in status.text  # no stale Ray source, no retry announced
+        polls = screen.ray_backoff.failures
+        await pilot.pause(3.0)  # several of the app's ticks
+        assert "Ray:" not in status.text and screen.ray_backoff.failures == polls
