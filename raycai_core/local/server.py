@@ -346,8 +346,11 @@ class Api:
         )
         self.state.apps[app.id] = app
         self.ws.supervisor.launch(app)
+        # The answer is the application as created (STARTING), as CML's: a script that
+        # fails at once may already have failed while the state was being saved.
+        created = app.to_api()
         await self.ws.store.save()
-        return web.json_response(app.to_api())
+        return web.json_response(created)
 
     async def get_app(self, request: web.Request) -> web.Response:
         return web.json_response(self.app(request).to_api())
