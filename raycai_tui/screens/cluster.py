@@ -14,6 +14,7 @@ needs the cluster's data is dimmed, and says why when pressed, until that data a
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from typing import TYPE_CHECKING
@@ -425,6 +426,7 @@ class ClusterScreen(RaycaiScreen):
         from raycai_core.cluster.layout import ClusterPaths
         from raycai_core.work.jobs import summarise_jobs
         from raycai_core.work.session import ClusterWork
+        from raycai_tui.rolling import unfinished_update_line
 
         services = self.services
         assert services is not None
@@ -437,13 +439,19 @@ class ClusterScreen(RaycaiScreen):
                 parts.append(summarise_jobs(await client.list_jobs()).line())
             except Exception as exc:  # shown in the line, retried next poll
                 parts.append(f"jobs: unknown ({describe_error(exc)})")
+        paths = ClusterPaths(services.target.project_dir, self.cluster)
         try:
-            paths = ClusterPaths(services.target.project_dir, self.cluster)
             autoscaler = summary_line(await fetch_status(services.observer, paths, view))
         except Exception as exc:
             autoscaler = f"autoscaler: unknown ({describe_error(exc)})"
         if autoscaler:
             parts.append(autoscaler)
+        try:  # a rolling update, also one started from `raycai up` in another terminal
+            update = await asyncio.to_thread(unfinished_update_line, paths)
+        except Exception as exc:
+            update = f"update: unknown ({describe_error(exc)})"
+        if update:
+            parts.append(update)
         return "  ·  ".join(parts)
 
     @property

@@ -62,3 +62,34 @@ async def test_update_is_planned_as_typed_and_goes_on_after_leaving_the_screen(
         assert await worker_cpus(handle) == [2.0, 2.0]
         record = read_rolling(ClusterPaths(handle.project_dir, "demo"))
         assert record is not None and record.state == "done"
+
+
+async def test_an_update_from_another_terminal_shows_on_the_cluster_screen(
+    tui_workspace: WorkspaceHandle,
+) -> None:
+    """A rolling update run by `raycai up` elsewhere (here the core's, as the CLI runs it)
+    that stopped for want of quota: the cluster screen says so and what to do."""
+    from raycai_core.cluster.lifecycle import ClusterManager
+    from raycai_core.cluster.rolling import RollingUpdate, UpdateStopped
+    from tests.test_rolling_standin import bigger
+    from tests.tui.support import client_for
+
+    handle = tui_workspace
+    await create_cluster(handle, "demo", workers=2)
+    handle.update_config(quota_cpu=3)  # head + 2 workers of 1 vCPU: no room for one more
+    async with client_for(handle) as cml:
+        ops = ClusterManager(cml, handle.project_dir)
+        try:
+            await RollingUpdate(ops, bigger(), replace_wait_s=1.0, poll_s=0.1).run()
+        except UpdateStopped:
+            pass
+        finally:
+            await ops.observer.aclose()
+    record = read_rolling(ClusterPaths(handle.project_dir, "demo"))
+    assert record is not None and record.state == "stopped"
+    app = make_app(handle, heal=False)
+    async with app.run_test(size=(160, 45)) as pilot:
+        screen = await open_from_list(pilot, app)
+        line = screen.query_one("#work-line", Static)
+        await until(pilot, lambda: "update: stopped" in str(line.render()), "the update's line")
+        assert "`raycai up` with the same spec tries again" in str(line.render())
