@@ -8,8 +8,10 @@ autoscales with min = max = 1, so the provider was running when the suspend bega
 update interval is 2 s). Then `raycai job submit` says it resumes the cluster, waits until it
 is ready, and the job succeeds.
 
-A Serve application, a running job or a connected driver keeping a cluster awake is shown by
-tests/test_suspend_units.py on Ray 2.60's own answers (captured from a real head).
+First a job that runs longer than the idle period keeps it awake (real Ray's jobs API, as
+the head asks it). A Serve application, a connected driver or a task or actor keeping a
+cluster awake is shown by tests/test_suspend_units.py on Ray 2.60's own answers (captured
+from a real head).
 """
 
 from __future__ import annotations
@@ -82,6 +84,19 @@ def test_an_idle_cluster_suspends_itself_and_a_job_wakes_it(handle: WorkspaceHan
     before = {node: app.id for node, app in apps_of(handle).items()}
     assert sorted(before) == ["head", "worker-1"]
 
+    # A running job keeps it awake past its idle period (the head asks real Ray's jobs API).
+    busy_s = IDLE_MINUTES * 60 + 8
+    sleeper = f"import time; time.sleep({busy_s:g})"
+    raycai(
+        handle, "job", "submit", NAME, "--submission-id", "sleeper", "--", "python", "-c", sleeper
+    )
+    awake_until = time.monotonic() + busy_s - 2
+    while time.monotonic() < awake_until:
+        desired = read_desired(paths)
+        assert desired is not None and desired.state == "active", _idle_log(handle)
+        time.sleep(0.5)
+    assert {a.status for a in apps_of(handle).values()} == {AppStatus.RUNNING}
+
     started = time.monotonic()
     with ProcessWatcher() as watcher:
         deadline = time.monotonic() + 120
@@ -91,7 +106,7 @@ def test_an_idle_cluster_suspends_itself_and_a_job_wakes_it(handle: WorkspaceHan
             )
             time.sleep(0.5)
     assert watcher.commands(b"raycai_core.cli") + watcher.commands(b"bin/raycai\0") == []
-    print(f"suspended {time.monotonic() - started:.1f} s after up returned")
+    print(f"suspended {time.monotonic() - started:.1f} s after the job's end")
     desired = read_desired(paths)
     assert desired is not None and desired.state == "suspended", _idle_log(handle)
     assert desired.suspension is not None and desired.suspension.by == "head"
