@@ -1,7 +1,8 @@
 """RayClient: parsers on real (trimmed) Ray 2.60 answers, then a real token-auth cluster.
 
-The live tests share one head (127.0.0.2) and worker (127.0.0.3) started on first use; the
-dead-node test starts and kills its own extra worker (127.0.0.4).
+The live tests share one head (127.0.0.2) and worker (127.0.0.3) started on first use,
+labelled as raycai's launchers label nodes (the autoscaler provider's question to real Ray is
+asked of them); the dead-node test starts and kills its own extra worker (127.0.0.4).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import traceback
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -40,6 +42,7 @@ from raycai_core.ray.parsers import (
 )
 from tests.fixtures.ray_nodes import (
     OBJECT_STORE_MEMORY,
+    LabelledCluster,
     RayNodeProcess,
     RayTestCluster,
     free_port,
@@ -422,7 +425,8 @@ class _LazyCluster:
             pytest.fail(f"the test cluster did not start: {self.failure}")
         if self.live is None:
             self.root = Path(tempfile.mkdtemp(prefix="rc", dir="/tmp"))  # short socket paths
-            cluster = RayTestCluster(self.root)
+            # Labelled as raycai's launchers label nodes: the provider's question below.
+            cluster = LabelledCluster(self.root)
             try:
                 head = cluster.start_head("127.0.0.2", "head", **HEAD_RESOURCES)
                 cluster.wait_gcs()
@@ -648,11 +652,58 @@ async def test_unreachable_address_fails_fast():
 
 
 @pytest.mark.ray
-async def test_killed_node_turns_dead_and_its_logs_are_gone(live: Live, ray: RayClient):
+async def test_the_providers_question_lists_the_labelled_alive_nodes(live: Live, tmp_path: Path):
+    """The autoscaler provider's question to real Ray 2.60 (token auth on): the alive nodes
+    carrying raycai's labels, with the IPs Ray uses for them (a stopped node dropping out:
+    the next test)."""
+    ray_nodes, module = provider_nodes(live, tmp_path)
+    root = ray_nodes.cluster_dir
+    listed = await asyncio.to_thread(ray_nodes.fetch)
+    assert {node: [n.ip for n in found] for node, found in listed.items()} == {
+        "head": ["127.0.0.2"],
+        "worker-1": ["127.0.0.3"],
+    }
+    assert all(n.node_id and n.started_at for found in listed.values() for n in found)
+    # Another cluster's provider finds none of them.
+    other = module.RayNodes(root, "other", environ=token_environ(live))
+    assert await asyncio.to_thread(other.fetch) == {}
+    # Without the token Ray refuses: the provider says so and falls back.
+    refused = module.RayNodes(
+        root, LabelledCluster.cluster_label, environ={"RAY_AUTH_TOKEN_PATH": "/nonexistent"}
+    )
+    with pytest.raises(module.RayUnavailable, match="HTTP 401"):
+        await asyncio.to_thread(refused.fetch)
+
+
+def token_environ(live: Live) -> dict[str, str]:
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(live.cluster.token_path)}
+
+
+def provider_nodes(live: Live, tmp_path: Path) -> tuple[Any, Any]:
+    """The head-side provider's RayNodes for the labelled cluster, and its module."""
+    import json
+
+    from raycai_core.launcher.render import render_cluster
+    from tests.test_autoscaler_provider import autoscaled_spec, load_provider
+
+    name = LabelledCluster.cluster_label
+    paths = render_cluster(tmp_path / "project", autoscaled_spec(name=name)).paths
+    head_json = {"ip": live.cluster.head_ip, "dashboard_port": live.cluster.dashboard_port}
+    paths.head_json.write_text(json.dumps(head_json))
+    module = load_provider(paths)
+    return module.RayNodes(str(paths.root), name, environ=token_environ(live)), module
+
+
+@pytest.mark.ray
+async def test_killed_node_turns_dead_and_its_logs_are_gone(
+    live: Live, ray: RayClient, tmp_path: Path
+):
     cluster = live.cluster
+    ray_nodes, _ = provider_nodes(live, tmp_path)
     extra = cluster.start_worker("127.0.0.4", "worker-2", num_cpus=1)
     try:
         node_id = (await asyncio.to_thread(cluster.wait_alive, extra))["worker-2"]
+        assert "worker-2" in await asyncio.to_thread(ray_nodes.fetch)
         (extra.logs_dir / "raycai-cut.log").write_text("hello\n")
         stream = ray.stream_log(node_id, "raycai-cut.log", lines=5, interval=0.1)
         assert await asyncio.wait_for(anext(stream), 20) == "hello"
@@ -673,6 +724,12 @@ async def test_killed_node_turns_dead_and_its_logs_are_gone(live: Live, ray: Ray
         return nodes if nodes["worker-2"].state == "DEAD" else None
 
     nodes = await _eventually(dead, 20, "worker-2 to be DEAD")
+
+    # The provider's question no longer lists it (it would count as a node to replace).
+    async def gone_from_the_provider():
+        return "worker-2" not in await asyncio.to_thread(ray_nodes.fetch)
+
+    await _eventually(gone_from_the_provider, 60, "worker-2 to leave the provider's list")
     gone = nodes["worker-2"]
     assert gone.node_id == node_id and gone.end_time and not gone.alive
     assert "SIGTERM" in (gone.state_message or "")
