@@ -128,3 +128,30 @@ FIXED_ADDRESS_MODULES = frozenset(
         "test_autoscaler_ray.py",  # its intruders' fixed addresses (R7)
     }
 )
+
+
+# A test that runs the embedded local workspace (its apps are real processes) takes seconds;
+# most others take milliseconds. Weights for ordering the modules, heaviest first.
+WORKSPACE_TEST_WEIGHT = 20
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist (`--no-loadscope-reorder`, as .ci/run and --fast run it), the modules in
+    order of their estimated cost, heaviest first, each module's tests in file order: a long
+    module left for the end keeps one worker busy while the others idle (xdist's own order,
+    by number of tests, left the few-but-slow workspace modules last). A plain run (the Ray
+    lanes, one module at a time) keeps the file order."""
+    if not hasattr(config, "workerinput"):
+        return
+    weight: dict[str, int] = {}
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        heavy = "local_workspace" in item.fixturenames or item.get_closest_marker("slow")
+        weight[module] = weight.get(module, 0) + (WORKSPACE_TEST_WEIGHT if heavy else 1)
+    first_seen = {module: index for index, module in enumerate(weight)}
+
+    def cost_order(item: pytest.Item) -> tuple[int, int]:
+        module = item.nodeid.split("::", 1)[0]
+        return (-weight[module], first_seen[module])
+
+    items.sort(key=cost_order)  # stable: each module's tests keep their order
