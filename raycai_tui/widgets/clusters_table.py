@@ -33,21 +33,12 @@ def cluster_cells(
     # A suspended cluster holds none of the quota (its applications are stopped); when and
     # why it was suspended shows where an operation would.
     amount = summary.held if summary.suspended else summary.total
-    if summary.suspended and not operation:
+    last: Text | str = styled(operation, "bold yellow") if operation else ""
+    if summary.suspended and not operation:  # when and why it sleeps, in the same column
         from raycai_core.cluster.suspend import suspended_note
 
         note = (suspended_note(summary.desired, now) or "").removeprefix("suspended since ")
-        return (
-            summary.name,
-            state_of(summary),
-            status_text(head.app.status.value) if head else Text("-", style="dim"),
-            f"{desired}/{summary.workers_running}/{summary.joined_workers}",
-            number(amount("cpu")),
-            number(amount("nvidia_gpu")),
-            number(amount("memory")),
-            age(now - created) if created else "-",
-            Text(note, style="dim blue"),
-        )
+        last = Text(note, style="dim blue")
     return (
         summary.name,
         state_of(summary),
@@ -57,7 +48,7 @@ def cluster_cells(
         number(amount("nvidia_gpu")),
         number(amount("memory")),
         age(now - created) if created else "-",
-        styled(operation, "bold yellow") if operation else "",
+        last,
     )
 
 
