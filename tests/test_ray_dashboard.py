@@ -578,7 +578,9 @@ async def test_logs_listing_and_tail(live: Live, ray: RayClient):
 
     with pytest.raises(RayDashboardServerError) as caught:
         await ray.tail_log(worker_id, "no-such.log")
-    assert caught.value.status == 500 and "not found" in str(caught.value)
+    # Ray 2.60 answers a missing file with a 500, or (seen once in CI) an empty 200 that the
+    # client checks against the node's listing (no HTTP status then): "not found" either way.
+    assert caught.value.status in (500, None) and "not found" in str(caught.value)
 
 
 @pytest.mark.ray
