@@ -20,6 +20,7 @@ from raycai_core.cml.errors import (
 from raycai_core.cml.models import AppStatus
 from raycai_core.credentials import Credentials, Secret
 from tests.fixtures.workspace import RUNTIME, new_app, wait_for, write_app
+from tests.helpers import CREATE_ROUTE
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -155,6 +156,23 @@ async def test_faults_at_configured_rates_and_safe_calls_still_succeed(idle_work
         assert (await cml_client.validate_key()).valid
 
 
+async def test_faults_limited_to_routes_leave_the_others_alone(idle_workspace, cml_client):
+
+    idle_workspace.set_faults(error_rates={503: 1.0}, routes=[CREATE_ROUTE])
+    async with httpx.AsyncClient(
+        base_url=idle_workspace.url, headers={"Authorization": f"Bearer {idle_workspace.api_key}"}
+    ) as raw:
+        apps = f"/api/v2/projects/{idle_workspace.project_id}/applications"
+        assert (await raw.get(apps)).status_code == 200
+        body = {"name": "r", "subdomain": "r", "script": "x.py"}
+        assert (await raw.post(apps, json=body)).status_code == 503
+        assert (await raw.put("/_local/faults", json={"routes": "GET /"})).status_code == 400
+        shown = await raw.put("/_local/faults", json={"latency_s": 0.1, "routes": [CREATE_ROUTE]})
+        assert shown.json()["routes"] == [CREATE_ROUTE]
+    assert idle_workspace.stats()["injected"] == {"503": 1}
+    assert await cml_client.list_applications() == []
+
+
 async def test_dropped_connections(idle_workspace, cml_client):
     idle_workspace.set_faults(drop_rate=0.3, seed=3)
     async with httpx.AsyncClient(
@@ -213,9 +231,6 @@ async def test_create_under_every_fault_at_once_makes_no_duplicates(idle_workspa
         idle_workspace.set_faults()
         apps = await client.list_applications()
     assert sorted(a.subdomain for a in apps) == sorted(f"all-{n}" for n in range(10))
-
-
-CREATE_ROUTE = "POST /api/v2/projects/{project_id}/applications"
 
 
 def test_the_wait_grows_with_jitter_and_never_undercuts_retry_after():

@@ -28,6 +28,7 @@ from raycai_core.launcher.render import GITIGNORE_NOTE, RAY_LOGS_NOTE, render_cl
 from raycai_core.local import WorkspaceHandle
 from raycai_core.spec import spec_from_flags
 from raycai_core.work.packages import package_files
+from tests.fixtures.ray_nodes import wait_until
 from tests.helpers import SMALL_NODES, cli_env, cluster_apps, nodes_of, raycai_argv
 from tests.tui.support import fake_ray, small_spec
 
@@ -169,8 +170,10 @@ def test_a_cluster_in_raycai_clusters_and_list_in_both_folders(
     }
     assert "auth_token" in (project / FOLDER / ".gitignore").read_text().splitlines()
     assert not (project / ".raycai" / "clusters" / "demo").exists()
-    # The launchers ran from there: their records and logs are in the folder.
-    assert json.loads((root / "nodes" / "worker-1.json").read_text())["phase"] == "joined"
+    # The launchers ran from there: their records and logs are in the folder. `up` returns
+    # once Ray counts the worker; its launcher records "joined" on its next look (1 s apart).
+    record = root / "nodes" / "worker-1.json"
+    wait_until(lambda: json.loads(record.read_text())["phase"] == "joined", 30, "worker-1 joined")
     assert (root / "logs" / "head.log").is_file()
 
     # RAYCAI_DIR is the same setting as --dir; `list` looks in it and in the default.

@@ -3,7 +3,8 @@
 Faults, in order: latency (plus jitter), a dropped connection before the request is
 handled (`drop_rate`), an error status chosen by `error_rates`, and a lost response after
 the request was handled (`lost_response_rate`: the change happened, the client never
-hears of it). Random draws come from one generator seeded by `seed`.
+hears of it). Random draws come from one generator seeded by `seed`. With `routes`, only
+requests to those routes (`METHOD /template`, as the stats count them) get faults.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class FaultConfig:
     lost_response_rate: float = 0.0
     retry_after_s: int = 1  # Retry-After on injected 429s; 0 sends none
     seed: int | None = None
+    routes: tuple[str, ...] = ()  # e.g. "POST /api/v2/projects/{project_id}/applications"
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FaultConfig:
@@ -59,6 +61,10 @@ class FaultConfig:
             values["error_rates"] = {int(k): float(v) for k, v in rates.items()}
         except (TypeError, ValueError):
             raise ValueError("error_rates must map HTTP statuses to numbers") from None
+        routes = values.get("routes", ())
+        if not isinstance(routes, list | tuple) or not all(isinstance(r, str) for r in routes):
+            raise ValueError('routes must be a list of "METHOD /route/template" strings')
+        values["routes"] = tuple(routes)
         config = cls(**values)
         config.check()
         return config
@@ -79,6 +85,7 @@ class FaultConfig:
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["error_rates"] = {str(k): v for k, v in self.error_rates.items()}
+        data["routes"] = list(self.routes)
         return data
 
 
@@ -135,6 +142,8 @@ class FaultInjector:
 
     async def _apply(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         config, draw, stats = self.config, self._random.random, self.stats
+        if config.routes and route_key(request) not in config.routes:
+            return await handler(request)
         delay = config.latency_s + (draw() * config.jitter_s if config.jitter_s else 0.0)
         if delay > 0:
             stats.injected["latency"] += 1

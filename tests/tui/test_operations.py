@@ -28,6 +28,7 @@ from raycai_tui.widgets.apps_table import AppsTable
 from raycai_tui.widgets.clusters_table import ClustersTable
 from raycai_tui.widgets.events import EventsLog
 from tests.fixtures.workspace import session_pids
+from tests.helpers import CREATE_ROUTE
 from tests.tui.support import (
     client_for,
     cluster_apps,
@@ -226,9 +227,9 @@ async def test_quitting_while_a_scale_runs_asks_and_says_what_stays(
     app = make_app(handle, heal=False)
     async with app.run_test(size=(160, 45)) as pilot:
         await open_from_list(pilot, app)
-        # Each API call slow: the worker's creation still runs when the dialog answers, even
-        # on a loaded machine (CI runs this beside real Ray, at the lowest priority).
-        handle.set_faults(latency_s=6.0)
+        # The worker's creation slow: it still runs when the dialog answers, even on a loaded
+        # machine (CI runs this beside real Ray, at the lowest priority).
+        handle.set_faults(latency_s=30.0, routes=[CREATE_ROUTE])
         await pilot.press("plus")
         await until(pilot, lambda: stored_workers(handle) == 2, "the new count saved", 30)
         assert "demo" in app.operations
