@@ -19,8 +19,10 @@ import httpx
 import pytest
 
 from raycai_core.cluster.layout import ClusterPaths
+from raycai_core.launcher.idle_suspend import Dashboard, busy_reason
 from raycai_core.local import WorkspaceConfig, WorkspaceHandle, run_workspace_in_thread
 from tests.conftest import in_private_netns
+from tests.fixtures.ray_nodes import wait_until
 from tests.fixtures.workspace import FAST_CONFIG
 from tests.helpers import SMALL_NODES, cli_env, raycai
 
@@ -163,11 +165,44 @@ def test_raycai_run_passes_the_environment_and_the_exit_code(cluster: WorkspaceH
 
 
 def test_connect_helper_after_ray_was_imported(cluster: WorkspaceHandle):
-    # A notebook's usual order: ray is imported (its auth mode fixed as disabled) first.
-    code = f"import ray, raycai\nraycai.connect({NAME!r})\n" + SPREAD_TASKS
-    driver = python(code, driver_env(cluster))
-    assert driver.returncode == 0, driver.stderr[-3000:] + client_server_log()
-    assert "distinct nodes: 2" in driver.stdout
+    # A notebook's usual order: ray is imported (its auth mode fixed as disabled) first. The
+    # driver stays connected until told to end, like a notebook's kernel.
+    code = f"import ray, raycai, sys\nraycai.connect({NAME!r})\n{SPREAD_TASKS}\nsys.stdin.read()"
+    driver = subprocess.Popen(
+        [sys.executable, "-c", code],
+        env=driver_env(cluster),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # The head's idle check (idle_suspend_minutes), asked on this live cluster: a connected
+        # driver keeps it awake.
+        def seen() -> str:
+            if driver.poll() is not None:
+                return "the driver ended"  # its output, below, says why
+            reason = idle_check(cluster)
+            return reason if reason.startswith("driver ") else ""
+
+        reason = wait_until(seen, 120, "the idle check to see the connected driver")
+        out, err = driver.communicate("", timeout=120)
+        assert reason.startswith("driver ") and reason.endswith(" is running"), reason + err
+    finally:
+        driver.kill()
+    assert driver.returncode == 0, err[-3000:] + client_server_log()
+    assert "distinct nodes: 2" in out
+
+
+def idle_check(handle: WorkspaceHandle) -> str:
+    """Why the head's idle check (the program the launcher runs when idle_suspend_minutes is
+    set) would find this cluster busy now, from the live dashboard's answers ("" if idle)."""
+    head = json.loads(ClusterPaths(handle.project_dir, NAME).head_json.read_text())
+    dashboard = Dashboard(
+        f"http://{head['ip']}:{head['dashboard_port']}",
+        str(ClusterPaths(handle.project_dir, NAME).auth_token),
+    )
+    return busy_reason(dashboard.answers()) or ""
 
 
 def test_a_driver_without_the_token_is_refused(cluster: WorkspaceHandle, tmp_path: Path):
@@ -304,6 +339,12 @@ def test_serve_application_deployed_by_a_job(
 
     table = raycai(cluster, "serve", NAME).stdout
     assert "2/2 RUNNING" in table and app["url"] in table
+    # The head's idle check, asked on this live cluster, keeps it awake for the application
+    # (the job that deployed it may still be ending).
+    reason = wait_until(
+        lambda: idle_check(cluster).startswith("Serve") and idle_check(cluster), 60, "Serve busy"
+    )
+    assert reason == "Serve application hello deployed"
 
 
 async def test_serve_view_shows_the_running_application(
