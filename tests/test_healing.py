@@ -3,7 +3,8 @@ workers), in file order: `raycai up` gives 3 ALIVE nodes behind the workspace's 
 failed worker is seen in one observation and healed (its Ray logs up to the last few seconds
 before the kill -9 readable from the project: issue 20); R2: every worker rejoins a restarted
 head on its own; a lost token file is replaced; a rolling update resizes both workers under a
-running job (issue 21); a scale-down drains a busy worker, its task finishing there first;
+running job, then stops when the quota has no room and refuses a Ray the venv lacks
+(issue 21); a scale-down drains a busy worker, its task finishing there first;
 `raycai down` deletes every application and leaves no Ray process, the logs kept. (Scaling
 with real Ray: test_groups_ray.py and the TUI's end-to-end test; a head that dies:
 tests/serving/test_recovery_ray.py.)"""
@@ -26,6 +27,7 @@ import httpx
 import pytest
 
 from raycai_core import ray_log_copies
+from raycai_core.cluster.desired import read_desired
 from raycai_core.cluster.layout import ClusterPaths
 from raycai_core.cluster.lifecycle import ClusterManager
 from raycai_core.cluster.records import read_head_address, read_token
@@ -301,9 +303,9 @@ def test_a_worker_size_update_keeps_two_workers_joined_and_the_job_succeeds(
     """Issue 21 on real Ray: the workers' size changes (1 -> 2 vCPU); they are replaced one
     at a time while a job's tasks keep running. Sampled every second from Ray's own node
     list, at least 2 workers are ALIVE throughout; the job succeeds. Each task invocation
-    leaves a mark, so a task Ray ran again (a retry) is seen and reported. (The plan, the
-    stop on quota, going on after an interruption, the refusals and the head restart: the
-    stand-in Ray, tests/test_rolling_standin.py and tests/test_rolling_plan.py.)"""
+    leaves a mark, so a task Ray ran again (a retry) is seen and reported. (The stop on
+    quota and the refused Ray change: the next test; the plan, going on after an interruption
+    and the head restart: the stand-in Ray, tests/test_rolling_standin.py, test_rolling_plan.py.)"""
     cluster = handle
     paths = ClusterPaths(cluster.project_dir, NAME)
     marks = cluster.project_dir / "marks"
@@ -368,6 +370,43 @@ def test_a_worker_size_update_keeps_two_workers_joined_and_the_job_succeeds(
         if a.environment.get("RAYCAI_CLUSTER") == NAME and a.environment["RAYCAI_NODE"] != "head"
     }
     assert sorted(sizes.values()) == [2.0, 2.0], sizes
+
+
+def test_an_update_without_quota_room_stops_and_a_ray_change_is_refused(
+    handle: WorkspaceHandle,
+) -> None:
+    """Issue 21 on real Ray, on the resized cluster (head 1 vCPU, workers 2 vCPU): with the
+    project's quota full, an update's extra worker never gets a pod, so the update stops
+    after its wait, says why, and both workers stay ALIVE in Ray; a change to a Ray version
+    that the project's venv does not have is refused before anything changes."""
+    cluster = handle
+    paths = ClusterPaths(cluster.project_dir, NAME)
+    nodes = nodes_of(asyncio.run(cluster_apps(cluster)), NAME)
+    cluster.update_config(quota_cpu=5)  # head 1 + 2 workers x 2: no room for one more
+    try:
+        stopped = raycai(
+            cluster, "up", NAME, *SMALL_NODES[:-2], "--workers", "2", "--yes",
+            "--replace-wait", "3", "--timeout", "60", check=False, timeout=120,
+        )  # fmt: skip
+    finally:
+        cluster.update_config(quota_cpu=None)
+    assert stopped.returncode == 1, stopped.stdout + stopped.stderr
+    assert "the project's quota has no room for one more worker (cpu 1" in stopped.stderr
+    assert "keeps running" in stopped.stderr
+    record = read_rolling(paths)
+    assert record is not None and record.state == "stopped" and record.replaced == []
+    assert asyncio.run(Sampler(paths).alive_workers()) == 2
+    assert nodes_of(asyncio.run(cluster_apps(cluster)), NAME) == nodes  # the new one deleted
+
+    refused = raycai(cluster, "up", NAME, *RESIZED, "--ray-version", "2.61.0", check=False)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    # Refused on the project's real venv, which has Ray 2.60.0 (with 2.61.0 installed, the
+    # next refusal is the plan's: it needs --restart-head, tests/test_rolling_standin.py).
+    assert "not changing healme: its nodes would fail" in refused.stderr
+    assert "raycai setup-env --ray-version 2.61.0" in refused.stderr
+    desired = read_desired(paths)
+    assert desired is not None and desired.spec.workers.cpu == 2  # nothing changed
+    assert asyncio.run(Sampler(paths).alive_workers()) == 2
 
 
 async def test_a_task_on_the_removed_worker_finishes_before_its_app_goes(

@@ -3,10 +3,13 @@ are replaced and in which order, what stays, the peak, what is refused and why. 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from raycai_core.cluster.apps import group_by_cluster
 from raycai_core.cluster.layout import ClusterPaths
+from raycai_core.cluster.rolling import _stop_reason
 from raycai_core.cluster.rolling_plan import (
     UpdateRefused,
     plan_update,
@@ -25,7 +28,7 @@ from raycai_core.cluster.rolling_state import (
 from raycai_core.cluster.view import ClusterView, merge_cluster
 from raycai_core.spec import ClusterSpec, spec_from_flags
 from tests.test_cluster_plan import joined
-from tests.test_cluster_view import app, desired, ray
+from tests.test_cluster_view import NOW, app, desired, ray
 
 PY311 = "img/ml-runtime-pbj-workbench-python3.11-standard:1"
 PY310 = "img/ml-runtime-pbj-workbench-python3.10-standard:1"
@@ -153,3 +156,35 @@ def test_an_unfinished_update_binds_another_spec_once_a_node_runs_its_settings()
     assert record.binds(spec(cpu=8))
     record.state = "done"
     assert not record.binds(spec(cpu=8))
+
+
+def test_a_new_worker_waiting_for_quota_stops_the_update_even_under_a_reused_name() -> None:
+    """A replacement takes the name of a worker replaced earlier, whose launcher record is
+    still on disk: that record is not the new application's, so the wait for quota counts."""
+    members = group_by_cluster(
+        [
+            app("demo", "head"),
+            app("demo", "worker-2"),
+            app("demo", "worker-1", status="APPLICATION_STARTING"),
+        ]
+    )["demo"]
+    nodes = [ray("demo", "head"), ray("demo", "worker-2")]
+    # The earlier worker's launcher started long ago and wrote "stopped" as it went, just
+    # before the new application was created.
+    earlier = replace(
+        joined("worker-1"),
+        phase="stopped",
+        started_at=NOW.timestamp() - 600,
+        updated_at=NOW.timestamp() - 2,
+    )
+    own = replace(joined("worker-1"), started_at=NOW.timestamp() + 1)
+    for record, stops in ((earlier, True), (None, True), (own, False)):
+        records = {"worker-2": joined("worker-2")}
+        if record is not None:
+            records["worker-1"] = record
+        view = merge_cluster("demo", desired(2), members, records, None, nodes)
+        why = _stop_reason(view, view.row("worker-1"), 10.0, 3.0, 600.0)
+        if stops:
+            assert why is not None and "the project's quota has no room" in why, record
+        else:  # its own launcher runs: waiting to join, within the join timeout
+            assert why is None

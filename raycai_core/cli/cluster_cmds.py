@@ -195,7 +195,9 @@ def up(
     from raycai_core.cli.rolling_cmd import roll_if_needed
 
     up_preflight(target, spec)
-    click.echo(f"Creating cluster {spec.name} on {target.label}", err=True)
+    exists = ClusterPaths(target.project_dir, spec.name).cluster_json.is_file()
+    doing = "Bringing cluster {} to this spec" if exists else "Creating cluster {}"
+    click.echo(f"{doing.format(spec.name)} on {target.label}", err=True)
     view = run(main())
     print_view(view)
 

@@ -149,7 +149,8 @@ def up_preflight(target: Target, spec: ClusterSpec) -> None:
     (not remote)."""
     if not target.project_dir.is_dir():
         return
-    refused = _refuse_or_warn(spec, up_checks(target.project_dir, spec))
+    exists = ClusterPaths(target.project_dir, spec.name).cluster_json.is_file()
+    refused = _refuse_or_warn(spec, up_checks(target.project_dir, spec), exists=exists)
     if refused:
         fail(refused, EXIT_FAILED)
 
@@ -173,12 +174,13 @@ async def up_project_checks(cml: CMLClient, spec: ClusterSpec, *, remote: bool =
         raise ClusterError(refused)
 
 
-def _refuse_or_warn(spec: ClusterSpec, checks: list[Check]) -> str | None:
+def _refuse_or_warn(spec: ClusterSpec, checks: list[Check], exists: bool = False) -> str | None:
     """The refusal's message when a check blocks `up`; else each check as a warning."""
     refused = refusal(checks)
     if refused:
+        doing, what = ("changing", "its nodes") if exists else ("creating", "the cluster")
         return (
-            f"not creating {spec.name}: the cluster would fail (`raycai doctor {spec.name}` "
+            f"not {doing} {spec.name}: {what} would fail (`raycai doctor {spec.name}` "
             f"checks everything):\n{refused}"
         )
     for check in checks:

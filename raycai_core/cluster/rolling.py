@@ -407,9 +407,12 @@ def _stop_reason(
     status = row.app_status
     if status in (AppStatus.FAILED, AppStatus.STOPPED):
         return f"its application is {status.value}"
-    if row.record is not None and row.record.phase == "failed":
+    # Not yet run by the workspace: no record, or only the record of an earlier node of the
+    # same name (a rolling update reuses the names of the workers it replaced).
+    unscheduled = row.unscheduled_s is not None
+    if not unscheduled and row.record is not None and row.record.phase == "failed":
         return f"its launcher failed: {row.record.error or 'see its log'}"
-    if status is AppStatus.STARTING and row.record is None:
+    if unscheduled:
         if waited >= replace_wait_s:
             app = row.app.app
             return (

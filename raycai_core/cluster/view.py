@@ -549,8 +549,11 @@ def not_ready_reason(row: NodeRow, now: float | None = None) -> str | None:
 
 
 def _older_than_app(record: NodeRecord, row: NodeRow) -> bool:
-    """A record written before the app's current start belongs to a previous run."""
-    if row.app is None or record.updated_at is None:
+    """A record whose launcher started before the app's current start belongs to a previous
+    run (an earlier application of the same name writes its last record as it stops, which
+    may be seconds before a new one is created: its start, not its last write, tells)."""
+    stamp = record.started_at if record.started_at is not None else record.updated_at
+    if row.app is None or stamp is None:
         return False
     started: datetime | None = row.app.app.starting_at or row.app.app.created_at
-    return started is not None and record.updated_at < started.timestamp() - 5
+    return started is not None and stamp < started.timestamp() - 5
