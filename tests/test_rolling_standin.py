@@ -150,9 +150,13 @@ async def test_an_interrupted_update_is_reported_and_the_next_run_goes_on_withou
         )
 
     await wait_for(joining, timeout=30)
+    view = await ops.observer.observe("demo")  # what `raycai status` and the TUI show
+    assert not view.ready and view.updating is not None
+    assert "0 of 2 worker(s) replaced; worker: worker-3 replacing worker-2" in view.updating
     task.cancel()  # the updating process dies mid-step
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    assert (await ops.observer.observe("demo")).updating is None  # interrupted: not running
     record = read_rolling(paths)
     assert record is not None and record.current is not None
     assert interrupted(paths, record)

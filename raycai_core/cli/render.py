@@ -74,6 +74,7 @@ def view_to_json(view: ClusterView) -> dict[str, Any]:
         "name": view.name,
         "state": view.desired.state if view.desired else "orphaned",
         "ready": view.ready,
+        "updating": view.updating,
         "desired_workers": view.desired_workers,
         "workers_running": view.workers_running,
         "workers_joined": view.workers_joined,
@@ -127,6 +128,8 @@ def print_view(view: ClusterView, autoscaler: AutoscalerStatus | None = None) ->
     `autoscaler`, the autoscaler's status, gives them), its head, Ray and its nodes."""
     head = view.head
     ready = "READY" if view.ready else "NOT READY"
+    if not view.ready and view.updating:
+        ready = f"UPDATING ({view.updating})"
     if view.desired is not None and view.desired.state == "suspended":
         from raycai_core.cluster.suspend import suspended_note
 

@@ -83,3 +83,19 @@ async def cluster_lock(
     finally:
         # Released even when the body was cancelled; a thread would race the next holder.
         _release(fd)
+
+
+def lock_free(paths: ClusterPaths) -> bool:
+    """Nobody holds the cluster's lock now (an update recorded as running is then one whose
+    process died). Takes the lock for an instant when it is free."""
+    try:
+        fd = os.open(paths.lock_file, os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)  # closing releases a lock taken here
+    return True

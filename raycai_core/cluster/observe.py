@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from raycai_core.cluster.records import (
     read_node_records,
     read_token,
 )
+from raycai_core.cluster.rolling_state import running_update
 from raycai_core.cluster.view import ClusterView, RayNodeInfo, merge_cluster
 from raycai_core.cml.client import CMLClient
 from raycai_core.credentials import Secret
@@ -34,6 +36,7 @@ class ClusterFiles:
     desired: Desired | None
     head: HeadAddress | None
     records: Mapping[str, NodeRecord]
+    updating: str | None = None  # a rolling update's progress while one runs
 
 
 class Observer:
@@ -126,7 +129,8 @@ class Observer:
         error: str | None = None
         if with_ray:
             nodes, error = await self.ray_nodes(name, head, reuse_usage=reuse_usage)
-        return merge_cluster(name, desired, members, records, head, nodes, error)
+        view = merge_cluster(name, desired, members, records, head, nodes, error)
+        return dataclasses.replace(view, updating=files.updating) if files.updating else view
 
 
 def read_cluster_files(project_dir: Path, name: str) -> ClusterFiles:
@@ -136,7 +140,13 @@ def read_cluster_files(project_dir: Path, name: str) -> ClusterFiles:
         desired = read_desired(paths)
     except CorruptClusterFile:
         desired = None
-    return ClusterFiles(desired, read_head_address(paths), read_node_records(paths))
+    update = running_update(paths)
+    return ClusterFiles(
+        desired,
+        read_head_address(paths),
+        read_node_records(paths),
+        update.progress_text() if update is not None else None,
+    )
 
 
 def _alive(nodes: list[RayNode]) -> frozenset[str]:

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
-import os
 import time
 from typing import TYPE_CHECKING
 
@@ -31,6 +29,7 @@ from raycai_core.cluster.desired import read_desired
 from raycai_core.cluster.drain import drain_node_id
 from raycai_core.cluster.healing import missing_workers
 from raycai_core.cluster.layout import ClusterPaths
+from raycai_core.cluster.lock import lock_free
 from raycai_core.cluster.rolling_plan import (
     Replacement,
     RollingPlan,
@@ -68,22 +67,6 @@ class UpdateStopped(ClusterError):
     def __init__(self, message: str, record: RollingRecord) -> None:
         self.record = record
         super().__init__(message)
-
-
-def lock_free(paths: ClusterPaths) -> bool:
-    """Nobody holds the cluster's lock now (an update recorded as running is then one whose
-    process died). Takes the lock for an instant when it is free."""
-    try:
-        fd = os.open(paths.lock_file, os.O_RDWR | os.O_CLOEXEC)
-    except OSError:
-        return True
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)  # closing releases a lock taken here
-    return True
 
 
 def interrupted(paths: ClusterPaths, record: RollingRecord) -> bool:

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from raycai_core.atomic import atomic_write_json, read_json
 from raycai_core.cluster.layout import ClusterPaths
+from raycai_core.cluster.lock import lock_free
 from raycai_core.cluster.rolling_plan import Replacement, RollingPlan
 from raycai_core.spec import ClusterSpec, SpecError, parse_spec
 
@@ -209,3 +210,12 @@ def status_line(record: RollingRecord, interrupted: bool) -> str:
             "with the same spec tries again"
         )
     return f"update: done ({record.progress_text()})"
+
+
+def running_update(paths: ClusterPaths) -> RollingRecord | None:
+    """The cluster's update while a process carries it out (recorded as running, the
+    cluster's lock held); None otherwise (none, finished, stopped, or interrupted)."""
+    record = read_rolling(paths)
+    if record is None or record.state != "running" or lock_free(paths):
+        return None
+    return record

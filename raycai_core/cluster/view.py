@@ -192,6 +192,9 @@ class ClusterView:
     # Seen from outside the project (remote mode): Ray cannot be asked, so every launcher's
     # record joined is ready (cluster/remote.py).
     remote: bool = False
+    # A rolling update's progress while one runs (its new workers join one at a time, so
+    # the cluster is not READY meanwhile, but keeps its capacity): rolling.json.
+    updating: str | None = None
 
     @property
     def desired_workers(self) -> int:

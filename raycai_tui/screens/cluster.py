@@ -110,6 +110,8 @@ def title_text(view: ClusterView, healing: bool) -> Text:
         return text
     elif view.ready:
         text.append("READY", style="bold green")
+    elif view.updating:  # its progress is on the work line
+        text.append("UPDATING", style="bold cyan")
     else:
         text.append("NOT READY", style="bold yellow")
     if view.autoscaled:
