@@ -369,6 +369,27 @@ def test_worker_waits_joins_rejoins_and_stops(fake: Project) -> None:
     gcs2.close()
 
 
+@pytest.mark.parametrize(
+    ("previous", "restarts"),
+    [("joined", 3), ("stopping", 0), ("stopped", 0)],
+)
+def test_a_start_after_a_crash_counts_a_platform_restart_and_after_a_stop_not(
+    fake: Project, previous: str, restarts: int
+) -> None:
+    """The previous run's last record: a run that was told to stop (SIGTERM) and killed
+    after the grace period leaves "stopping", one that crashed its last working phase."""
+    record = fake.paths.node_record("worker-1")
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"node": "worker-1", "phase": previous, "restarts": 2}))
+    launcher = fake.start("worker", fake.env("worker-1", "127.0.0.1", free_port()))
+    try:
+        fake.phase("worker-1", "waiting-for-head")
+        assert fake.record("worker-1")["restarts"] == restarts
+    finally:
+        launcher.send_signal(signal.SIGTERM)
+        launcher.wait(10)
+
+
 def test_a_worker_starts_ray_with_its_groups_resources_and_labels(grouped: Project) -> None:
     gcs = socket.socket()
     gcs.bind(("127.0.0.1", 0))

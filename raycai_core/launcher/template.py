@@ -1160,7 +1160,9 @@ class Launcher:
     def _first_record(self) -> dict:
         previous = read_json(os.path.join(self.dir, "nodes", self.node + ".json")) or {}
         restarts = 0
-        if previous and previous.get("phase") != STOPPED:
+        # A run told to stop (SIGTERM: stopped, suspended, deleted) and killed after the
+        # grace period never wrote "stopped" but did not crash: no restart of the platform's.
+        if previous and previous.get("phase") not in (STOPPED, STOPPING):
             restarts = int(previous.get("restarts") or 0) + 1
         self.after_suspend = bool(previous.get("suspended"))
         return {
