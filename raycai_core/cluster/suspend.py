@@ -71,16 +71,19 @@ def plan_suspend(spec: ClusterSpec, members: Sequence[ClusterApp]) -> SuspendPla
     return SuspendPlan(delete=delete, stop=stop, head=head)
 
 
-def suspended_note(desired: Desired | None, now: float | None = None) -> str | None:
-    """`suspended 12 min ago (idle for 30 min)` for a suspended cluster, else None."""
+def suspended_note(
+    desired: Desired | None, now: float | None = None, *, short: bool = False
+) -> str | None:
+    """`suspended since 2026-12-07 03:49 UTC (12 min ago): idle for 30 min` for a suspended
+    cluster (`short`, for a table's column: `12 min ago: idle for 30 min`), else None."""
     if desired is None or desired.state != "suspended":
         return None
     info = desired.suspension
     if info is None or not info.at:
-        return "suspended"
+        return "" if short else "suspended"
     ago = max(0.0, (time.time() if now is None else now) - info.at)
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(info.at))
-    text = f"suspended since {when} ({_ago(ago)} ago)"
+    text = f"{_ago(ago)} ago" if short else f"suspended since {when} ({_ago(ago)} ago)"
     return f"{text}: {info.reason}" if info.reason else text
 
 

@@ -19,7 +19,7 @@ def state_of(summary: ClusterSummary) -> Text:
     if summary.desired.state == "deleting":
         return Text("deleting", style="yellow")
     if summary.desired.state == "suspended":
-        return Text("SUSPENDED", style="bold blue")
+        return Text("suspended", style="bold blue")
     return Text("active", style="green")
 
 
@@ -37,8 +37,7 @@ def cluster_cells(
     if summary.suspended and not operation:  # when and why it sleeps, in the same column
         from raycai_core.cluster.suspend import suspended_note
 
-        note = (suspended_note(summary.desired, now) or "").removeprefix("suspended since ")
-        last = Text(note, style="dim blue")
+        last = Text(suspended_note(summary.desired, now, short=True) or "", style="dim blue")
     return (
         summary.name,
         state_of(summary),
