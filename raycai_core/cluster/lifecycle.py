@@ -52,6 +52,7 @@ from raycai_core.cluster.records import (
     read_node_record,
     read_node_records,
 )
+from raycai_core.cluster.rolling_state import running_update
 from raycai_core.cluster.types import (
     PAST,
     Action,
@@ -712,7 +713,9 @@ def summarise(
                 m.app.status is AppStatus.RUNNING, records.get(m.node), None, now
             )
         )
-        summaries.append(ClusterSummary(name, desired, members, joined, records))
+        update = running_update(paths)
+        updating = update.progress_text() if update is not None else None
+        summaries.append(ClusterSummary(name, desired, members, joined, records, updating))
     return summaries
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,8 +128,9 @@ class Observer:
         error: str | None = None
         if with_ray:
             nodes, error = await self.ray_nodes(name, head, reuse_usage=reuse_usage)
-        view = merge_cluster(name, desired, members, records, head, nodes, error)
-        return dataclasses.replace(view, updating=files.updating) if files.updating else view
+        return merge_cluster(
+            name, desired, members, records, head, nodes, error, updating=files.updating
+        )
 
 
 def read_cluster_files(project_dir: Path, name: str) -> ClusterFiles:

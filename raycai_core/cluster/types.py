@@ -243,6 +243,7 @@ class ClusterSummary:
     members: list[ClusterApp]
     joined_workers: int  # by phases.node_joined, from the launchers' records
     records: Mapping[str, NodeRecord] = field(default_factory=dict)
+    updating: str | None = None  # a running rolling update's progress (rolling.json)
 
     @property
     def head(self) -> ClusterApp | None:

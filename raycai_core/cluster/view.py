@@ -403,6 +403,7 @@ class ClusterView:
             error,
             now=self.observed_at,
             schedule_wait=self.schedule_wait_s,
+            updating=self.updating,
         )
 
     def uptime_s(self, row: NodeRow) -> float | None:
@@ -463,9 +464,11 @@ def merge_cluster(
     ray_error: str | None = None,
     now: float | None = None,
     schedule_wait: float | None = None,
+    updating: str | None = None,
 ) -> ClusterView:
     """`ray_nodes` None: Ray was not asked (the launchers' records say who joined).
-    `schedule_wait`: the view's `schedule_wait_s` (None: SCHEDULE_WAIT_S, or its override)."""
+    `schedule_wait`: the view's `schedule_wait_s` (None: SCHEDULE_WAIT_S, or its override).
+    `updating`: a running rolling update's progress (ClusterFiles.updating)."""
     now = time.time() if now is None else now
     nodes = ray_nodes or []
     ray_known = ray_nodes is not None and ray_error is None
@@ -513,6 +516,7 @@ def merge_cluster(
         observed_at=now,
         ray_known=ray_known,
         schedule_wait_s=schedule_threshold_s() if schedule_wait is None else schedule_wait,
+        updating=updating,
     )
 
 

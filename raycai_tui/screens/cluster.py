@@ -380,6 +380,7 @@ class ClusterScreen(RaycaiScreen):
             files.head,
             self._ray_nodes,
             self._ray_error,
+            updating=files.updating,
         )
         self.show_view(view)
 

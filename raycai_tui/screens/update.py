@@ -156,6 +156,14 @@ class UpdateScreen(ModalScreen["UpdateChoice | None"]):
     def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
         self._replan()
 
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Enter in a field: to the Update button once the plan is valid (enter again
+        applies it; the plan stays in view), else nowhere."""
+        event.stop()
+        apply = self.query_one("#apply", Button)
+        if not apply.disabled:
+            apply.focus()
+
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
         if event.button.id == "apply" and self.spec is not None:

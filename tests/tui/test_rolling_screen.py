@@ -39,13 +39,16 @@ async def test_update_is_planned_as_typed_and_goes_on_after_leaving_the_screen(
         await pilot.pause(0.1)
         assert "Rerun with --restart-head" in str(plan.render()) and apply.disabled
         dialog.query_one("#ray-version", Input).value = "2.60.0"
-        dialog.query_one("#group-cpu", Input).value = "2"
-        await pilot.pause(0.1)
+        dialog.query_one("#group-cpu", Input).focus()  # its text selected: typing replaces it
+        await pilot.press("2", "enter")  # enter: to the Update button, the plan in view
         text = str(plan.render())
         assert "replace 2 worker(s) one at a time" in text and not apply.disabled
+        assert app.focused is apply
 
-        apply.press()
+        await pilot.press("enter")
         await until(pilot, lambda: app.operations.get("demo", "update") is not None, "the update")
+        title = screen.query_one("#cluster-title", Static)
+        await until(pilot, lambda: "UPDATING" in str(title.render()), "UPDATING in the title")
         await pilot.press("escape")  # back to the list: the update goes on
         assert isinstance(app.screen, ClustersScreen)
         await until(
