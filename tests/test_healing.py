@@ -378,7 +378,8 @@ def test_an_update_without_quota_room_stops_and_a_ray_change_is_refused(
     """Issue 21 on real Ray, on the resized cluster (head 1 vCPU, workers 2 vCPU): with the
     project's quota full, an update's extra worker never gets a pod, so the update stops
     after its wait, says why, and both workers stay ALIVE in Ray; a change to a Ray version
-    that the project's venv does not have is refused before anything changes."""
+    that the project's venv does not have is refused before anything changes, and so is a
+    change of the head's size without --restart-head."""
     cluster = handle
     paths = ClusterPaths(cluster.project_dir, NAME)
     nodes = nodes_of(asyncio.run(cluster_apps(cluster)), NAME)
@@ -404,8 +405,15 @@ def test_an_update_without_quota_room_stops_and_a_ray_change_is_refused(
     # next refusal is the plan's: it needs --restart-head, tests/test_rolling_standin.py).
     assert "not changing healme: its nodes would fail" in refused.stderr
     assert "raycai setup-env --ray-version 2.61.0" in refused.stderr
+    # A head change passes those checks and is the plan's to refuse: it needs --restart-head.
+    bigger_head = ("--workers", "2", "--cpu", "2", "--memory", "1", "--head-cpu", "2",
+                   "--head-memory", "1", "--runtime", RUNTIME)  # fmt: skip
+    refused = raycai(cluster, "up", NAME, *bigger_head, check=False)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "needs a new head" in refused.stderr and "--restart-head" in refused.stderr
     desired = read_desired(paths)
     assert desired is not None and desired.spec.workers.cpu == 2  # nothing changed
+    assert desired.spec.head.cpu == 1
     assert asyncio.run(Sampler(paths).alive_workers()) == 2
 
 
