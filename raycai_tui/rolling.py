@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from raycai_core.cluster.layout import ClusterPaths
     from raycai_core.cluster.types import Progress, ProgressCallback
     from raycai_core.spec import ClusterSpec
     from raycai_tui.services import Services
@@ -38,15 +37,3 @@ async def run_update(
     record = await RollingUpdate(manager, spec, restart_head=restart_head).run()
     await manager.up(spec, wait=False, timeout=900.0)
     return f"update done ({record.progress_text()})"
-
-
-def unfinished_update_line(paths: ClusterPaths) -> str | None:
-    """`raycai status`'s line for a rolling update that is running (started here or from
-    another terminal), stopped or interrupted; None when there is none or it is done."""
-    from raycai_core.cluster.rolling import interrupted
-    from raycai_core.cluster.rolling_state import read_rolling, status_line
-
-    record = read_rolling(paths)
-    if record is None or record.state == "done":
-        return None
-    return status_line(record, interrupted(paths, record))

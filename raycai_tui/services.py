@@ -52,7 +52,7 @@ class Snapshot:
         summary = self.summary(name)
         if summary is None or name not in self.heads:
             return None
-        return ClusterFiles(summary.desired, self.heads[name], summary.records, summary.updating)
+        return ClusterFiles(summary.desired, self.heads[name], summary.records, summary.update)
 
 
 @dataclass

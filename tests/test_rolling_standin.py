@@ -14,8 +14,8 @@ import pytest
 from raycai_core.cluster.desired import read_desired
 from raycai_core.cluster.layout import ClusterPaths
 from raycai_core.cluster.lifecycle import ClusterManager
-from raycai_core.cluster.rolling import RollingUpdate, UpdateStopped, interrupted
-from raycai_core.cluster.rolling_state import read_rolling
+from raycai_core.cluster.rolling import RollingUpdate, UpdateStopped
+from raycai_core.cluster.rolling_state import interrupted, read_rolling
 from raycai_core.cluster.types import Progress
 from raycai_core.local import WorkspaceHandle
 from raycai_core.spec import ClusterSpec, spec_from_flags

@@ -194,8 +194,8 @@ def up(
     from raycai_core.cli.doctor_cmd import up_preflight, up_project_checks
     from raycai_core.cli.rolling_cmd import roll_if_needed
 
-    up_preflight(target, spec)
     exists = ClusterPaths(target.project_dir, spec.name).cluster_json.is_file()
+    up_preflight(target, spec, exists=exists)
     doing = "Bringing cluster {} to this spec" if exists else "Creating cluster {}"
     click.echo(f"{doing.format(spec.name)} on {target.label}", err=True)
     view = run(main())
@@ -310,14 +310,14 @@ def status(target: Target, name: str, as_json: bool, watch: bool) -> None:
                 auto = await fetch_autoscaler_status(ops.observer, ops.paths(name), view)
                 if as_json:
                     data = {**view_to_json(view), "autoscaler": autoscaler_json(auto)}
-                    data["update"] = update_json(ops.paths(name))
+                    data["update"] = update_json(view.update)
                     click.echo(json.dumps(data, indent=2))
                 else:
                     if watch:
                         click.clear()
                     print_view(view, auto)
                     print_autoscaler(auto)
-                    print_update(ops.paths(name))
+                    print_update(view.update)
                 if not watch:
                     return
                 await asyncio.sleep(2)

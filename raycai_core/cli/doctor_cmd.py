@@ -142,14 +142,13 @@ def doctor(
         raise SystemExit(EXIT_FAILED)
 
 
-def up_preflight(target: Target, spec: ClusterSpec) -> None:
+def up_preflight(target: Target, spec: ClusterSpec, *, exists: bool = False) -> None:
     """`raycai up`'s part of the doctor that reads files: the checks that create and call
     nothing (project files, this environment). A spec that would certainly fail is refused
-    with the doctor's message; the rest are warnings. Only where the project's files are
-    (not remote)."""
+    with the doctor's message (`exists`: of a cluster that exists, "not changing"); the rest
+    are warnings. Only where the project's files are (not remote)."""
     if not target.project_dir.is_dir():
         return
-    exists = ClusterPaths(target.project_dir, spec.name).cluster_json.is_file()
     refused = _refuse_or_warn(spec, up_checks(target.project_dir, spec), exists=exists)
     if refused:
         fail(refused, EXIT_FAILED)

@@ -10,8 +10,8 @@ import click
 from raycai_core.cluster.types import ClusterError
 
 if TYPE_CHECKING:
-    from raycai_core.cluster.layout import ClusterPaths
     from raycai_core.cluster.lifecycle import ClusterManager
+    from raycai_core.cluster.rolling_state import UpdateStatus
     from raycai_core.spec import ClusterSpec
 
 
@@ -59,25 +59,16 @@ async def roll_if_needed(
     await update.run()
 
 
-def update_json(paths: ClusterPaths) -> dict[str, Any] | None:
+def update_json(update: UpdateStatus | None) -> dict[str, Any] | None:
     """`raycai status --json`'s `update`: the cluster's last rolling update, or None."""
-    from raycai_core.cluster.rolling import interrupted
-    from raycai_core.cluster.rolling_state import read_rolling, status_json
-
-    record = read_rolling(paths)
-    if record is None:
-        return None
-    return status_json(record, interrupted(paths, record))
+    return update.to_json() if update is not None else None
 
 
-def print_update(paths: ClusterPaths) -> None:
+def print_update(update: UpdateStatus | None) -> None:
     """`raycai status`'s lines about the cluster's last rolling update (none: nothing)."""
-    from raycai_core.cluster.rolling import interrupted
-    from raycai_core.cluster.rolling_state import read_rolling, status_line
-
-    record = read_rolling(paths)
-    if record is None:
+    if update is None:
         return
-    click.echo(status_line(record, interrupted(paths, record)))
+    click.echo(update.line())
+    record = update.record
     if record.state != "done" and record.events:
         click.echo(f"  last: {record.events[-1]}")

@@ -52,7 +52,7 @@ from raycai_core.cluster.records import (
     read_node_record,
     read_node_records,
 )
-from raycai_core.cluster.rolling_state import running_update
+from raycai_core.cluster.rolling_state import update_status
 from raycai_core.cluster.types import (
     PAST,
     Action,
@@ -713,9 +713,8 @@ def summarise(
                 m.app.status is AppStatus.RUNNING, records.get(m.node), None, now
             )
         )
-        update = running_update(paths)
-        updating = update.progress_text() if update is not None else None
-        summaries.append(ClusterSummary(name, desired, members, joined, records, updating))
+        update = update_status(paths)
+        summaries.append(ClusterSummary(name, desired, members, joined, records, update))
     return summaries
 
 

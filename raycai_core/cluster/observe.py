@@ -19,7 +19,7 @@ from raycai_core.cluster.records import (
     read_node_records,
     read_token,
 )
-from raycai_core.cluster.rolling_state import running_update
+from raycai_core.cluster.rolling_state import UpdateStatus, update_status
 from raycai_core.cluster.view import ClusterView, RayNodeInfo, merge_cluster
 from raycai_core.cml.client import CMLClient
 from raycai_core.credentials import Secret
@@ -35,7 +35,7 @@ class ClusterFiles:
     desired: Desired | None
     head: HeadAddress | None
     records: Mapping[str, NodeRecord]
-    updating: str | None = None  # a rolling update's progress while one runs
+    update: UpdateStatus | None = None  # its last rolling update (rolling.json)
 
 
 class Observer:
@@ -129,7 +129,7 @@ class Observer:
         if with_ray:
             nodes, error = await self.ray_nodes(name, head, reuse_usage=reuse_usage)
         return merge_cluster(
-            name, desired, members, records, head, nodes, error, updating=files.updating
+            name, desired, members, records, head, nodes, error, update=files.update
         )
 
 
@@ -140,12 +140,8 @@ def read_cluster_files(project_dir: Path, name: str) -> ClusterFiles:
         desired = read_desired(paths)
     except CorruptClusterFile:
         desired = None
-    update = running_update(paths)
     return ClusterFiles(
-        desired,
-        read_head_address(paths),
-        read_node_records(paths),
-        update.progress_text() if update is not None else None,
+        desired, read_head_address(paths), read_node_records(paths), update_status(paths)
     )
 
 

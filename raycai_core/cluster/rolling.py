@@ -28,8 +28,6 @@ from typing import TYPE_CHECKING
 from raycai_core.cluster.desired import read_desired
 from raycai_core.cluster.drain import drain_node_id
 from raycai_core.cluster.healing import missing_workers
-from raycai_core.cluster.layout import ClusterPaths
-from raycai_core.cluster.lock import lock_free
 from raycai_core.cluster.rolling_plan import (
     Replacement,
     RollingPlan,
@@ -67,10 +65,6 @@ class UpdateStopped(ClusterError):
     def __init__(self, message: str, record: RollingRecord) -> None:
         self.record = record
         super().__init__(message)
-
-
-def interrupted(paths: ClusterPaths, record: RollingRecord) -> bool:
-    return record.state == "running" and lock_free(paths)
 
 
 def _resume_plan(record: RollingRecord, workers: list[NodeRow]) -> RollingPlan:

@@ -212,10 +212,32 @@ def status_line(record: RollingRecord, interrupted: bool) -> str:
     return f"update: done ({record.progress_text()})"
 
 
-def running_update(paths: ClusterPaths) -> RollingRecord | None:
-    """The cluster's update while a process carries it out (recorded as running, the
-    cluster's lock held); None otherwise (none, finished, stopped, or interrupted)."""
+def interrupted(paths: ClusterPaths, record: RollingRecord) -> bool:
+    """Recorded as running while nobody holds the cluster's lock: its process died."""
+    return record.state == "running" and lock_free(paths)
+
+
+@dataclass(frozen=True)
+class UpdateStatus:
+    """The cluster's last rolling update, as `raycai status` and raycai-tui show it."""
+
+    record: RollingRecord
+    interrupted: bool
+
+    @property
+    def running(self) -> bool:
+        """A process carries it out now (recorded as running, the cluster's lock held)."""
+        return self.record.state == "running" and not self.interrupted
+
+    def line(self) -> str:
+        return status_line(self.record, self.interrupted)
+
+    def to_json(self) -> dict[str, Any]:
+        return status_json(self.record, self.interrupted)
+
+
+def update_status(paths: ClusterPaths) -> UpdateStatus | None:
+    """The cluster's last update (rolling.json, and whether its process still holds the
+    lock: one look for everything shown of it); None when it never had one."""
     record = read_rolling(paths)
-    if record is None or record.state != "running" or lock_free(paths):
-        return None
-    return record
+    return None if record is None else UpdateStatus(record, interrupted(paths, record))

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from raycai_core.cluster.apps import ClusterApp
 from raycai_core.cluster.desired import Desired
 from raycai_core.cluster.records import NodeRecord
 from raycai_core.cml.models import AppStatus
 from raycai_core.naming import HEAD_NODE
+
+if TYPE_CHECKING:  # rolling_state builds on views and types
+    from raycai_core.cluster.rolling_state import UpdateStatus
 
 Level = Literal["info", "warning", "error"]
 
@@ -243,7 +246,7 @@ class ClusterSummary:
     members: list[ClusterApp]
     joined_workers: int  # by phases.node_joined, from the launchers' records
     records: Mapping[str, NodeRecord] = field(default_factory=dict)
-    updating: str | None = None  # a running rolling update's progress (rolling.json)
+    update: UpdateStatus | None = None  # its last rolling update (rolling.json)
 
     @property
     def head(self) -> ClusterApp | None:

@@ -13,6 +13,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from raycai_core.cluster import phases
 from raycai_core.cluster.apps import ClusterApp
@@ -22,6 +23,9 @@ from raycai_core.cluster.records import HeadAddress, NodeRecord
 from raycai_core.cml.models import AppStatus
 from raycai_core.naming import HEAD_NODE, node_group, node_index, role_of
 from raycai_core.ray.matching import launcher_ip, match_ray_node
+
+if TYPE_CHECKING:  # rolling_state builds on views and types
+    from raycai_core.cluster.rolling_state import UpdateStatus
 
 __all__ = [
     "READY_PHASES",
@@ -192,9 +196,15 @@ class ClusterView:
     # Seen from outside the project (remote mode): Ray cannot be asked, so every launcher's
     # record joined is ready (cluster/remote.py).
     remote: bool = False
-    # A rolling update's progress while one runs (its new workers join one at a time, so
-    # the cluster is not READY meanwhile, but keeps its capacity): rolling.json.
-    updating: str | None = None
+    # The cluster's last rolling update (rolling.json), if it ever had one.
+    update: UpdateStatus | None = None
+
+    @property
+    def updating(self) -> str | None:
+        """A running update's progress: its new workers join one at a time, so the cluster
+        is not READY meanwhile, but keeps its capacity."""
+        update = self.update
+        return update.record.progress_text() if update is not None and update.running else None
 
     @property
     def desired_workers(self) -> int:
@@ -403,7 +413,7 @@ class ClusterView:
             error,
             now=self.observed_at,
             schedule_wait=self.schedule_wait_s,
-            updating=self.updating,
+            update=self.update,
         )
 
     def uptime_s(self, row: NodeRow) -> float | None:
@@ -464,11 +474,11 @@ def merge_cluster(
     ray_error: str | None = None,
     now: float | None = None,
     schedule_wait: float | None = None,
-    updating: str | None = None,
+    update: UpdateStatus | None = None,
 ) -> ClusterView:
     """`ray_nodes` None: Ray was not asked (the launchers' records say who joined).
     `schedule_wait`: the view's `schedule_wait_s` (None: SCHEDULE_WAIT_S, or its override).
-    `updating`: a running rolling update's progress (ClusterFiles.updating)."""
+    `update`: the cluster's last rolling update (ClusterFiles.update)."""
     now = time.time() if now is None else now
     nodes = ray_nodes or []
     ray_known = ray_nodes is not None and ray_error is None
@@ -516,7 +526,7 @@ def merge_cluster(
         observed_at=now,
         ray_known=ray_known,
         schedule_wait_s=schedule_threshold_s() if schedule_wait is None else schedule_wait,
-        updating=updating,
+        update=update,
     )
 
 

@@ -14,7 +14,6 @@ needs the cluster's data is dimmed, and says why when pressed, until that data a
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import time
 from typing import TYPE_CHECKING
@@ -380,7 +379,7 @@ class ClusterScreen(RaycaiScreen):
             files.head,
             self._ray_nodes,
             self._ray_error,
-            updating=files.updating,
+            update=files.update,
         )
         self.show_view(view)
 
@@ -429,7 +428,6 @@ class ClusterScreen(RaycaiScreen):
         from raycai_core.cluster.layout import ClusterPaths
         from raycai_core.work.jobs import summarise_jobs
         from raycai_core.work.session import ClusterWork
-        from raycai_tui.rolling import unfinished_update_line
 
         services = self.services
         assert services is not None
@@ -449,12 +447,10 @@ class ClusterScreen(RaycaiScreen):
             autoscaler = f"autoscaler: unknown ({describe_error(exc)})"
         if autoscaler:
             parts.append(autoscaler)
-        try:  # a rolling update, also one started from `raycai up` in another terminal
-            update = await asyncio.to_thread(unfinished_update_line, paths)
-        except Exception as exc:
-            update = f"update: unknown ({describe_error(exc)})"
-        if update:
-            parts.append(update)
+        # A rolling update, also one started from `raycai up` in another terminal: read with
+        # the cluster's files; shown while it runs, and when it stopped or was interrupted.
+        if view.update is not None and view.update.record.state != "done":
+            parts.append(view.update.line())
         return "  ·  ".join(parts)
 
     @property
