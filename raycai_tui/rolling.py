@@ -23,17 +23,16 @@ async def run_update(
     """Carry the update out; `show` gets how far it is (`1 of 2 worker(s) replaced; ...`)
     at each of its steps. Returns the line to tell when it is done."""
     from raycai_core.cluster.rolling import RollingUpdate
-    from raycai_core.cluster.rolling_state import read_rolling
 
     def step(event: Progress) -> None:
         progress(event)
-        if event.step == "update":
-            record = read_rolling(paths)  # a small file, written just before this step
-            if record is not None:
-                show(record.progress_text())
+        # The update's record as it keeps it in memory (this runs on the app's event loop:
+        # no reading of rolling.json here).
+        if event.step == "update" and update.record is not None:
+            show(update.record.progress_text())
 
     manager = services.manager(step)
-    paths = manager.paths(spec.name)
-    record = await RollingUpdate(manager, spec, restart_head=restart_head).run()
+    update = RollingUpdate(manager, spec, restart_head=restart_head)
+    record = await update.run()
     await manager.up(spec, wait=False, timeout=900.0)
     return f"update done ({record.progress_text()})"
