@@ -59,6 +59,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     module-scoped ones that start a shared cluster."""
     if item.get_closest_marker("ray") is not None:
         require_private_netns()
+    from tests import helpers
+
+    helpers.RUNNING_TEST = item
 
 
 @pytest.fixture(scope="session")

@@ -49,7 +49,21 @@ def as_in_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+# The test being run (tests/conftest.py sets it): the tiers' guard below reads its markers.
+RUNNING_TEST: Any = None
+# A test with none of these markers belongs to the fast tier (`./dev test --fast`).
+OUTSIDE_THE_FAST_TIER = ("integration", "ray", "slow")
+
+
 def raycai_argv(*args: str) -> list[str]:
+    """The command line of raycai's CLI as a process. A CLI process costs ~0.4 CPU-seconds
+    (its imports): a test that runs one is marked `integration` (or `ray`), never fast."""
+    test = RUNNING_TEST
+    if test is not None and not any(test.get_closest_marker(m) for m in OUTSIDE_THE_FAST_TIER):
+        raise AssertionError(
+            f"{test.nodeid} runs raycai's CLI as a process: mark it `integration` "
+            "(README, Development) so that `./dev test --fast` stays fast"
+        )
     return [sys.executable, "-m", "raycai_core.cli.main", *args]
 
 

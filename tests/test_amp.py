@@ -26,7 +26,7 @@ from raycai_core.spec import load_spec_file
 from tests.fixtures.workspace import RUNTIME
 from tests.helpers import raycai, status_json
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 REPO = Path(__file__).resolve().parent.parent
 MANIFEST = REPO / ".project-metadata.yaml"

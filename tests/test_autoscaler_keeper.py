@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
+
 from raycai_core.cluster.apps import group_by_cluster
 from raycai_core.cluster.autoscaler import (
     KEPT_BY_AUTOSCALER,
@@ -27,6 +29,8 @@ from raycai_core.spec import spec_from_flags
 from tests.fixtures.workspace import RUNTIME
 from tests.helpers import cluster_apps, nodes_of, raycai
 from tests.test_cluster_view import app
+
+pytestmark = pytest.mark.integration
 
 NOW = 1_800_000_000.0
 

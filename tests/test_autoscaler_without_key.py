@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from raycai_core.cluster.layout import ClusterPaths
 from raycai_core.cluster.records import read_node_record
 from raycai_core.local import WorkspaceHandle
 from tests.helpers import SMALL_NODES, cluster_apps, nodes_of, raycai, status_json
 from tests.tui.support import fake_ray
+
+pytestmark = pytest.mark.integration
 
 __all__ = ["fake_ray"]  # the fixture
 

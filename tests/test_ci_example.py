@@ -20,7 +20,7 @@ from tests.tui.support import fake_ray
 
 __all__ = ["fake_ray"]  # the fixture
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 WORKFLOW = Path(__file__).parent.parent / "examples" / "ci" / "github-actions.yml"
 SECRETS = ("CML_HOST", "CML_API_KEY", "CML_PROJECT_ID")

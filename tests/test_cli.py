@@ -14,6 +14,8 @@ from raycai_core.local import WorkspaceHandle
 from tests.fixtures.workspace import RUNTIME
 from tests.helpers import cluster_apps, raycai
 
+pytestmark = pytest.mark.integration
+
 HEAVY = ("textual", "ray", "httpx", "pydantic", "aiohttp")
 
 

@@ -25,6 +25,8 @@ from tests.helpers import cluster_apps, nodes_of, raycai, status_json
 from tests.test_reliability import assert_nodes, run_until
 from tests.tui.support import client_for, fake_ray
 
+pytestmark = pytest.mark.integration
+
 __all__ = ["fake_ray"]  # the fixture
 
 OTHER_RUNTIME = "docker.repository.cloudera.com/cloudera/cdsw/ml-runtime-other:1"

@@ -29,6 +29,8 @@ from tests.fixtures.workspace import RUNTIME
 from tests.helpers import cli_env, cluster_apps, nodes_of, raycai, raycai_argv
 from tests.test_cluster_view import app, desired, ray
 
+pytestmark = pytest.mark.integration
+
 NOW = 1_800_000_000.0
 
 

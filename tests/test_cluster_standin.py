@@ -21,7 +21,7 @@ from tests.tui.support import client_for, fake_ray, set_ray_usage, small_spec
 
 __all__ = ["fake_ray"]  # the fixture
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
 @pytest.fixture

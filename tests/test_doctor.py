@@ -37,7 +37,7 @@ from raycai_core.spec import load_spec_file
 from tests.fixtures.workspace import RUNTIME
 from tests.helpers import cli_env, raycai, raycai_argv
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 SPEC = f"""\
 name = "demo"

@@ -21,7 +21,7 @@ from raycai_core.spec import load_spec_file
 from tests.helpers import cli_env, raycai_argv
 from tests.test_doctor import SPEC, by_name, project_venv, set_shared_memory, spec_file
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
 def from_laptop(handle: WorkspaceHandle, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -17,6 +17,8 @@ import pytest
 from raycai_core.launcher.render import render_cluster
 from raycai_core.spec import parse_spec
 
+pytestmark = pytest.mark.integration
+
 # Runs in the child: raycai, raycai_core and raycai_tui cannot be imported, whatever the
 # installation (an editable install puts a finder on sys.meta_path; this one comes first).
 IMPORT_WITHOUT_RAYCAI = r"""

@@ -19,6 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+pytestmark = pytest.mark.integration
+
 PROGRAM = Path(__file__).parents[1] / "raycai_core" / "launcher" / "head_proxy.py"
 TOKEN = "f00d" * 16
 WORKSPACE_KEY = "workspace-api-key"

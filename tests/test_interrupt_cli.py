@@ -22,6 +22,8 @@ from raycai_core.cluster.layout import ClusterPaths
 from raycai_core.local import WorkspaceHandle
 from tests.helpers import as_in_a_terminal, cli_env, raycai_argv
 
+pytestmark = pytest.mark.integration
+
 EXIT_INTERRUPTED = 130
 PROMPTLY = 20  # seconds; a command that waits for its stuck thread never ends before release
 

@@ -26,6 +26,8 @@ from raycai_core.work.ledger import (
 from tests.fake_dashboard import TOKEN, FakeDashboard, job, running_dashboard
 from tests.test_work_client import run_cli
 
+pytestmark = pytest.mark.integration
+
 T0 = 1_700_000_000.0  # submissions
 RESTART = T0 + 3600.0  # the new head's start
 

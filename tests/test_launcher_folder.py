@@ -34,7 +34,7 @@ from tests.tui.support import fake_ray, small_spec
 
 __all__ = ["fake_ray"]  # the fixture
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 FOLDER = "raycai-clusters"
 

@@ -31,6 +31,8 @@ from raycai_core.cluster.layout import ClusterPaths
 from raycai_core.launcher.render import read_token, render_cluster
 from raycai_core.spec import parse_spec
 
+pytestmark = pytest.mark.integration
+
 FAKE_RAY = """#!{python}
 import json, os, signal, socket, subprocess, sys, time
 

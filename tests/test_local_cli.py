@@ -16,7 +16,7 @@ import pytest
 
 from tests.fixtures.workspace import RUNTIME, session_pids, write_app
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
 RAYCAI = [sys.executable, "-m", "raycai_core.cli.main"]
 

@@ -14,6 +14,8 @@ import pytest
 
 from tests.helpers import as_in_a_terminal, raycai_argv
 
+pytestmark = pytest.mark.integration
+
 
 def stamp(second: int) -> str:
     return f"2025-01-01T10:00:{second:02d}.000Z"

@@ -16,6 +16,8 @@ import pytest
 
 from tests.conftest import REQUIRE_NETNS, in_private_netns
 
+pytestmark = pytest.mark.integration
+
 REPO = Path(__file__).resolve().parent.parent
 
 HOST_NET_DEV = """\

@@ -18,6 +18,8 @@ from raycai_core.launcher.ray_logs import RayLogMirror
 from raycai_core.launcher.render import render_cluster
 from raycai_core.spec import parse_spec
 
+pytestmark = pytest.mark.integration
+
 SESSION_A = "session_2026-12-07_03-00-00_000001_11"
 SESSION_B = "session_2026-12-07_04-00-00_000001_12"
 

@@ -24,7 +24,7 @@ from raycai_core.spec import parse_spec
 from tests.fixtures.workspace import RUNTIME
 from tests.helpers import as_in_a_terminal
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 FAULTS = {
     "seed": 11,

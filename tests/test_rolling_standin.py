@@ -25,7 +25,7 @@ from tests.tui.support import client_for, fake_ray, small_spec
 
 __all__ = ["fake_ray"]  # the fixture
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
 def bigger(workers: int = 2, cpu: float = 2) -> ClusterSpec:

@@ -22,7 +22,7 @@ from tests.fixtures.workspace import RUNTIME
 from tests.helpers import cli_env, raycai_argv
 from tests.test_cluster_view import desired
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 NOW = datetime(2027, 1, 1, 12, 0, tzinfo=timezone.utc)
 QUOTA_TEXT = "the project may be out of quota"

@@ -23,6 +23,8 @@ from raycai_core.work.serve_config import (
 from tests.fake_dashboard import TOKEN, FakeDashboard, running_dashboard, serve_running
 from tests.test_work_client import publish_fake, run_cli
 
+pytestmark = pytest.mark.integration
+
 
 def app(name: str, route: str = "/", import_path: str = "m:app", **more: object) -> dict:
     return {"name": name, "route_prefix": route, "import_path": import_path, **more}

@@ -22,6 +22,8 @@ from tests.fixtures.ray_nodes import free_port
 from tests.fixtures.stand_in_ray import USAGE_FILE
 from tests.fixtures.workspace import wait_for
 
+pytestmark = pytest.mark.integration
+
 STAND_IN = Path(__file__).resolve().parent / "fixtures" / "stand_in_ray.py"
 HEAD_IP = "127.0.0.211"
 GB = 2**30

@@ -21,7 +21,7 @@ from tests.tui.support import create_cluster, fake_ray
 
 __all__ = ["fake_ray"]  # the fixture
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 
 def statuses(handle: WorkspaceHandle, name: str) -> dict[str, AppStatus]:

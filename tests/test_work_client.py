@@ -28,6 +28,8 @@ from raycai_core.ray.models import JobRequest
 from raycai_core.work.packages import build_package
 from tests.fake_dashboard import TOKEN, FakeDashboard, job, running_dashboard, serve_running
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 async def dash() -> AsyncIterator[FakeDashboard]:
