@@ -6,9 +6,12 @@ with `raycai serve deploy`. Serve listens on the head's loopback only (127.0.0.1
 HeadOnly): "direct" is that address, from inside the namespace; "head proxy" is the head's
 pod address and application port (127.0.0.N:app_port/serve/..., the Ray token in
 X-Ray-Authorization), the hop a client of the project pays. 16 concurrent keep-alive
-clients (aiohttp, in a child process: no GIL shared with the workspace) for --seconds per
-target, in alternating rounds of ROUND_S, same run. Targets: median latency overhead
-(proxy minus direct) <= 2 ms, throughput ratio (proxy / direct) >= 0.9.
+clients per target (aiohttp, one child process: no GIL shared with the workspace), every
+connection opened and warmed first; then rounds in which each target in turn gets all 16
+clients for SLICE_S (1 s), the order reversing each round (A B C, C B A), --seconds per
+target in all. Short turns in one process keep the targets side by side in time: the
+machine's drift (Serve's own pauses, other work) lands on all of them alike. Targets:
+median latency overhead (proxy minus direct) <= 2 ms, throughput ratio (proxy / direct) >= 0.9.
 
 Apart (no target; it stands in for CML's ingress): the local workspace's application URL
 `http://<subdomain>.localhost:<port>/serve/...` with the workspace key and the token (two
@@ -40,7 +43,7 @@ if TYPE_CHECKING:
 
 NAME = "p13"
 CLIENTS = 16
-ROUND_S = 5.0
+SLICE_S = 1.0  # one target's turn in a round: short, so that drift hits all alike
 OVERHEAD_TARGET_MS = 2.0
 THROUGHPUT_TARGET = 0.9
 BIN = Path(sys.executable).parent
@@ -72,44 +75,69 @@ CONFIG = """applications:
 # -- the load generator (a child process) ----------------------------------------------------------
 
 
-async def load(url: str, headers: dict[str, str], seconds: float, clients: int) -> dict:
-    """`clients` keep-alive connections, each sending its next request when the last one
-    answered, for `seconds`: every latency (s), the count, the errors."""
+async def load(targets: list[dict], slice_s: float, slices: int, clients: int) -> dict:
+    """`clients` keep-alive connections to every target, opened and warmed first; then
+    `slices` rounds in which each target in turn gets all `clients` for `slice_s`, each
+    client sending its next request when the last one answered. The order reverses each
+    round (A B C, C B A, ...), so every target meets the same drift of the machine. Every
+    latency (s) per target and round, the time each target was loaded, the errors."""
     import aiohttp
 
-    latencies: list[float] = []
+    sessions = [
+        aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=clients, force_close=False),
+            headers=target["headers"],
+        )
+        for target in targets
+    ]
+    latencies: list[list[list[float]]] = [[] for _ in targets]
+    elapsed = [0.0 for _ in targets]
     errors: list[str] = []
-    connector = aiohttp.TCPConnector(limit=clients, force_close=False)
-    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+    failed = [0 for _ in targets]
 
-        async def one() -> None:
-            async with session.get(url) as response:
-                await response.read()
-                if response.status != 200:
-                    raise RuntimeError(f"{response.status}")
+    async def one(index: int) -> None:
+        async with sessions[index].get(targets[index]["url"]) as response:
+            await response.read()
+            if response.status != 200:
+                raise RuntimeError(f"{response.status}")
 
-        for _ in range(2):  # open and warm every connection
-            await asyncio.gather(*(one() for _ in range(clients)))
-        stop = time.perf_counter() + seconds
+    async def loaded(index: int) -> None:
+        stop = time.perf_counter() + slice_s
+        got: list[float] = []
 
         async def client() -> None:
             while (started := time.perf_counter()) < stop:
                 try:
-                    await one()
+                    await one(index)
                 except Exception as exc:
+                    failed[index] += 1
                     errors.append(repr(exc))
                     continue
-                latencies.append(time.perf_counter() - started)
+                got.append(time.perf_counter() - started)
 
         begin = time.perf_counter()
         await asyncio.gather(*(client() for _ in range(clients)))
-        elapsed = time.perf_counter() - begin
-    return {"latencies": latencies, "elapsed": elapsed, "errors": errors[:5], "failed": len(errors)}
+        elapsed[index] += time.perf_counter() - begin
+        latencies[index].append(got)
+
+    try:
+        for index in range(len(targets)):  # open and warm every connection
+            for _ in range(2):
+                await asyncio.gather(*(one(index) for _ in range(clients)))
+        order = list(range(len(targets)))
+        for number in range(slices):
+            for index in order if number % 2 == 0 else order[::-1]:
+                await loaded(index)
+    finally:
+        for session in sessions:
+            await session.close()
+    return {"latencies": latencies, "elapsed": elapsed, "errors": errors[:5], "failed": failed}
 
 
 def client_main(argv: list[str]) -> None:
-    url, headers, seconds, clients = argv[0], json.loads(argv[1]), float(argv[2]), int(argv[3])
-    print(json.dumps(asyncio.run(load(url, headers, seconds, clients))))
+    targets, slice_s = json.loads(argv[0]), float(argv[1])
+    slices, clients = int(argv[2]), int(argv[3])
+    print(json.dumps(asyncio.run(load(targets, slice_s, slices, clients))))
 
 
 # -- the cluster -----------------------------------------------------------------------------------
@@ -141,7 +169,6 @@ class Target:
     name: str
     url: str
     headers: dict[str, str]
-    clients: int = CLIENTS
     latencies: list[float] = field(default_factory=list)
     elapsed: float = 0.0
     failed: int = 0
@@ -154,28 +181,54 @@ class Target:
     def rps(self) -> float:
         return len(self.latencies) / self.elapsed if self.elapsed else 0.0
 
-    def run(self, seconds: float) -> None:
-        argv = [sys.executable, str(HERE), "--client", self.url, json.dumps(self.headers)]
-        done = subprocess.run(
-            [*argv, str(seconds), str(self.clients)],
-            capture_output=True,
-            text=True,
-            timeout=seconds + 60,
-        )
-        if done.returncode != 0:
-            raise SystemExit(f"the load generator failed on {self.name}:\n{done.stderr}")
-        result = json.loads(done.stdout)
-        if not result["latencies"]:
-            raise SystemExit(f"no answer from {self.name} ({self.url}): {result['errors']}")
-        self.latencies += result["latencies"]
-        self.elapsed += result["elapsed"]
-        self.failed += result["failed"]
+
+def run_rounds(chosen: list[Target], slice_s: float, slices: int, clients: int) -> None:
+    """Loads the targets in turn from one child process (see `load`), adding to each."""
+    spec = json.dumps([{"url": t.url, "headers": t.headers} for t in chosen])
+    argv = [sys.executable, str(HERE), "--client", spec, str(slice_s), str(slices), str(clients)]
+    budget = slice_s * slices * len(chosen) * 1.5 + 60
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=budget)
+    if done.returncode != 0:
+        raise SystemExit(f"the load generator failed:\n{done.stderr}")
+    result = json.loads(done.stdout)
+    for index, target in enumerate(chosen):
+        rounds = result["latencies"][index]
+        if not any(rounds):
+            raise SystemExit(f"no answer from {target.name} ({target.url}): {result['errors']}")
+        for got in rounds:
+            target.latencies += got
+        target.elapsed += result["elapsed"][index]
+        target.failed += result["failed"][index]
+        these = [latency for got in rounds for latency in got]
+        failed = result["failed"][index]
         print(
-            f"  {self.name:<28} {len(result['latencies']) / result['elapsed']:7.1f} req/s, "
-            f"median {median(result['latencies']) * 1000:6.2f} ms"
-            + (f", {result['failed']} failed {result['errors']}" if result["failed"] else ""),
+            f"  {target.name:<28} {len(these) / result['elapsed'][index]:7.1f} req/s, "
+            f"median {median(these) * 1000:6.2f} ms"
+            + (f", {failed} failed {result['errors']}" if failed else ""),
             flush=True,
         )
+
+
+def process_cpu_s(marker: str) -> float:
+    """utime + stime (s) of every live process whose command line contains `marker`."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker not in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+# Whose CPU each request costs: the head proxy (its program), and Serve's own path (its
+# proxy actor and the replica; the controller and the rest of Ray are left out).
+HEAD_PROXY = "raycai_head_proxy.py"
+SERVE_PATH = ("ray::ProxyActor", "ray::ServeReplica")
 
 
 def targets(handle: WorkspaceHandle) -> list[Target]:
@@ -233,6 +286,9 @@ async def bring_down(handle: WorkspaceHandle) -> None:
             await ops.observer.aclose()
 
 
+CPU_PER_REQUEST: dict[str, float] = {}  # s of CPU per request, filled by measure()
+
+
 def measure(handle: WorkspaceHandle, seconds: float) -> list[Target]:
     folder = handle.project_dir / "p13"
     folder.mkdir()
@@ -240,18 +296,21 @@ def measure(handle: WorkspaceHandle, seconds: float) -> list[Target]:
     (folder / "serve_config.yaml").write_text(CONFIG)
     raycai(handle, "serve", "deploy", NAME, str(folder / "serve_config.yaml"))
     chosen = targets(handle)
-    rounds = max(1, round(seconds / ROUND_S))
-    per_round = seconds / rounds
-    alone = [Target(f"{t.name}, 1 client", t.url, t.headers, clients=1) for t in chosen[:2]]
-    for number in range(rounds):
-        order = chosen if number % 2 == 0 else chosen[::-1]  # who goes first alternates
-        print(f"round {number + 1}/{rounds} ({per_round:.1f} s each):", flush=True)
-        for target in order:
-            target.run(per_round)
-    for number in range(2):  # the hop alone: Serve far from saturated
-        print(f"one client, round {number + 1}/2 ({per_round / 2:.1f} s each):", flush=True)
-        for target in alone if number % 2 == 0 else alone[::-1]:
-            target.run(per_round / 2)
+    slices = max(1, round(seconds / SLICE_S))
+    print(f"{CLIENTS} clients, {slices} rounds of {SLICE_S:g} s per target:", flush=True)
+    proxy_before = process_cpu_s(HEAD_PROXY)
+    serve_before = sum(map(process_cpu_s, SERVE_PATH))
+    run_rounds(chosen, SLICE_S, slices, CLIENTS)
+    _direct, proxy, ingress = chosen
+    CPU_PER_REQUEST["head proxy"] = (process_cpu_s(HEAD_PROXY) - proxy_before) / (
+        len(proxy.latencies) + len(ingress.latencies)  # the ingress's go through it too
+    )
+    CPU_PER_REQUEST["Serve"] = (sum(map(process_cpu_s, SERVE_PATH)) - serve_before) / sum(
+        len(target.latencies) for target in chosen
+    )
+    alone = [Target(f"{t.name}, 1 client", t.url, t.headers) for t in chosen[:2]]
+    print(f"1 client, {max(1, slices // 3)} rounds of {SLICE_S:g} s per target:", flush=True)
+    run_rounds(alone, SLICE_S, max(1, slices // 3), 1)  # the hop alone: Serve not saturated
     return chosen + alone
 
 
@@ -282,7 +341,8 @@ def main() -> None:
     report = Report("P13 head proxy hop: head app port (proxy) vs Serve's port (direct)")
     report.notes.append(
         f"handler ~10 ms (asyncio.sleep), {CLIENTS} keep-alive clients (aiohttp, one child "
-        f"process), {seconds:g} s per target in alternating rounds; a 2-CPU head, no worker; "
+        f"process), {seconds:g} s per target in turns of {SLICE_S:g} s (A B C, C B A, ...); "
+        f"a 2-CPU head, no worker; "
         f"{load_before} at the start"
     )
     report.notes.append(
@@ -300,6 +360,12 @@ def main() -> None:
         proxy.median_ms - direct.median_ms,
         OVERHEAD_TARGET_MS,
         " ms",
+    )
+    hop, serve = CPU_PER_REQUEST["head proxy"], CPU_PER_REQUEST["Serve"]
+    report.notes.append(
+        f"CPU per request (16-client turns): the head proxy {hop * 1e6:.0f} us, Serve's proxy "
+        f"actor and replica {serve * 1e6:.0f} us ({hop / serve:.1%}): at saturation the CPU "
+        f"the hop takes is what Serve loses"
     )
     report.add(
         "throughput ratio, head proxy / direct",
