@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import http.server
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -42,6 +43,7 @@ class Upstream:
         self.release = threading.Event()
         self.server: http.server.ThreadingHTTPServer | None = None
         self.connections: list[socket.socket] = []
+        self.paths: list[str] = []  # every request's path, in order
 
     def start(self) -> None:
         upstream = self
@@ -54,6 +56,7 @@ class Upstream:
                 upstream.connections.append(self.connection)
 
             def do_GET(self) -> None:
+                upstream.paths.append(self.path)
                 if self.path.endswith("/stream"):
                     self.send_response(200)
                     self.send_header("Content-Type", "text/plain")
@@ -65,22 +68,38 @@ class Upstream:
                     self.wfile.write(b"0\r\n\r\n")
                     return
                 length = int(self.headers.get("Content-Length") or 0)
+                if self.headers.get("Transfer-Encoding") == "chunked":
+                    received = self._read_chunks()
+                else:
+                    received = self.rfile.read(length) if length else b""
                 body = json.dumps(
                     {
                         "upstream": upstream.name,
                         "method": self.command,
                         "path": self.path,
                         "headers": {k.lower(): v for k, v in self.headers.items()},
-                        "body": self.rfile.read(length).decode() if length else "",
+                        "body": received.decode(),
                     }
                 ).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
+                if self.path.endswith("/close"):  # this connection ends with the answer
+                    self.send_header("Connection", "close")
                 self.end_headers()
-                self.wfile.write(body)
+                if self.command != "HEAD":
+                    self.wfile.write(body)
 
-            do_POST = do_GET
+            do_POST = do_PUT = do_HEAD = do_GET
+
+            def _read_chunks(self) -> bytes:
+                data = b""
+                while size := int(self.rfile.readline().split(b";")[0], 16):
+                    data += self.rfile.read(size)
+                    self.rfile.readline()
+                while self.rfile.readline() not in (b"\r\n", b""):  # trailers
+                    pass
+                return data
 
             def _chunk(self, data: bytes) -> None:
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
@@ -318,3 +337,113 @@ async def test_a_websocket_reaches_the_dashboard_with_the_token(tmp_path: Path) 
     finally:
         stop_proxy(process)
         dashboard.loop.call_soon_threadsafe(dashboard.loop.stop)
+
+
+# -- HTTP at the level of bytes: what a lenient parser would let through -------------------------
+
+
+def exchange(port: int, raw: bytes, timeout: float = 10) -> bytes:
+    """Sends `raw` on one connection; everything received until the proxy closes it."""
+    with socket.create_connection(("127.0.0.1", port), timeout) as sock:
+        sock.sendall(raw)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+        return received
+
+
+def port_of(proxy: Running) -> int:
+    return int(proxy.url.rsplit(":", 1)[1])
+
+
+AUTH = f"X-Ray-Authorization: Bearer {TOKEN}\r\n".encode()
+CHUNKED = b"POST /serve/a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        # Content-Length beside Transfer-Encoding: the classic desync (CL.TE / TE.CL).
+        b"POST /serve/a HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST /serve/a HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde",
+        b"POST /serve/a HTTP/1.1\r\nHost: h\r\nContent-Length: +4\r\n\r\nabcd",
+        b"POST /serve/a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        b"POST /serve/a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n",
+        b"POST /serve/a HTTP/1.0\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        # A folded header, a space before the colon, a bare LF, a control character.
+        b"GET /serve/a HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n Transfer-Encoding: chunked\r\n\r\n",
+        b"GET /serve/a HTTP/1.1\r\nHost : h\r\n\r\n",
+        b"GET /serve/a HTTP/1.1\nHost: h\r\n\r\n",
+        b"GET /serve/a HTTP/1.1\r\nHost: h\x00x\r\n\r\n",
+        # Chunk sizes that are not plain hex, a chunk longer than its size, a bare LF.
+        CHUNKED + b"0x4\r\nabcd\r\n0\r\n\r\n",
+        CHUNKED + b"4 \r\nabcd\r\n0\r\n\r\n",
+        CHUNKED + b"2\r\nabcd\r\n0\r\n\r\n",
+        CHUNKED + b"4\nabcd\r\n0\r\n\r\n",
+        # Not origin-form.
+        b"GET http://h/serve/a HTTP/1.1\r\nHost: h\r\n\r\n",
+    ],
+)
+def test_an_ambiguous_request_is_refused_and_the_connection_closed(
+    proxy: Running, request_bytes: bytes
+) -> None:
+    """Each would let a request hide another behind the token check on some parser; the
+    token is valid here, so only the framing can refuse it. A request after it on the same
+    connection reaches nothing."""
+    head, _, rest = request_bytes.partition(b"\r\n")
+    smuggled = b"GET /serve/smuggled HTTP/1.1\r\nHost: h\r\n\r\n"
+    answer = exchange(port_of(proxy), head + b"\r\n" + AUTH + rest + smuggled)
+    assert answer.startswith(b"HTTP/1.1 400 "), answer
+    assert answer.count(b"HTTP/1.1") == 1
+    # A bad head reaches nothing; a bad chunk is found after the head went (then cut off).
+    assert proxy.serve.paths in ([], ["/a"]) and proxy.dashboard.paths == []
+
+
+def test_pipelined_requests_are_checked_one_by_one_and_answered_in_order(proxy: Running) -> None:
+    port = port_of(proxy)
+    answer = exchange(
+        port,
+        b"GET /serve/one HTTP/1.1\r\nHost: h\r\n" + AUTH + b"\r\n"
+        b"GET /serve/two HTTP/1.1\r\nHost: h\r\n\r\n"  # no token
+        b"POST /api/jobs/ HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n" + AUTH + b"\r\n{}"
+        b"GET /serve/four HTTP/1.1\r\nHost: h\r\nConnection: close\r\n" + AUTH + b"\r\n",
+    )
+    statuses = re.findall(rb"HTTP/1\.1 ([0-9]{3}) ", answer)
+    assert statuses == [b"200", b"401", b"200", b"200"]
+    assert answer.index(b'"/one"') < answer.index(b"Unauthorized") < answer.index(b'"/four"')
+    assert proxy.serve.paths == ["/one", "/four"]
+    assert proxy.dashboard.paths == ["/api/jobs/"]
+
+
+def test_bodies_pass_chunked_or_by_length_with_100_continue_and_head(proxy: Running) -> None:
+    port = port_of(proxy)
+    answer = exchange(
+        port,
+        b"POST /serve/up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n"
+        + AUTH
+        + b"\r\n3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nX-Trailer: t\r\n\r\n"
+        b"PUT /serve/up HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n"
+        b"Expect: 100-continue\r\n" + AUTH + b"\r\nxyz"
+        b"HEAD / HTTP/1.1\r\nHost: h\r\n\r\n"
+        b"GET / HTTP/1.0\r\nHost: h\r\n\r\n",  # 1.0: the connection ends after it
+    )
+    assert b'"body": "abcde"' in answer and b'"method": "POST"' in answer
+    assert b"HTTP/1.1 100 Continue\r\n\r\n" in answer
+    assert b'"body": "xyz"' in answer and b'"method": "PUT"' in answer
+    assert answer.count(b"HTTP/1.1 200 ") == 4 and answer.count(b'"upstream"') == 3
+    assert proxy.serve.paths == ["/up", "/up"] and proxy.dashboard.paths == ["/", "/"]
+
+
+def test_a_connection_idle_past_the_upstreams_keep_alive_still_works(proxy: Running) -> None:
+    headers = {"X-Ray-Authorization": f"Bearer {TOKEN}"}
+    assert echo(proxy.get("/serve/a", headers=headers))["path"] == "/a"
+    time.sleep(2.5)  # the proxy opens a new upstream connection after 2 s idle
+    assert echo(proxy.get("/serve/b", headers=headers))["path"] == "/b"
+
+
+def test_an_upstream_closing_after_its_answer_is_replaced_for_the_next(proxy: Running) -> None:
+    headers = {"X-Ray-Authorization": f"Bearer {TOKEN}"}
+    for path in ("/close", "/a", "/close", "/close", "/b"):  # one client connection
+        assert echo(proxy.get("/serve" + path, headers=headers))["path"] == path
+    assert proxy.serve.paths == ["/close", "/a", "/close", "/close", "/b"]

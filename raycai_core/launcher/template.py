@@ -1027,9 +1027,9 @@ class HeadAutoscaler(Supervised):
 
 
 class HeadProxy(Supervised):
-    """The program on the head application's port (raycai_head_proxy.py, Ray's Python for its
-    aiohttp): Serve's routes under the prefix, the dashboard for the rest, the token rule for
-    both. Started once the dashboard answers."""
+    """The program on the head application's port (raycai_head_proxy.py, with Ray's Python):
+    Serve's routes under the prefix, the dashboard for the rest, the token rule for both.
+    Started once the dashboard answers."""
 
     key = "proxy"
     what = "head proxy"
