@@ -181,6 +181,9 @@ class Request:
             elif lower == b"transfer-encoding":
                 codings.append(value)
             self.headers.append((lower, name, value))
+        hosts = sum(1 for lower, _, _ in self.headers if lower == b"host")
+        if hosts > 1 or (hosts == 0 and self.minor == 1):
+            raise BadMessage("no Host header, or more than one")  # RFC 9112 3.2
         self.length = 0
         self.chunked = False
         if codings:
