@@ -39,6 +39,7 @@ import os
 import re
 import signal
 import sys
+from typing import cast
 from urllib.parse import unquote, urlsplit
 
 EXIT_SETUP = 2
@@ -374,17 +375,18 @@ class Answer:
 class Upstream(asyncio.Protocol):
     """One connection to an upstream, owned by one client connection."""
 
+    transport: asyncio.Transport  # from connection_made, before any other call
+
     def __init__(self, client: ClientConnection, what: str, url: str) -> None:
         self.client = client
         self.what = what  # for the 503's text: "Serve" or "the Ray dashboard", its URL
         self.url = url
-        self.transport: asyncio.Transport | None = None
         self.answer: Answer | None = None
         self.idle_since = 0.0
         self.lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # a TCP one
 
     def data_received(self, data: bytes) -> None:
         self.client.answer_received(self, data)
@@ -394,8 +396,8 @@ class Upstream(asyncio.Protocol):
 
     def usable(self, now: float) -> bool:
         """For the next request: open, and idle for less than REUSE_S."""
-        closing = self.transport is None or self.transport.is_closing()
-        return not (self.lost or closing) and now - self.idle_since < REUSE_S
+        closing = self.lost or self.transport.is_closing()
+        return not closing and now - self.idle_since < REUSE_S
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
@@ -411,12 +413,13 @@ class Upstream(asyncio.Protocol):
 class ClientConnection(asyncio.Protocol):
     """One client's connection: its requests, one at a time."""
 
+    transport: asyncio.Transport  # from connection_made, before any other call
+
     HEAD, CONNECTING, BODY, WAIT, TUNNEL, CLOSED = range(6)
 
     def __init__(self, proxy: Proxy) -> None:
         self.proxy = proxy
         self.loop = asyncio.get_event_loop()
-        self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.state = self.HEAD
         self.upstreams: dict[str, Upstream] = {}
@@ -432,7 +435,7 @@ class ClientConnection(asyncio.Protocol):
     # -- the client's side --
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # a TCP one
         peer = transport.get_extra_info("peername")
         self.peer = str(peer[0]).encode() if peer else b""
         self.proxy.connections.add(self)
@@ -445,27 +448,26 @@ class ClientConnection(asyncio.Protocol):
         if self.idle is not None:
             self.idle.cancel()
         for upstream in self.upstreams.values():
-            if upstream.transport is not None:
-                upstream.transport.close()
+            upstream.transport.close()
         self.upstreams.clear()
 
     def data_received(self, data: bytes) -> None:
-        if self.state == self.TUNNEL:
-            self.upstream.transport.write(data)  # type: ignore[union-attr]
+        if self.state == self.TUNNEL and self.upstream is not None:
+            self.upstream.transport.write(data)
             return
         self.buffer += data
         self.take_more()
 
     def pause_writing(self) -> None:
-        if self.upstream is not None and self.upstream.transport is not None:
+        if self.upstream is not None:
             self.upstream.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        if self.upstream is not None and self.upstream.transport is not None:
+        if self.upstream is not None:
             self.upstream.transport.resume_reading()
 
     def pause(self, reason: str) -> None:
-        if not self.paused and self.transport is not None:
+        if not self.paused:
             self.transport.pause_reading()
         self.paused.add(reason)
 
@@ -473,7 +475,7 @@ class ClientConnection(asyncio.Protocol):
         if reason not in self.paused:
             return
         self.paused.discard(reason)
-        if not self.paused and self.transport is not None and self.state != self.CLOSED:
+        if not self.paused and self.state != self.CLOSED:
             self.transport.resume_reading()
 
     def idle_close(self) -> None:
@@ -482,7 +484,7 @@ class ClientConnection(asyncio.Protocol):
         idle = self.loop.time() - self.active
         if idle < KEEP_ALIVE_S or self.state != self.HEAD or self.buffer:
             self.idle = self.loop.call_later(max(KEEP_ALIVE_S - idle, 1.0), self.idle_close)
-        elif self.transport is not None:
+        else:
             self.transport.close()
 
     def take_more(self) -> None:
@@ -509,7 +511,7 @@ class ClientConnection(asyncio.Protocol):
             assert self.body is not None and self.upstream is not None
             used, done = self.body.feed(self.buffer, 0)
             if used:
-                self.upstream.transport.write(bytes(self.buffer[:used]))  # type: ignore[union-attr]
+                self.upstream.transport.write(bytes(self.buffer[:used]))
                 del self.buffer[:used]
             if done:
                 self.state = self.WAIT
@@ -553,7 +555,7 @@ class ClientConnection(asyncio.Protocol):
         self.close_after = request.wants_close()
         head = self.upstream_head(request, path, address, authorization)
         if request.has_body and b"100-continue" in request.header(b"expect").lower():
-            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # type: ignore[union-attr]
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         self.body = Body(request.length, request.chunked)
         upstream = self.upstreams.get(name)
         if upstream is not None:
@@ -640,20 +642,19 @@ class ClientConnection(asyncio.Protocol):
         for name, known in list(self.upstreams.items()):
             if known is upstream:
                 del self.upstreams[name]
-        if upstream.transport is not None:
-            upstream.transport.close()
+        upstream.transport.close()
 
     def send(self, upstream: Upstream, request: Request, head: bytes) -> None:
         self.upstream = upstream
         upstream.answer = Answer(request.method)
-        upstream.transport.write(head)  # type: ignore[union-attr]
+        upstream.transport.write(head)
         self.state = self.BODY if request.has_body else self.WAIT
 
     # -- the answer --
 
     def answer_received(self, upstream: Upstream, data: bytes) -> None:
         if self.state == self.TUNNEL:
-            self.transport.write(data)  # type: ignore[union-attr]
+            self.transport.write(data)
             return
         answer = upstream.answer
         if answer is None or upstream is not self.upstream:
@@ -665,7 +666,7 @@ class ClientConnection(asyncio.Protocol):
             self.broken()
             return
         answer.started = True
-        self.transport.write(data[:used] if used < len(data) else data)  # type: ignore[union-attr]
+        self.transport.write(data[:used] if used < len(data) else data)
         if not done:
             return
         upstream.answer = None
@@ -673,16 +674,16 @@ class ClientConnection(asyncio.Protocol):
             self.state = self.TUNNEL
             self.resume("answer")
             if self.buffer:
-                upstream.transport.write(bytes(self.buffer))  # type: ignore[union-attr]
+                upstream.transport.write(bytes(self.buffer))
                 self.buffer.clear()
             if used < len(data):
-                self.transport.write(data[used:])  # type: ignore[union-attr]
+                self.transport.write(data[used:])
             return
         upstream.idle_since = self.loop.time()
         if answer.close or used < len(data):  # closing, or more than one answer
             self.drop(upstream)
         if self.state == self.BODY or self.close_after:
-            self.transport.close()  # type: ignore[union-attr]  # answered before its body ended
+            self.transport.close()  # answered before its body ended
             return
         self.state = self.HEAD
         self.upstream = None
@@ -696,10 +697,10 @@ class ClientConnection(asyncio.Protocol):
             return
         answer = upstream.answer
         if self.state == self.TUNNEL or answer is None:
-            self.transport.close()  # type: ignore[union-attr]
+            self.transport.close()
             return
         if answer.body is not None and answer.body.until_close:
-            self.transport.close()  # type: ignore[union-attr]  # the answer's normal end
+            self.transport.close()  # the answer's normal end
             return
         if not answer.started:
             self.upstream = None
@@ -718,8 +719,7 @@ class ClientConnection(asyncio.Protocol):
 
     def broken(self) -> None:
         """An answer broke off: so does the connection, not a clean end."""
-        if self.transport is not None:
-            self.transport.close()
+        self.transport.close()
 
     def refuse(
         self,
@@ -730,7 +730,7 @@ class ClientConnection(asyncio.Protocol):
         extra: bytes = b"",
         head_only: bool = False,
     ) -> None:
-        if self.transport is None or self.transport.is_closing():
+        if self.transport.is_closing():
             return
         body = text.encode()
         head = (
@@ -793,8 +793,7 @@ async def serve(proxy: Proxy, host: str, port: int) -> None:
     await stop.wait()
     server.close()
     for connection in list(proxy.connections):
-        if connection.transport is not None:
-            connection.transport.close()
+        connection.transport.close()
     await server.wait_closed()
 
 
