@@ -112,7 +112,8 @@ def test_only_the_current_session_is_followed_and_the_last_pass_takes_every_one(
     copies.start(interval=0.05)
     deadline = time.monotonic() + 10
     target = tmp_path / "logs/head/ray" / SESSION_B / "gcs_server.out"
-    while not target.exists() and time.monotonic() < deadline:
+    # The copy is appended to, so it may exist a moment before its first line is in it.
+    while not (target.exists() and target.read_text()) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert target.read_text() == "gcs\n"
     assert not (tmp_path / "logs/head/ray" / SESSION_A).exists()
