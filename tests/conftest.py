@@ -133,28 +133,41 @@ FIXED_ADDRESS_MODULES = frozenset(
 )
 
 
-# A test that runs the embedded local workspace (its apps are real processes) takes seconds;
-# most others take milliseconds. Weights for ordering the modules, heaviest first.
-WORKSPACE_TEST_WEIGHT = 20
+# Seconds each module took in a run of the tests without Ray on 2 cores (tests/module_seconds.py
+# writes it): the order in which xdist hands the modules out, longest first. A module it does
+# not name is estimated: a test that runs the local workspace or processes, or is slow, takes
+# seconds; most others take milliseconds.
+MODULE_SECONDS = Path(__file__).with_name("module_seconds.json")
+PROCESS_TEST_S = 2.0
+OTHER_TEST_S = 0.02
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under xdist (`--no-loadscope-reorder`, as .ci/run and --fast run it), the modules in
-    order of their estimated cost, heaviest first, each module's tests in file order: a long
-    module left for the end keeps one worker busy while the others idle (xdist's own order,
-    by number of tests, left the few-but-slow workspace modules last). A plain run (the Ray
-    lanes, one module at a time) keeps the file order."""
+    order of their cost, longest first, each module's tests in file order: a long module left
+    for the end keeps one worker busy while the others idle (xdist's own order, by number of
+    tests, left the few-but-slow workspace modules last; a count of workspace tests, the
+    estimate before the measured seconds, left a 37 s module among the last). A plain run
+    (the Ray lanes, one module at a time) keeps the file order."""
     if not hasattr(config, "workerinput"):
         return
-    weight: dict[str, int] = {}
+    import json
+
+    measured: dict[str, float] = json.loads(MODULE_SECONDS.read_text())
+    estimated: dict[str, float] = {}
     for item in items:
         module = item.nodeid.split("::", 1)[0]
-        heavy = "local_workspace" in item.fixturenames or item.get_closest_marker("slow")
-        weight[module] = weight.get(module, 0) + (WORKSPACE_TEST_WEIGHT if heavy else 1)
-    first_seen = {module: index for index, module in enumerate(weight)}
+        heavy = (
+            "local_workspace" in item.fixturenames
+            or item.get_closest_marker("slow")
+            or item.get_closest_marker("integration")
+        )
+        estimated[module] = estimated.get(module, 0.0) + (PROCESS_TEST_S if heavy else OTHER_TEST_S)
+    cost = {module: measured.get(module, guess) for module, guess in estimated.items()}
+    first_seen = {module: index for index, module in enumerate(cost)}
 
-    def cost_order(item: pytest.Item) -> tuple[int, int]:
+    def cost_order(item: pytest.Item) -> tuple[float, int]:
         module = item.nodeid.split("::", 1)[0]
-        return (-weight[module], first_seen[module])
+        return (-cost[module], first_seen[module])
 
     items.sort(key=cost_order)  # stable: each module's tests keep their order

@@ -43,3 +43,26 @@ def test_a_marked_test_may(running, marker: str) -> None:
 def test_this_test_is_the_running_one() -> None:
     assert helpers.RUNNING_TEST is not None
     assert helpers.RUNNING_TEST.nodeid.endswith("test_this_test_is_the_running_one")
+
+
+def test_module_seconds_sums_each_modules_phases_from_a_durations_report() -> None:
+    from tests.module_seconds import module_seconds
+
+    report = [
+        "============================= slowest durations ==============================",
+        "2.50s call     tests/test_a.py::test_one",
+        "0.40s setup    tests/test_a.py::test_one",
+        "1.00s teardown tests/tui/test_b.py::test_two[x-y]",
+        "(12 durations < 0.005s hidden.  Use -vv to show these durations.)",
+    ]
+    assert module_seconds(report) == {"tests/test_a.py": 2.9, "tests/tui/test_b.py": 1.0}
+
+
+def test_the_measured_module_seconds_name_modules_that_exist() -> None:
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    measured = json.loads((root / "tests" / "module_seconds.json").read_text())
+    assert len(measured) > 50
+    assert [module for module in measured if not (root / module).is_file()] == []
