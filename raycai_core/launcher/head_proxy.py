@@ -25,7 +25,7 @@ or malformed header lines, a bare CR or LF, a chunk size that is not plain hex: 
 answered 400 and the connection closed. A WebSocket upgrade accepted upstream (101) turns
 the pair of connections into a tunnel. This is the hop every Serve request through CML's
 URL pays, on the cores Serve's replicas use: aiohttp's server and client cost 0.6 ms of CPU
-per request here, this 0.3 ms (bench/p13_head_proxy.py, P13).
+per request here, this 0.23 ms (bench/p13_head_proxy.py, P13).
 
 Exit codes: 2 bad arguments, a token file that cannot be read or a port that cannot be bound.
 """
