@@ -20,6 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.fixtures.patience import patience
+
 pytestmark = pytest.mark.integration
 
 PROGRAM = Path(__file__).parents[1] / "raycai_core" / "launcher" / "head_proxy.py"
@@ -158,7 +160,7 @@ def start_proxy(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + patience(30)
     while True:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
             return process, port

@@ -30,6 +30,7 @@ import pytest
 from raycai_core.cluster.layout import ClusterPaths
 from raycai_core.launcher.render import read_token, render_cluster
 from raycai_core.spec import parse_spec
+from tests.fixtures.patience import patience
 
 pytestmark = pytest.mark.integration
 
@@ -130,6 +131,7 @@ def free_port() -> int:
 
 
 def wait_for(check: Callable[[], Any], timeout: float, what: str, every: float = 0.05) -> Any:
+    timeout = patience(timeout)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = check()
@@ -605,7 +607,7 @@ def test_a_launcher_json_being_reuploaded_is_waited_for(fake: Project) -> None:
         time.sleep(1.0)
         assert launcher.poll() is None  # still waiting, not failed
         away.rename(fake.paths.launcher_json)
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + patience(20)
         while not fake.paths.node_record("worker-2").is_file():
             assert launcher.poll() is None, "the launcher gave up"
             assert time.monotonic() < deadline, "the launcher never went on"
@@ -623,7 +625,7 @@ def test_a_token_others_can_read_is_made_owner_only(fake: Project) -> None:
     launcher = fake.start("worker", env, python=oldest_python())
     log = fake.paths.node_log("worker-2")
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + patience(20)
         while not (log.is_file() and "made it 0600" in log.read_text()):
             assert launcher.poll() is None, log.read_text() if log.is_file() else "no log"
             assert time.monotonic() < deadline, "the launcher never fixed the token's mode"

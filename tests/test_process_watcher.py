@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+from tests.fixtures.patience import patience
 from tests.helpers import ProcessWatcher
 
 
@@ -16,7 +17,7 @@ def test_the_watcher_records_argv_and_environment_of_a_process() -> None:
             env={"MARKED_VALUE": "x" * 20},
         )
         try:
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + patience(10)
             while not watcher.commands(b"raycai_core.cli-marker") and time.monotonic() < deadline:
                 time.sleep(0.1)
         finally:

@@ -16,6 +16,7 @@ from raycai_core.cluster.layout import ClusterPaths
 from raycai_core.cluster.records import read_node_record
 from raycai_core.cml.models import AppStatus
 from raycai_core.local import WorkspaceHandle
+from tests.fixtures.patience import patience
 from tests.helpers import cli_env, cluster_apps, raycai
 from tests.tui.support import create_cluster, fake_ray
 
@@ -67,7 +68,7 @@ def test_suspend_lists_apart_and_run_resumes_first(fake_ray: WorkspaceHandle) ->
     woke = raycai(handle, "run", "demo", "--", "true")
     assert "cluster demo is suspended since" in woke.stderr and "weekend" in woke.stderr
     assert "resumed and ready" in woke.stderr
-    deadline = time.monotonic() + 30  # ready is Ray's word; the platform's status follows
+    deadline = time.monotonic() + patience(30)  # ready is Ray's word; the platform's status follows
     while set(statuses(handle, "demo").values()) != {AppStatus.RUNNING}:
         assert time.monotonic() < deadline, statuses(handle, "demo")
         time.sleep(0.2)

@@ -30,6 +30,7 @@ from raycai_core.local import WorkspaceHandle
 from raycai_core.spec import ClusterSpec, spec_from_flags
 from raycai_core.target import Target
 from raycai_tui.app import RaycaiApp, Settings
+from tests.fixtures.patience import patience
 from tests.fixtures.stand_in_ray import DOWN_FILE, USAGE_FILE
 from tests.fixtures.workspace import RUNTIME
 
@@ -117,7 +118,9 @@ async def cluster_apps(handle: WorkspaceHandle) -> list[Application]:
 async def until(
     pilot: Pilot[object], predicate: Callable[[], object], what: str, timeout: float = 20.0
 ) -> object:
-    """Let the app run until `predicate()` is truthy; fail with `what` after `timeout`."""
+    """Let the app run until `predicate()` is truthy; fail with `what` after `timeout` (as
+    this run's patience scales it)."""
+    timeout = patience(timeout)
     deadline = time.monotonic() + timeout
     while not (result := predicate()):
         if time.monotonic() > deadline:
@@ -148,6 +151,7 @@ async def until_async(
     timeout: float = 20.0,
 ) -> object:
     """`until` for a predicate that returns an awaitable."""
+    timeout = patience(timeout)
     deadline = time.monotonic() + timeout
     while not (result := await predicate()):
         if time.monotonic() > deadline:
