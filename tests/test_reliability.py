@@ -30,6 +30,8 @@ from tests.tui.support import fake_ray
 
 __all__ = ["fake_ray"]  # the fixture
 
+DELETE_ROUTE = "DELETE /api/v2/projects/{project_id}/applications/{application_id}"
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
@@ -42,8 +44,10 @@ async def assert_nodes(handle: WorkspaceHandle, name: str, expected: list[str]) 
     assert len({a.subdomain for a in apps}) == len(apps)
 
 
-def run_until(handle: WorkspaceHandle, marker: str, *args: str) -> str:
-    """Start `raycai *args`, SIGKILL it once a stderr line contains `marker`; its output."""
+def run_until(handle: WorkspaceHandle, marker: str | tuple[str, ...], *args: str) -> str:
+    """Start `raycai *args`, SIGKILL it once a stderr line contains `marker` (or one of
+    several); its output."""
+    markers = (marker,) if isinstance(marker, str) else marker
     process = subprocess.Popen(
         raycai_argv(*args),
         env=cli_env(handle),
@@ -55,12 +59,12 @@ def run_until(handle: WorkspaceHandle, marker: str, *args: str) -> str:
     assert process.stderr is not None
     for line in process.stderr:
         seen.append(line)
-        if marker in line:
+        if any(m in line for m in markers):
             process.send_signal(signal.SIGKILL)
             break
     process.wait(timeout=30)
     output = "".join(seen)
-    assert marker in output, f"never saw {marker!r}:\n{output}"
+    assert any(m in output for m in markers), f"never saw {markers}:\n{output}"
     return output
 
 
@@ -121,7 +125,11 @@ async def test_interrupted_up_scale_and_down_converge_when_rerun(
     raycai(handle, "scale", name, "1")
     await assert_nodes(handle, name, ["head", "worker-1"])
 
+    # Deletes are held, so that the kill lands before `down` is through whatever the load
+    # (this reader can lag by seconds on a starved machine); the held ones go on after it.
+    handle.set_faults(latency_s=10.0, routes=[DELETE_ROUTE])
     run_until(handle, "deleting 2 application(s)", "down", name, "--yes")
+    handle.set_faults()
     blocked = raycai(handle, *up, check=False)
     assert blocked.returncode != 0 and "being deleted" in blocked.stderr
     raycai(handle, "down", name, "--yes")
