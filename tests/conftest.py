@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,15 @@ def private_netns() -> None:
     """For tests that start Ray (./dev test makes the namespace). Tests marked `ray` are
     checked without asking; app processes of the local workspace do not need it."""
     require_private_netns()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """An async test that hangs says which await never returned (tests/fixtures/stuck_tasks)."""
+    from tests.fixtures.stuck_tasks import dump_before_timeout
+
+    with dump_before_timeout(item):
+        return (yield)
 
 
 @pytest.hookimpl(tryfirst=True)
