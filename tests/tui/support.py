@@ -161,5 +161,8 @@ async def until_async(
 
 
 async def create_cluster(handle: WorkspaceHandle, name: str = "demo", workers: int = 1) -> None:
+    """`up` without waiting for the workers; it still waits for the head's address, and says
+    why the head did not publish one (not the 900 s default of a real cluster)."""
     async with client_for(handle) as cml:
-        await ClusterManager(cml, handle.project_dir).up(small_spec(name, workers), wait=False)
+        manager = ClusterManager(cml, handle.project_dir)
+        await manager.up(small_spec(name, workers), wait=False, timeout=patience(60))
