@@ -11,9 +11,13 @@ from pathlib import Path
 from typing import Any
 
 # Ray Client's proxy starts one server process per driver; on a loaded machine that process
-# sometimes dies at its start ("Starting Ray client server failed", seen in CI about once in
-# ten runs, on 2 busy cores) and the proxy reports it to the driver. A second start works.
+# sometimes dies at its start (ray-project/ray#63202, open: a gRPC poller race at fork) and
+# the proxy reports it to the driver, in one of two ways: "Starting Ray client server failed"
+# (seen in CI about once in ten runs, on 2 busy cores), or, when it died while the proxy was
+# reading its command line, psutil's ZombieProcess raised in start_specific_server (seen
+# once). A second start works.
 SERVER_START_FAILED = "Starting Ray client server failed"
+SERVER_DIED_AT_START = ("Initialization failure from server", "start_specific_server")
 SERVER_START_ATTEMPTS = 3
 SERVER_START_BACKOFF_S = 2.0
 
@@ -134,6 +138,11 @@ def connect(
         ) from exc
 
 
+def server_failed_to_start(message: str) -> bool:
+    """Whether Ray Client's error says the head's server for this driver died at its start."""
+    return SERVER_START_FAILED in message or all(part in message for part in SERVER_DIED_AT_START)
+
+
 def init_with_retry(
     init: Callable[[], Any],
     *,
@@ -151,7 +160,7 @@ def init_with_retry(
         try:
             return init()
         except ConnectionError as exc:
-            if SERVER_START_FAILED not in str(exc) or attempt == attempts:
+            if not server_failed_to_start(str(exc)) or attempt == attempts:
                 raise
             print(
                 f"raycai: the head's Ray Client server for this driver failed to start "

@@ -273,8 +273,16 @@ def test_connect_starts_the_client_server_again_only_when_it_failed_to_start() -
     from raycai._connect import SERVER_START_FAILED, init_with_retry
 
     waits: list[float] = []
+    # What Ray 2.60 said when the server died while its proxy read its command line (CI).
+    died = (
+        "Initialization failure from server:\nTraceback (most recent call last):\n"
+        '  File ".../ray/util/client/server/proxier.py", line 396, in start_specific_server\n'
+        "    cmd = psutil_proc.cmdline()\n"
+        "psutil.ZombieProcess: PID still exists but it's a zombie (pid=5098)"
+    )
     failures = [
-        ConnectionAbortedError(f"Initialization failure from server: {SERVER_START_FAILED}")
+        ConnectionAbortedError(died),
+        ConnectionAbortedError(f"Initialization failure from server: {SERVER_START_FAILED}"),
     ]
 
     def init() -> str:
@@ -283,18 +291,25 @@ def test_connect_starts_the_client_server_again_only_when_it_failed_to_start() -
         return "context"
 
     assert init_with_retry(init, sleep=waits.append) == "context"
-    assert waits == [2.0]
+    assert waits == [2.0, 4.0]
 
     def refused() -> str:
         raise ConnectionError("UNAUTHENTICATED: token mismatch")
 
     with pytest.raises(ConnectionError, match="UNAUTHENTICATED"):
         init_with_retry(refused, sleep=waits.append)
-    assert waits == [2.0]  # a refused token is not tried again
+    assert waits == [2.0, 4.0]  # a refused token is not tried again
+
+    def other_init_failure() -> str:
+        raise ConnectionAbortedError("Initialization failure from server: RuntimeEnvSetupError")
+
+    with pytest.raises(ConnectionAbortedError, match="RuntimeEnvSetupError"):
+        init_with_retry(other_init_failure, sleep=waits.append)
+    assert waits == [2.0, 4.0]  # nor is a failure of the driver's own making
 
     def always() -> str:
         raise ConnectionAbortedError(SERVER_START_FAILED)
 
     with pytest.raises(ConnectionAbortedError):
         init_with_retry(always, attempts=3, sleep=waits.append)
-    assert waits == [2.0, 2.0, 4.0]
+    assert waits == [2.0, 4.0, 2.0, 4.0]
