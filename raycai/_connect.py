@@ -15,7 +15,8 @@ from typing import Any
 # the proxy reports it to the driver, in one of two ways: "Starting Ray client server failed"
 # (seen in CI about once in ten runs, on 2 busy cores), or, when it died while the proxy was
 # reading its command line, psutil's ZombieProcess raised in start_specific_server (seen
-# once). A second start works.
+# once). A new connect gets a new server: the retry after the first shape has worked in
+# CI; the second is retried the same way.
 SERVER_START_FAILED = "Starting Ray client server failed"
 SERVER_DIED_AT_START = ("Initialization failure from server", "start_specific_server")
 SERVER_START_ATTEMPTS = 3
