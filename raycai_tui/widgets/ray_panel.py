@@ -32,7 +32,11 @@ def add_to_history(sparkline: Sparkline, history: deque[float], sample: float) -
 
 
 class RayPanel(Vertical):
-    """Shows the last Ray poll's numbers; `record` adds a sample to the sparklines."""
+    """Shows the last Ray poll's numbers; `record` adds a sample to the sparklines.
+
+    The panel composes its children in its own message pump, which may run after its
+    screen's on_mount has shown a view (seen in CI on a loaded machine): what is shown or
+    recorded before then is kept, and drawn when the panel mounts."""
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -41,6 +45,8 @@ class RayPanel(Vertical):
         self.nodes_dead = 0
         self._cpu: deque[float] = deque(maxlen=HISTORY)
         self._alive: deque[float] = deque(maxlen=HISTORY)
+        self._mounted = False  # its children composed (they are before on_mount)
+        self._early: tuple[ClusterView, float | None] | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(Text("waiting for the first Ray poll", style="dim"), id="ray-summary")
@@ -50,6 +56,16 @@ class RayPanel(Vertical):
         with Horizontal(classes="history"):
             yield Label("nodes alive", classes="history-label")
             yield Sparkline([], id="alive-history")
+
+    def on_mount(self) -> None:
+        self._mounted = True
+        if self._cpu:
+            self.query_one("#cpu-history", Sparkline).data = list(self._cpu)
+            self.query_one("#alive-history", Sparkline).data = list(self._alive)
+        if self._early is not None:
+            view, failing_since = self._early
+            self._early = None
+            self.show(view, failing_since)
 
     @property
     def summary_text(self) -> str:
@@ -61,10 +77,17 @@ class RayPanel(Vertical):
             self.add_sample(view.totals.cpu[0] if view.totals else 0.0, view.nodes_alive)
 
     def add_sample(self, cpu_used: float, nodes_alive: int) -> None:
+        if not self._mounted:
+            self._cpu.append(float(cpu_used))
+            self._alive.append(float(nodes_alive))
+            return
         add_to_history(self.query_one("#cpu-history", Sparkline), self._cpu, cpu_used)
         add_to_history(self.query_one("#alive-history", Sparkline), self._alive, nodes_alive)
 
     def show(self, view: ClusterView, failing_since: float | None = None) -> None:
+        if not self._mounted:
+            self._early = (view, failing_since)
+            return
         # An autoscaled cluster has a floor, not a count: more nodes than that is no fault.
         expected = (
             f"at least {view.desired_workers + 1}"

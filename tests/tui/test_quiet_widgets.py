@@ -116,3 +116,25 @@ async def test_steady_samples_keep_the_sparkline_data_current() -> None:
             await pilot.pause()
             assert sparkline.data == list(history)
         assert sparkline.data == [2.0, 2.0, 2.0, 5.0]
+
+
+async def test_the_ray_panel_keeps_what_it_was_shown_before_it_mounted() -> None:
+    """A screen's on_mount can show a view before the panel composed its children (CI, under
+    load: NoMatches '#ray-summary'); the view and samples are drawn when it mounts."""
+    from raycai_tui.widgets.ray_panel import RayPanel
+    from tests.tui.fixed_data import demo_view
+
+    panel = RayPanel(id="ray")
+    panel.add_sample(1.0, 2)
+    panel.add_sample(3.0, 3)
+    panel.show(demo_view())
+
+    class Holder(App[None]):
+        def compose(self) -> ComposeResult:
+            yield panel
+
+    async with Holder().run_test(size=(120, 20)) as pilot:
+        await pilot.pause()
+        assert "2 alive" in panel.summary_text
+        assert panel.query_one("#cpu-history", Sparkline).data == [1.0, 3.0]
+        assert panel.query_one("#alive-history", Sparkline).data == [2.0, 3.0]
