@@ -15,6 +15,7 @@ from collections import Counter
 import pytest
 
 from raycai_core.local import WorkspaceHandle
+from tests.fixtures.patience import patience
 from tests.fixtures.workspace import wait_for
 from tests.helpers import (
     SMALL_NODES,
@@ -127,7 +128,7 @@ async def test_interrupted_up_scale_and_down_converge_when_rerun(
 
     # Deletes are held, so that the kill lands before `down` is through whatever the load
     # (this reader can lag by seconds on a starved machine); the held ones go on after it.
-    handle.set_faults(latency_s=10.0, routes=[DELETE_ROUTE])
+    handle.set_faults(latency_s=patience(10.0), routes=[DELETE_ROUTE])
     run_until(handle, "deleting 2 application(s)", "down", name, "--yes")
     handle.set_faults()
     blocked = raycai(handle, *up, check=False)

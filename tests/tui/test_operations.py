@@ -27,6 +27,7 @@ from raycai_tui.screens.scale import ScaleScreen
 from raycai_tui.widgets.apps_table import AppsTable
 from raycai_tui.widgets.clusters_table import ClustersTable
 from raycai_tui.widgets.events import EventsLog
+from tests.fixtures.patience import patience
 from tests.fixtures.workspace import session_pids
 from tests.helpers import CREATE_ROUTE
 from tests.tui.support import (
@@ -228,8 +229,9 @@ async def test_quitting_while_a_scale_runs_asks_and_says_what_stays(
     async with app.run_test(size=(160, 45)) as pilot:
         await open_from_list(pilot, app)
         # The worker's creation slow: it still runs when the dialog answers, even on a loaded
-        # machine (CI runs this beside real Ray, at the lowest priority).
-        handle.set_faults(latency_s=30.0, routes=[CREATE_ROUTE])
+        # machine (CI runs this beside real Ray, at the lowest priority: 30 s was not enough
+        # there once, hence patience).
+        handle.set_faults(latency_s=patience(30.0), routes=[CREATE_ROUTE])
         await pilot.press("plus")
         await until(pilot, lambda: stored_workers(handle) == 2, "the new count saved", 30)
         assert "demo" in app.operations
