@@ -97,6 +97,10 @@ GROUP_FIELDS = (
 BY_SETTING = {f.setting: f for f in GROUP_FIELDS} | {"min": GROUP_FIELDS[1]}
 GROUP_WIDGET = re.compile(r"^(workers\d*)-(\w+)$")
 SAME_AS_HEAD = "same as the head"
+# The form checks each field itself (`_problem` sets -invalid). An Input left to validate on
+# blur, with no validators of its own, would clear -invalid when focus leaves it, leaving the
+# problem written under a field that no longer looks wrong.
+NO_INPUT_VALIDATION: tuple[str, ...] = ()
 PREFLIGHT_DELAY_S = 0.3
 
 
@@ -134,6 +138,7 @@ class GroupForm(Vertical):
                     id=widget_id,
                     placeholder=field.placeholder,
                     compact=True,
+                    validate_on=NO_INPUT_VALIDATION,
                 )
                 yield Static("", id=f"{widget_id}-problem", classes="problem", markup=False)
         with Horizontal(classes="field"):
@@ -255,7 +260,13 @@ class CreateScreen(RaycaiScreen):
     def _field(self, field: Field, placeholder: str = "") -> ComposeResult:
         with Horizontal(classes="field", id=f"field-{field.widget_id}"):
             yield Label(field.label, classes="field-label")
-            yield Input(field.default, id=field.widget_id, placeholder=placeholder, compact=True)
+            yield Input(
+                field.default,
+                id=field.widget_id,
+                placeholder=placeholder,
+                compact=True,
+                validate_on=NO_INPUT_VALIDATION,
+            )
             yield Static("", id=f"{field.widget_id}-problem", classes="problem", markup=False)
 
     def on_mount(self) -> None:

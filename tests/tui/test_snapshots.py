@@ -119,3 +119,24 @@ def test_help(snap_compare) -> None:
     assert snap_compare(
         fixed_app(), terminal_size=SIZE, run_before=show_cluster, press=["question_mark"]
     )
+
+
+async def test_a_field_found_wrong_stays_marked_after_focus_leaves_it() -> None:
+    """The picture above, without its race: the name names an existing cluster; leaving the
+    field must not clear its mark (Textual's Input validates on blur, and without validators
+    of its own it called every value valid)."""
+    app = fixed_app()
+    async with app.run_test(size=SIZE) as pilot:
+        app.show_connected("CML ml-3f2a9c.example.cloudera.site", "ray-demo (p-7h2k-abcd)")
+        screen = CreateScreen(existing={"demo"})
+        await app.push_screen(screen)
+        name = screen.query_one("#name", Input)
+        name.focus()
+        name.value = "demo"
+        await pilot.pause()
+        assert name.has_class("-invalid")
+        await pilot.press("tab")
+        await pilot.pause()
+        assert app.focused is not name
+        assert name.has_class("-invalid")
+        assert "already exists" in str(screen.query_one("#name-problem").render())
