@@ -20,8 +20,10 @@ from tests.fixtures.workspace import RUNTIME
 SMALL_NODES = ("--cpu", "1", "--memory", "1", "--head-cpu", "1", "--head-memory", "1",
                "--runtime", RUNTIME, "--timeout", "240")  # fmt: skip
 
-# The local workspace's route for creating an application, as its faults name routes.
+# The local workspace's routes for creating and deleting an application, as its faults name
+# routes.
 CREATE_ROUTE = "POST /api/v2/projects/{project_id}/applications"
+DELETE_ROUTE = "DELETE /api/v2/projects/{project_id}/applications/{application_id}"
 
 RAY_PROCESS_MARKERS = ("raylet", "gcs_server", "ray::", "ray start", "dashboard.py", "log_monitor")
 

@@ -18,6 +18,7 @@ from raycai_core.local import WorkspaceHandle
 from tests.fixtures.patience import patience
 from tests.fixtures.workspace import wait_for
 from tests.helpers import (
+    DELETE_ROUTE,
     SMALL_NODES,
     cli_env,
     cluster_apps,
@@ -30,8 +31,6 @@ from tests.helpers import (
 from tests.tui.support import fake_ray
 
 __all__ = ["fake_ray"]  # the fixture
-
-DELETE_ROUTE = "DELETE /api/v2/projects/{project_id}/applications/{application_id}"
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
