@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fixtures.patience import patience
+from tests.fixtures.patience import Deadline
 
 pytestmark = pytest.mark.integration
 
@@ -160,12 +160,12 @@ def start_proxy(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    deadline = time.monotonic() + patience(30)
+    deadline = Deadline(30, every=0.1)
     while True:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
             return process, port
         assert process.poll() is None, process.stderr.read() if process.stderr else ""
-        assert time.monotonic() < deadline, "the proxy did not start"
+        assert not deadline.passed(), "the proxy did not start"
         time.sleep(0.1)
 
 

@@ -30,7 +30,7 @@ import pytest
 from raycai_core.cluster.layout import ClusterPaths
 from raycai_core.launcher.render import read_token, render_cluster
 from raycai_core.spec import parse_spec
-from tests.fixtures.patience import patience
+from tests.fixtures.patience import Deadline
 
 pytestmark = pytest.mark.integration
 
@@ -131,14 +131,13 @@ def free_port() -> int:
 
 
 def wait_for(check: Callable[[], Any], timeout: float, what: str, every: float = 0.05) -> Any:
-    timeout = patience(timeout)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    deadline = Deadline(timeout, every)
+    while not deadline.passed():
         value = check()
         if value:
             return value
         time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+    raise AssertionError(f"timed out after {deadline.seconds:g} s waiting for {what}")
 
 
 def session_pids(sid: int) -> list[int]:
@@ -607,10 +606,10 @@ def test_a_launcher_json_being_reuploaded_is_waited_for(fake: Project) -> None:
         time.sleep(1.0)
         assert launcher.poll() is None  # still waiting, not failed
         away.rename(fake.paths.launcher_json)
-        deadline = time.monotonic() + patience(20)
+        deadline = Deadline(20, every=0.1)
         while not fake.paths.node_record("worker-2").is_file():
             assert launcher.poll() is None, "the launcher gave up"
-            assert time.monotonic() < deadline, "the launcher never went on"
+            assert not deadline.passed(), "the launcher never went on"
             time.sleep(0.1)
     finally:
         launcher.terminate()
@@ -625,10 +624,10 @@ def test_a_token_others_can_read_is_made_owner_only(fake: Project) -> None:
     launcher = fake.start("worker", env, python=oldest_python())
     log = fake.paths.node_log("worker-2")
     try:
-        deadline = time.monotonic() + patience(20)
+        deadline = Deadline(20, every=0.1)
         while not (log.is_file() and "made it 0600" in log.read_text()):
             assert launcher.poll() is None, log.read_text() if log.is_file() else "no log"
-            assert time.monotonic() < deadline, "the launcher never fixed the token's mode"
+            assert not deadline.passed(), "the launcher never fixed the token's mode"
             time.sleep(0.1)
         assert fake.paths.auth_token.stat().st_mode & 0o777 == 0o600
         assert "had mode 0644" in log.read_text()

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fixtures.patience import patience
+from tests.fixtures.patience import Deadline
 from tests.fixtures.workspace import RUNTIME, session_pids, write_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
@@ -50,9 +50,9 @@ def _servers(data_dir: Path) -> list[int]:
 
 
 def _wait(predicate, timeout: float = 15.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + patience(timeout)
+    deadline = Deadline(timeout, every=0.05)
     while not (value := predicate()):
-        assert time.monotonic() < deadline, f"timed out waiting for {predicate}"
+        assert not deadline.passed(), f"timed out waiting for {predicate}"
         time.sleep(0.05)
     return value
 

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from tests.fixtures.patience import patience
+from tests.fixtures.patience import Deadline
 from tests.helpers import ProcessWatcher
 
 
@@ -17,8 +17,8 @@ def test_the_watcher_records_argv_and_environment_of_a_process() -> None:
             env={"MARKED_VALUE": "x" * 20},
         )
         try:
-            deadline = time.monotonic() + patience(10)
-            while not watcher.commands(b"raycai_core.cli-marker") and time.monotonic() < deadline:
+            deadline = Deadline(10, every=0.1)
+            while not watcher.commands(b"raycai_core.cli-marker") and not deadline.passed():
                 time.sleep(0.1)
         finally:
             child.wait()

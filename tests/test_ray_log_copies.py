@@ -17,7 +17,7 @@ from raycai_core.launcher import ray_logs, template
 from raycai_core.launcher.ray_logs import RayLogMirror
 from raycai_core.launcher.render import render_cluster
 from raycai_core.spec import parse_spec
-from tests.fixtures.patience import patience
+from tests.fixtures.patience import Deadline
 
 pytestmark = pytest.mark.integration
 
@@ -111,10 +111,10 @@ def test_only_the_current_session_is_followed_and_the_last_pass_takes_every_one(
     append(current / "gcs_server.out", "gcs\n")
     copies = mirror(tmp_path, node="head")
     copies.start(interval=0.05)
-    deadline = time.monotonic() + patience(10)
+    deadline = Deadline(10, every=0.05)
     target = tmp_path / "logs/head/ray" / SESSION_B / "gcs_server.out"
     # The copy is appended to, so it may exist a moment before its first line is in it.
-    while not (target.exists() and target.read_text()) and time.monotonic() < deadline:
+    while not (target.exists() and target.read_text()) and not deadline.passed():
         time.sleep(0.05)
     assert target.read_text() == "gcs\n"
     assert not (tmp_path / "logs/head/ray" / SESSION_A).exists()

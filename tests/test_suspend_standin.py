@@ -16,7 +16,7 @@ from raycai_core.cluster.layout import ClusterPaths
 from raycai_core.cluster.records import read_node_record
 from raycai_core.cml.models import AppStatus
 from raycai_core.local import WorkspaceHandle
-from tests.fixtures.patience import patience
+from tests.fixtures.patience import Deadline
 from tests.helpers import cli_env, cluster_apps, raycai
 from tests.tui.support import create_cluster, fake_ray
 
@@ -68,15 +68,15 @@ def test_suspend_lists_apart_and_run_resumes_first(fake_ray: WorkspaceHandle) ->
     woke = raycai(handle, "run", "demo", "--", "true")
     assert "cluster demo is suspended since" in woke.stderr and "weekend" in woke.stderr
     assert "resumed and ready" in woke.stderr
-    deadline = time.monotonic() + patience(30)  # ready is Ray's word; the platform's status follows
+    deadline = Deadline(30, every=0.2)  # ready is Ray's word; the platform's status follows
     while set(statuses(handle, "demo").values()) != {AppStatus.RUNNING}:
-        assert time.monotonic() < deadline, statuses(handle, "demo")
+        assert not deadline.passed(), statuses(handle, "demo")
         time.sleep(0.2)
     resumed = read_desired(ClusterPaths(handle.project_dir, "demo"))
     assert resumed is not None and resumed.state == "active"
     # The head knows its last run ended suspended: it deploys the stored Serve config again.
     while not _reapplied(paths):
-        assert time.monotonic() < deadline, paths.node_log("head").read_text()[-2000:]
+        assert not deadline.passed(), paths.node_log("head").read_text()[-2000:]
         time.sleep(0.2)
 
     # raycai.connect does the same before Ray Client connects (its wake-up, without Ray).

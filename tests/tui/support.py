@@ -16,12 +16,13 @@ import json
 import os
 import stat
 import sys
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 from textual.pilot import Pilot
+from textual.screen import Screen
 
 from raycai_core.cluster.lifecycle import ClusterManager
 from raycai_core.cml.client import CMLClient, RetryPolicy
@@ -30,7 +31,7 @@ from raycai_core.local import WorkspaceHandle
 from raycai_core.spec import ClusterSpec, spec_from_flags
 from raycai_core.target import Target
 from raycai_tui.app import RaycaiApp, Settings
-from tests.fixtures.patience import patience
+from tests.fixtures.patience import Deadline, patience
 from tests.fixtures.stand_in_ray import DOWN_FILE, USAGE_FILE
 from tests.fixtures.workspace import RUNTIME
 
@@ -120,13 +121,30 @@ async def until(
 ) -> object:
     """Let the app run until `predicate()` is truthy; fail with `what` after `timeout` (as
     this run's patience scales it)."""
-    timeout = patience(timeout)
-    deadline = time.monotonic() + timeout
+    deadline = Deadline(timeout, every=0.05)
     while not (result := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        if deadline.passed():
+            raise AssertionError(f"timed out after {deadline.seconds} s waiting for {what}")
         await pilot.pause(0.05)
     return result
+
+
+ScreenType = TypeVar("ScreenType", bound=Screen[Any])
+
+
+async def until_screen(
+    pilot: Pilot[object], kind: type[ScreenType], what: str, timeout: float = 20.0
+) -> ScreenType:
+    """Wait until a `kind` screen is on top and mounted, and return it. `app.screen` is the
+    new screen as soon as it is pushed or switched to, before its children are composed: a
+    query on it then finds nothing (CI's starved runs showed it)."""
+    app = pilot.app
+    await until(
+        pilot, lambda: isinstance(app.screen, kind) and app.screen.is_mounted, what, timeout
+    )
+    screen = app.screen
+    assert isinstance(screen, kind)
+    return screen
 
 
 async def say_yes(pilot: Pilot[object], timeout: float = 20.0) -> None:
@@ -151,11 +169,10 @@ async def until_async(
     timeout: float = 20.0,
 ) -> object:
     """`until` for a predicate that returns an awaitable."""
-    timeout = patience(timeout)
-    deadline = time.monotonic() + timeout
+    deadline = Deadline(timeout, every=0.1)
     while not (result := await predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        if deadline.passed():
+            raise AssertionError(f"timed out after {deadline.seconds} s waiting for {what}")
         await pilot.pause(0.1)
     return result
 

@@ -17,7 +17,7 @@ from raycai_tui.widgets.apps_table import AppsTable
 from raycai_tui.widgets.ray_panel import RayPanel
 from raycai_tui.widgets.status_line import StatusLine
 from tests.fixtures.workspace import RUNTIME
-from tests.tui.support import client_for, make_app, set_ray_down, until
+from tests.tui.support import client_for, make_app, set_ray_down, until, until_screen
 
 RAY_COLUMN = [column.key for column in AppsTable.COLUMNS].index("ray")
 
@@ -54,9 +54,8 @@ async def test_created_cluster_opens_ready_with_every_node_alive_in_ray(
         assert select.value == RUNTIME
         await pilot.press("ctrl+s")
 
-        await until(pilot, lambda: isinstance(app.screen, ClusterScreen), "the cluster screen", 60)
-        screen = app.screen
-        assert isinstance(screen, ClusterScreen) and screen.cluster == "fast"
+        screen = await until_screen(pilot, ClusterScreen, "the cluster screen", 60)
+        assert screen.cluster == "fast"
         panel = screen.query_one(RayPanel)
         await until(pilot, lambda: panel.nodes_alive == 3, "3 nodes alive in the Ray panel")
         await until(pilot, lambda: "joined Ray  ·  READY" in title(screen), "READY")
@@ -119,9 +118,8 @@ async def test_the_form_and_wait_ready_call_a_cluster_ready_only_once_ray_answer
             set_ray_down(handle, False)
             view = await manager.wait_ready("slow", timeout=30)
             assert view.ready and view.ray_known and view.nodes_joined == 2
-        await until(pilot, lambda: isinstance(app.screen, ClusterScreen), "the cluster screen")
+        screen = await until_screen(pilot, ClusterScreen, "the cluster screen")
         assert steps.text.endswith("nodes joined Ray: 2/2")
-        screen = app.screen
         await until(pilot, lambda: "joined Ray  ·  READY" in title(screen), "READY")
         assert "slow" not in app.joining  # the watch ended
         await until(pilot, lambda: "slow:" not in clusters.query_one(StatusLine).text, "no note")

@@ -37,6 +37,7 @@ from tests.tui.support import (
     make_app,
     say_yes,
     until,
+    until_screen,
 )
 
 
@@ -127,7 +128,7 @@ async def test_a_key_typed_ahead_never_answers_the_delete_dialog(
         await until(pilot, lambda: "demo" in table.keys, "the row of demo")
         app.post_message(events.Key("ctrl+d", None))
         app.post_message(events.Key("y", "y"))
-        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the delete dialog")
+        await until_screen(pilot, ConfirmScreen, "the delete dialog")
         await pilot.pause(0.5)
         assert isinstance(app.screen, ConfirmScreen)  # still asking
         assert app.operations.running() == []
@@ -274,8 +275,7 @@ async def test_removing_a_busy_worker_asks_first(tui_workspace: WorkspaceHandle)
         signal_all(head_processes, signal.SIGSTOP)  # Ray's dashboard stops answering
         try:
             await pilot.press("minus")
-            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question", 30)
-            dialog = app.screen
+            dialog = await until_screen(pilot, ConfirmScreen, "the question", 30)
             assert dialog.items == ["worker-1"] and "running Ray tasks" in dialog.question
             await until(pilot, lambda: app.focused is not None, "the dialog's focus")
             assert app.focused.id == "no"  # the safe answer
@@ -285,7 +285,7 @@ async def test_removing_a_busy_worker_asks_first(tui_workspace: WorkspaceHandle)
             assert stored_workers(handle) == 1 and len(await worker_apps(handle)) == 1
 
             await pilot.press("minus")
-            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "asked again", 30)
+            await until_screen(pilot, ConfirmScreen, "asked again", 30)
         finally:
             signal_all(head_processes, signal.SIGCONT)
         await say_yes(pilot)

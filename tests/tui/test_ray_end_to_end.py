@@ -20,7 +20,7 @@ from raycai_tui.screens.create import CreateScreen
 from raycai_tui.widgets.ray_panel import RayPanel
 from tests.fixtures.workspace import wait_for
 from tests.helpers import ray_processes
-from tests.tui.support import cluster_apps, make_app, say_yes, until, until_async
+from tests.tui.support import cluster_apps, make_app, say_yes, until, until_async, until_screen
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
@@ -50,8 +50,7 @@ async def test_create_scale_and_delete_a_real_ray_cluster(local_workspace: Works
         await pilot.press("ctrl+s")
 
         # The form opens the cluster screen once every node joined Ray.
-        await until(pilot, lambda: isinstance(app.screen, ClusterScreen), "2/2 joined", 180)
-        screen = app.screen
+        screen = await until_screen(pilot, ClusterScreen, "2/2 joined", 180)
         panel = screen.query_one(RayPanel)
         await until(pilot, lambda: panel.nodes_alive == 2, "2 nodes alive in the Ray panel", 30)
         assert "2 alive" in panel.summary_text

@@ -11,7 +11,7 @@ from raycai_core.cluster.rolling_state import read_rolling
 from raycai_core.local import WorkspaceHandle
 from raycai_tui.screens.clusters import ClustersScreen
 from raycai_tui.screens.update import UpdateScreen
-from tests.tui.support import cluster_apps, create_cluster, make_app, until
+from tests.tui.support import cluster_apps, create_cluster, make_app, until, until_screen
 from tests.tui.test_operations import events_of, open_from_list
 
 
@@ -29,8 +29,7 @@ async def test_update_is_planned_as_typed_and_goes_on_after_leaving_the_screen(
         screen = await open_from_list(pilot, app)
         await until(pilot, lambda: screen.view is not None, "the cluster's data")
         await pilot.press("u")
-        await until(pilot, lambda: isinstance(app.screen, UpdateScreen), "the update dialog")
-        dialog = app.screen
+        dialog = await until_screen(pilot, UpdateScreen, "the update dialog")
         plan = dialog.query_one("#plan-text", Static)
         apply = dialog.query_one("#apply", Button)
         assert apply.disabled  # nothing changed yet

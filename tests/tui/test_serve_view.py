@@ -20,7 +20,7 @@ from raycai_tui.screens.serve import (
     ServeScreen,
 )
 from tests.fake_dashboard import FakeDashboard, running_dashboard, serve_running
-from tests.tui.support import say_yes, until
+from tests.tui.support import say_yes, until, until_screen
 from tests.tui.test_work_screens import POLL, make_app, publish
 
 
@@ -65,9 +65,7 @@ async def test_d_deploys_a_config_file_checked_as_typed(dash: FakeDashboard, tmp
         await app.push_screen(screen)
         await until(pilot, lambda: "Serve is not running" in screen.note, "not running")
         await pilot.press("d")
-        await until(pilot, lambda: isinstance(app.screen, DeployServeScreen), "the dialog")
-        dialog = app.screen
-        assert isinstance(dialog, DeployServeScreen)
+        dialog = await until_screen(pilot, DeployServeScreen, "the dialog")
         deploy = dialog.query_one("#deploy", Button)
         for text, problem in (
             ("serving/x.yaml", "no such file"),
@@ -88,8 +86,8 @@ async def test_d_deploys_a_config_file_checked_as_typed(dash: FakeDashboard, tmp
 
         # Ray refuses the next one: its reason is shown; nothing stored changes.
         await pilot.press("d")
-        await until(pilot, lambda: isinstance(app.screen, DeployServeScreen), "the dialog")
-        await type_path(pilot, app.screen, "serving/bad.yaml")  # type: ignore[arg-type]
+        dialog = await until_screen(pilot, DeployServeScreen, "the dialog")
+        await type_path(pilot, dialog, "serving/bad.yaml")
         await pilot.press("enter")
         await until(pilot, lambda: said(app, "Route prefix must start with"), "Ray's refusal")
         assert [x["name"] for x in json.loads(paths.serve_json.read_text())["applications"]] == [
@@ -117,7 +115,7 @@ async def test_x_deletes_the_selected_application_after_asking(dash: FakeDashboa
         await until(pilot, lambda: apps.keys == ["a", "b"], "both applications")
         apps.select_key("b")
         await pilot.press("x")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
+        await until_screen(pilot, ConfirmScreen, "the question")
         assert app.screen.focused is not None and app.screen.focused.id == "no"
         await pilot.press("enter")  # the safe answer
         await until(pilot, lambda: app.screen is screen, "back without deleting")

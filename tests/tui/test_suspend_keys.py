@@ -12,7 +12,15 @@ from raycai_tui.screens.cluster import ClusterScreen
 from raycai_tui.screens.clusters import ClustersScreen
 from raycai_tui.screens.confirm import ConfirmScreen
 from raycai_tui.widgets.clusters_table import ClustersTable
-from tests.tui.support import cluster_apps, create_cluster, make_app, say_yes, until, until_async
+from tests.tui.support import (
+    cluster_apps,
+    create_cluster,
+    make_app,
+    say_yes,
+    until,
+    until_async,
+    until_screen,
+)
 
 
 def cell(table: ClustersTable, key: str, column: int) -> str:
@@ -64,8 +72,8 @@ async def test_z_suspends_after_asking_and_enter_asks_to_resume(
 
         table.move_cursor(row=table.keys.index("demo"))
         await pilot.press("enter")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the resume question")
-        assert app.screen.title_text == "Resume demo"  # type: ignore[attr-defined]
+        dialog = await until_screen(pilot, ConfirmScreen, "the resume question")
+        assert dialog.title_text == "Resume demo"
         await say_yes(pilot)
         assert isinstance(app.screen, ClusterScreen)
         await until_async(
@@ -100,8 +108,8 @@ async def test_a_cluster_suspended_elsewhere_is_told_and_ray_is_not_polled(
     await create_cluster(handle, "demo", workers=1)
     app = make_app(handle)
     async with app.run_test(size=(160, 45)) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, ClustersScreen), "the list")
-        table = app.screen.query_one(ClustersTable)
+        clusters = await until_screen(pilot, ClustersScreen, "the list")
+        table = clusters.query_one(ClustersTable)
         await until(pilot, lambda: cell(table, "demo", 2) == "RUNNING", "demo's head RUNNING")
         await pilot.press("enter")
         screen = app.screen
