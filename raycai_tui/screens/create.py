@@ -182,6 +182,10 @@ class Steps(Vertical):
     def step(self, key: str, message: str, level: str = "info") -> None:
         if key not in self.lines:
             self.mount(Static(id=f"step-{key}", markup=False))
+            # Below the form's fields, out of sight on a terminal shorter than the form: a new
+            # step is brought into view (an update of a line shown already is not, so that a
+            # user who scrolled up to the fields stays there).
+            self.call_after_refresh(self.scroll_visible, animate=False)
         self.lines[key] = message
         keys = list(self.lines)
         for index, name in enumerate(keys):
@@ -617,6 +621,7 @@ class CreateScreen(RaycaiScreen):
         checks = await self.checks_of(spec)
         self.show_preflight(checks)
         if refusal(checks) is not None:
+            self.query_one("#preflight").scroll_visible(animate=False)
             self.notify(
                 "Not created: the cluster would fail (see above; `raycai doctor` checks all)",
                 severity="error",

@@ -36,6 +36,15 @@ def problem(screen: CreateScreen, widget_id: str) -> str:
     return str(screen.query_one(f"#{widget_id}-problem", Static).render())
 
 
+def step_in_view(screen: CreateScreen, key: str) -> bool:
+    """The creation step `key` is shown and within the form's visible part (the steps are
+    below the fields: on a terminal shorter than the form they are out of sight unless the
+    form scrolls to them)."""
+    lines = screen.query(f"#step-{key}")
+    form = screen.query_one("#form")
+    return bool(lines) and form.region.contains_region(lines.first().region)
+
+
 @pytest.mark.slow  # a whole flow with slow API calls: the full suite runs it
 async def test_refuses_bad_input_then_creates_with_live_steps(
     tui_workspace: WorkspaceHandle,
@@ -113,7 +122,8 @@ async def test_refuses_bad_input_then_creates_with_live_steps(
         table = app.screen.query_one(ClustersTable)
         await until(pilot, lambda: "t1" in table.keys, "the new cluster's row")
 
-        # A failure during the creation is shown in the steps, and the form stays usable.
+        # A failure during the creation is shown in the steps, brought into view (the form is
+        # taller than the terminal), and the form stays usable.
         await pilot.press("n")
         again = app.screen
         assert isinstance(again, CreateScreen)
@@ -123,6 +133,7 @@ async def test_refuses_bad_input_then_creates_with_live_steps(
         await pilot.press("ctrl+s")
         failed = again.query_one(Steps)
         await until(pilot, lambda: "creation failed" in failed.text, "the failure shown")
+        await until(pilot, lambda: step_in_view(again, "failed"), "the failure in view")
         assert "HTTP 403" in failed.text and again.creating is None
         handle.set_faults()
 

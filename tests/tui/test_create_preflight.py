@@ -27,7 +27,7 @@ async def test_the_form_warns_then_refuses_a_spec_whose_launchers_find_no_ray(
     set_shared_memory(handle, 40000)  # whatever this machine's /dev/shm: no warning for it
     venv = handle.project_dir / ".venv"
     app = make_app(handle)
-    async with app.run_test(size=(160, 50)) as pilot:
+    async with app.run_test(size=(160, 36)) as pilot:  # shorter than the form
         await until(pilot, lambda: app.services is not None, "the connection")
         await pilot.press("n")
         screen = app.screen
@@ -58,6 +58,8 @@ async def test_the_form_warns_then_refuses_a_spec_whose_launchers_find_no_ray(
             lambda: any("Not created" in str(n.message) for n in app._notifications),
             "the refusal's notification",
         )
+        form, refusal = screen.query_one("#form"), screen.query_one("#preflight")
+        await until(pilot, lambda: form.region.contains_region(refusal.region), "it in view")
         assert screen.creating is None and app.screen is screen
         assert await cluster_apps(handle) == []
         assert not ClusterPaths(handle.project_dir, "pf").root.exists()
