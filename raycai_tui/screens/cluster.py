@@ -736,10 +736,14 @@ class ClusterScreen(RaycaiScreen):
         from raycai_tui.screens.clusters import ClustersScreen
 
         base = next((s for s in self.app.screen_stack if isinstance(s, ClustersScreen)), None)
-        if base is None:
-            return
-        self.app.pop_screen()
-        base.confirm_delete(self.cluster)
+        if base is not None:
+            base.confirm_delete(self.cluster, on_yes=self._leave_deleted)
+
+    def _leave_deleted(self) -> None:
+        """Back to the list, where the deletion's row shows it (this screen, on top again once
+        the dialog closed, is of a cluster that goes)."""
+        if self.app.screen is self:
+            self.app.pop_screen()
 
     def action_suspend(self) -> None:
         """Suspend after asking (resume, on a suspended cluster): the clusters screen's."""

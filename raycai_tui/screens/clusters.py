@@ -24,6 +24,8 @@ from raycai_tui.widgets.header import RaycaiHeader
 from raycai_tui.widgets.status_line import StatusLine
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from raycai_tui.services import Snapshot
 
 
@@ -285,8 +287,9 @@ class ClustersScreen(RaycaiScreen):
             return f"{launcher_folder()}/{CLUSTERS}/{name}"
         return str(ClusterPaths(services.target.project_dir, name).relative)
 
-    def confirm_delete(self, name: str) -> None:
-        """Ask, listing what goes, then delete (also used by the cluster screen)."""
+    def confirm_delete(self, name: str, on_yes: Callable[[], None] | None = None) -> None:
+        """Ask, listing what goes, then delete (also used by the cluster screen, which leaves
+        with `on_yes`: a user who answers no stays where they were)."""
         from raycai_tui.screens.confirm import ConfirmScreen
 
         summary = self.snapshot.summary(name) if self.snapshot else None
@@ -304,5 +307,7 @@ class ClustersScreen(RaycaiScreen):
         def answered(yes: bool | None) -> None:
             if yes:
                 self.raycai.operations.delete(name)
+                if on_yes is not None:
+                    on_yes()
 
         self.app.push_screen(ConfirmScreen(f"Delete {name}", question, items), answered)

@@ -37,6 +37,7 @@ from tests.tui.support import (
     make_app,
     say_yes,
     until,
+    until_async,
     until_screen,
 )
 
@@ -135,6 +136,38 @@ async def test_a_key_typed_ahead_never_answers_the_delete_dialog(
         await pilot.press("escape")
         assert await worker_apps(handle) == ["raycai-demo-worker-1"]
         assert stored_workers(handle) == 1
+
+
+async def test_delete_from_the_cluster_screen_asks_there_and_no_keeps_the_screen(
+    tui_workspace: WorkspaceHandle,
+) -> None:
+    """`ctrl+d` on a cluster asks on top of it: no leaves the user on that cluster (it used to
+    drop them on the list), yes deletes it and goes back to the list."""
+    handle = tui_workspace
+    await create_cluster(handle, "demo", workers=1)
+    app = make_app(handle, heal=False)
+    async with app.run_test(size=(160, 45)) as pilot:
+        table = app.screen.query_one(ClustersTable)
+        await until(pilot, lambda: "demo" in table.keys, "the row of demo")
+        await pilot.press("enter")
+        cluster = await until_screen(pilot, ClusterScreen, "the cluster screen")
+        await until(pilot, lambda: cluster.summary is not None, "the cluster's data")
+        await pilot.press("ctrl+d")
+        dialog = await until_screen(pilot, ConfirmScreen, "the delete dialog")
+        assert app.screen_stack[-2] is cluster
+        await until(pilot, lambda: dialog.answerable, "the question on screen")
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is cluster, "back on the cluster")
+        assert app.operations.running() == []
+
+        await pilot.press("ctrl+d")
+        await say_yes(pilot)
+        await until(pilot, lambda: isinstance(app.screen, ClustersScreen), "back on the list")
+        await until_async(pilot, lambda: _no_apps_of(handle), "every application deleted", 30)
+
+
+async def _no_apps_of(handle: WorkspaceHandle) -> bool:
+    return not await cluster_apps(handle)
 
 
 async def test_keys_that_need_data_wait_for_the_first_snapshot(
