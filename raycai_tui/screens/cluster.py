@@ -758,4 +758,9 @@ class ClusterScreen(RaycaiScreen):
             base.confirm_suspend(self.cluster)
 
     def action_back(self) -> None:
+        from raycai_tui.screens.clusters import ClustersScreen
+
         self.app.pop_screen()  # the operations of the app go on (shown in the list)
+        base = self.app.screen
+        if isinstance(base, ClustersScreen):  # the row of the cluster just left is selected
+            base.select_cluster(self.cluster)

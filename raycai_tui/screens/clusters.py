@@ -169,6 +169,11 @@ class ClustersScreen(RaycaiScreen):
     def selected(self) -> str | None:
         return self.query_one(ClustersTable).selected_key
 
+    def select_cluster(self, name: str) -> None:
+        """Put the cursor on `name`'s row (a user back from a cluster finds it selected, also
+        one the create form opened); nothing if it has no row yet."""
+        self.query_one(ClustersTable).select_key(name)
+
     def _selected_or_tell(self) -> str | None:
         name = self.selected
         if name is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from raycai_core.local import WorkspaceHandle
 from raycai_tui.app import RaycaiApp, Settings
+from raycai_tui.screens.cluster import ClusterScreen
 from raycai_tui.screens.clusters import ClustersScreen
 from raycai_tui.screens.confirm import ConfirmScreen
 from raycai_tui.screens.help import HelpScreen
@@ -16,6 +17,7 @@ from tests.tui.support import (
     say_yes,
     until,
     until_async,
+    until_screen,
 )
 
 
@@ -127,3 +129,21 @@ async def test_no_credentials_is_shown_and_the_app_stays_up(monkeypatch) -> None
         assert "CML_HOST" in status.text and app.is_running
         await pilot.press("n")
         assert isinstance(app.screen, ClustersScreen)  # nothing to create on: told, not crashed
+
+
+async def test_back_from_a_cluster_selects_its_row(tui_workspace: WorkspaceHandle) -> None:
+    """Leaving a cluster's screen puts the list's cursor on that cluster, also when the screen
+    was not opened from the list (the create form opens a cluster it made)."""
+    handle = tui_workspace
+    await create_cluster(handle, "alpha", workers=0)
+    await create_cluster(handle, "beta", workers=0)
+    app = make_app(handle)
+    async with app.run_test(size=(160, 45)) as pilot:
+        table = app.screen.query_one(ClustersTable)
+        await until(pilot, lambda: {"alpha", "beta"} <= set(table.keys), "both rows")
+        assert table.selected_key == "alpha"
+        app.push_screen(ClusterScreen("beta"))  # as the create form does once beta is ready
+        await until_screen(pilot, ClusterScreen, "beta's screen")
+        await pilot.press("escape")
+        await until_screen(pilot, ClustersScreen, "the list")
+        assert table.selected_key == "beta"
