@@ -256,22 +256,3 @@ def test_launchers_speak_the_core_vocabulary() -> None:
                 recorded.add(namespace[first.id])
     assert recorded and recorded <= set(phases.PHASES)
     assert {phases.JOINED, phases.DRAINING, phases.DRAINED, phases.STOPPED} <= recorded
-
-
-def test_the_heads_ray_client_waits_120_s_for_a_drivers_server(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Ray Client gives a driver's own server 30 s to start (Ray 2.60's proxier); the head's
-    Ray gets 120 s, which a spec's `env` or the application's environment may change."""
-    from raycai_core.launcher import template
-
-    name = "RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S"
-    monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(template, "ROLE", "head")
-    assert template.ray_environment({}, {})[name] == "120"
-    assert template.ray_environment({"env": {name: "300"}}, {})[name] == "300"
-    monkeypatch.setenv(name, "45")
-    assert template.ray_environment({}, {})[name] == "45"
-    monkeypatch.delenv(name)
-    monkeypatch.setattr(template, "ROLE", "worker")
-    assert name not in template.ray_environment({}, {})

@@ -419,11 +419,6 @@ def ray_environment(config: dict, auth: dict) -> dict:
     if ROLE == "worker":
         # Bounds `ray start --address` if the head vanishes between our check and its connect.
         env.setdefault("RAY_gcs_server_port_wait_time_s", "15")
-    else:
-        # Ray Client starts a server process for each driver and gives up on it after 30 s:
-        # on a busy head (a job, a Serve app, few vCPU) a driver then fails with "Starting Ray
-        # client server failed" though its server was only slow to import Ray (CI saw it).
-        env.setdefault("RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S", "120")
     env.update({str(k): str(v) for k, v in (config.get("env") or {}).items()})
     env["PYTHONUNBUFFERED"] = "1"
     # Where a Serve started on this cluster listens (a job's driver runs on the head and
