@@ -232,7 +232,10 @@ async def test_a_scale_goes_on_after_esc_and_the_reopened_screen_shows_it(
         rows = reopened.query_one(AppsTable)
         await until(pilot, lambda: "worker-3" in rows.keys, "the third worker's row")
         texts = reopened.query_one(EventsLog).texts
-        assert "workers 1 -> 2" in texts and "workers 2 -> 3" in texts, texts
+        # Two scales of +1, or one of +2 when the second `+` was queued before the first ran
+        # (the operations service merges a waiting delta; CI's starved lane saw it).
+        one_by_one = "workers 1 -> 2" in texts and "workers 2 -> 3" in texts
+        assert one_by_one or "demo: workers 1 -> 3 (requested +2)" in texts, texts
         assert not reopened.query_one("#operations").display
 
 
