@@ -147,10 +147,7 @@ async def test_delete_from_the_cluster_screen_asks_there_and_no_keeps_the_screen
     await create_cluster(handle, "demo", workers=1)
     app = make_app(handle, heal=False)
     async with app.run_test(size=(160, 45)) as pilot:
-        table = app.screen.query_one(ClustersTable)
-        await until(pilot, lambda: "demo" in table.keys, "the row of demo")
-        await pilot.press("enter")
-        cluster = await until_screen(pilot, ClusterScreen, "the cluster screen")
+        cluster = await open_from_list(pilot, app)
         await until(pilot, lambda: cluster.summary is not None, "the cluster's data")
         await pilot.press("ctrl+d")
         dialog = await until_screen(pilot, ConfirmScreen, "the delete dialog")
