@@ -130,6 +130,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def hold_port(port: int) -> socket.socket | None:
+    """A listening socket on `port` of every address; None when something else holds it."""
+    sock = socket.socket()
+    try:
+        sock.bind(("", port))
+    except OSError:
+        sock.close()
+        return None
+    sock.listen()
+    return sock
+
+
 def wait_for(check: Callable[[], Any], timeout: float, what: str, every: float = 0.05) -> Any:
     deadline = Deadline(timeout, every)
     while not deadline.passed():
@@ -435,6 +447,10 @@ def test_head_publishes_falls_back_to_free_ports_and_exits_with_ray(fake: Projec
     taken = socket.socket()
     taken.bind(("", 0))
     taken.listen()
+    # Ray's default dashboard port held too (or by another test's head already): a free port
+    # from the kernel instead, which no head of a test running beside this one picks while
+    # this fake dashboard waits (CI saw one answer there, and the proxy start early).
+    dashboard_default = hold_port(8265)
     config = json.loads(fake.paths.launcher_json.read_text())
     config["ray"]["gcs_port"] = taken.getsockname()[1]
     # One restart of Ray in place, then the platform's turn.
@@ -460,6 +476,7 @@ def test_head_publishes_falls_back_to_free_ports_and_exits_with_ray(fake: Projec
     assert flag(argv, "--num-cpus") == "2" and flag(argv, "--node-name") == "raycai-demo-head"
     env = starts(fake)[0]["env"]
     assert env["RAY_SERVE_DEFAULT_HTTP_HOST"] == "127.0.0.1"  # Serve on the head's loopback
+    assert head["dashboard_port"] != 8265
     taken.close()
 
     # The head proxy starts once the dashboard answers (not before), then Ray's public paths
@@ -510,6 +527,8 @@ def test_head_publishes_falls_back_to_free_ports_and_exits_with_ray(fake: Projec
     assert "leaves the restart to the platform" in record["error"]
     assert record["proxy"]["state"] == "off"  # stopped with Ray
     wait_for(lambda: proxy_get(app_port, "/")[0] == 0, 10, "the proxy to be gone")
+    if dashboard_default is not None:
+        dashboard_default.close()
 
 
 def running_proxy(project: Project) -> dict[str, Any] | None:
