@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from textual.app import App
 from textual.pilot import Pilot
 from textual.screen import Screen
 
@@ -87,6 +88,27 @@ def tui_workspace(fake_ray: WorkspaceHandle) -> Iterator[WorkspaceHandle]:
 
 def target_of(handle: WorkspaceHandle) -> Target:
     return Target(handle.credentials(), handle.project_dir, "local")
+
+
+@pytest.fixture(autouse=True)
+def notifications_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every notification an app raised, kept for `notified` after its toast expired.
+
+    Textual drops a notification from `App._notifications` once its timeout has passed, and
+    in CI's starved lane a 4 s toast can expire between the key press and the test's look.
+    """
+    notify = App.notify
+
+    def keeping(self: App[Any], message: str, **options: Any) -> None:
+        self.__dict__.setdefault("_notified", []).append(str(message))
+        notify(self, message, **options)
+
+    monkeypatch.setattr(App, "notify", keeping)
+
+
+def notified(app: App[Any], text: str) -> bool:
+    """`text` was in a notification of `app` (expired or not)."""
+    return any(text in message for message in app.__dict__.get("_notified", []))
 
 
 def make_app(handle: WorkspaceHandle, *, poll_s: float = 0.5, **settings: bool) -> RaycaiApp:

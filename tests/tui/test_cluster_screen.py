@@ -26,6 +26,7 @@ from tests.tui.support import (
     cluster_apps,
     create_cluster,
     make_app,
+    notified,
     say_yes,
     until,
     until_async,
@@ -300,10 +301,6 @@ async def test_worker_groups_shown_and_scaled_per_group(tui_workspace: Workspace
 
 async def _group_apps_are(handle: WorkspaceHandle, count: int) -> bool:
     return len(await group_apps(handle)) == count
-
-
-def notified(app, text: str) -> bool:
-    return any(text in n.message for n in app._notifications)
 
 
 def events(app) -> list[str]:

@@ -11,7 +11,7 @@ from raycai_core.local import WorkspaceHandle
 from raycai_tui.screens.create import CreateScreen
 from tests.fixtures.workspace import RUNTIME
 from tests.test_doctor import set_shared_memory
-from tests.tui.support import cluster_apps, make_app, until
+from tests.tui.support import cluster_apps, make_app, notified, until
 from tests.tui.test_create_form import fill
 
 
@@ -55,7 +55,7 @@ async def test_the_form_warns_then_refuses_a_spec_whose_launchers_find_no_ray(
         await pilot.press("ctrl+s")
         await until(
             pilot,
-            lambda: any("Not created" in str(n.message) for n in app._notifications),
+            lambda: notified(app, "Not created"),
             "the refusal's notification",
         )
         form, refusal = screen.query_one("#form"), screen.query_one("#preflight")

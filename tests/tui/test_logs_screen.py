@@ -21,7 +21,7 @@ from raycai_core.ray.client import RayClient
 from raycai_tui.screens.log_sources import FollowSettings
 from raycai_tui.screens.logs import LogsScreen, RayLogPicker
 from raycai_tui.widgets.log_view import Marker
-from tests.tui.support import until
+from tests.tui.support import notified, until
 
 
 class LogsApp(App[None]):
@@ -194,7 +194,7 @@ async def test_save_writes_the_buffered_lines_atomically_and_says_where(tmp_path
         assert saved.read_text() == "".join(f"line {i}\n" for i in range(50))
         assert oct(saved.stat().st_mode & 0o777) == oct(0o644)
         assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
-        assert any(str(saved) in n.message for n in app._notifications)
+        assert notified(app, str(saved))
 
         await pilot.press("S")  # a second save gets its own file
         await until(pilot, lambda: app.logs.last_saved != saved, "the second save")
@@ -203,7 +203,10 @@ async def test_save_writes_the_buffered_lines_atomically_and_says_where(tmp_path
 
 async def test_a_flood_stays_within_the_bound_and_is_marked_as_skipped(tmp_path: Path):
     path = launcher_log(tmp_path, 10)
-    settings = FollowSettings(max_backlog=64 * 1024)
+    # Read twice a second: each 1 MB write below is more than the backlog allowed between
+    # two reads, however the writer and the reader share the CPU (at 50 ms, CI's starved lane
+    # once read every write in pieces smaller than that, and nothing was skipped).
+    settings = FollowSettings(max_backlog=64 * 1024, poll_interval=0.5)
     app = make_app(path, max_lines=2000, settings=settings)
     async with app.run_test(size=(100, 30)) as pilot:
         view = app.logs.view
@@ -278,7 +281,7 @@ async def test_ray_logs_without_a_dashboard_say_why_and_keep_the_launcher_log(tm
         assert app.logs.source.kind == "launcher"
         assert "Ray logs unavailable" in app.logs.error
         assert "dashboard cannot be reached" in app.logs.error
-        assert any("Ray logs unavailable" in n.message for n in app._notifications)
+        assert notified(app, "Ray logs unavailable")
         assert "Ray logs unavailable" in str(app.logs.status.render())
         append(path, ["still here"])
         await until(pilot, lambda: view.lines()[-1] == "still here", "the launcher log")

@@ -12,7 +12,6 @@ import os
 import signal
 
 import pytest
-from textual.app import App
 from textual.widgets import Input, Static
 
 from raycai_core.cluster.desired import read_desired
@@ -35,6 +34,7 @@ from tests.tui.support import (
     cluster_apps,
     create_cluster,
     make_app,
+    notified,
     say_yes,
     until,
     until_async,
@@ -55,10 +55,6 @@ def stored_workers(handle: WorkspaceHandle, name: str = "demo") -> int | None:
 
 async def worker_apps(handle: WorkspaceHandle, name: str = "demo") -> list[str]:
     return sorted(a.name for a in await cluster_apps(handle) if f"{name}-worker-" in a.name)
-
-
-def notified(app: App[None], text: str) -> bool:
-    return any(text in n.message for n in app._notifications)
 
 
 def events_of(app: RaycaiApp, name: str = "demo") -> list[str]:

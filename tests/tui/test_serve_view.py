@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from textual.widgets import Button, Input, Static
 
-from raycai_tui.app import RaycaiApp
 from raycai_tui.screens.confirm import ConfirmScreen
 from raycai_tui.screens.serve import (
     DeploymentsTable,
@@ -20,7 +19,7 @@ from raycai_tui.screens.serve import (
     ServeScreen,
 )
 from tests.fake_dashboard import FakeDashboard, running_dashboard, serve_running
-from tests.tui.support import say_yes, until, until_screen
+from tests.tui.support import notified, say_yes, until, until_screen
 from tests.tui.test_work_screens import POLL, make_app, publish
 
 
@@ -28,10 +27,6 @@ from tests.tui.test_work_screens import POLL, make_app, publish
 async def dash() -> AsyncIterator[FakeDashboard]:
     async with running_dashboard() as fake:
         yield fake
-
-
-def said(app: RaycaiApp, text: str) -> bool:
-    return any(text in n.message for n in app._notifications)
 
 
 def check_text(dialog: DeployServeScreen) -> str:
@@ -89,7 +84,7 @@ async def test_d_deploys_a_config_file_checked_as_typed(dash: FakeDashboard, tmp
         dialog = await until_screen(pilot, DeployServeScreen, "the dialog")
         await type_path(pilot, dialog, "serving/bad.yaml")
         await pilot.press("enter")
-        await until(pilot, lambda: said(app, "Route prefix must start with"), "Ray's refusal")
+        await until(pilot, lambda: notified(app, "Route prefix must start with"), "Ray's refusal")
         assert [x["name"] for x in json.loads(paths.serve_json.read_text())["applications"]] == [
             "a"
         ]
