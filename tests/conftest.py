@@ -74,6 +74,42 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     helpers.RUNNING_TEST = item
 
 
+# RAYCAI_TEST_CPU_LOG=<file>: each module's CPU-seconds (this process's and those of its
+# children reaped meanwhile, such as CLI processes and the local workspace's apps), appended
+# to the file at the end of the session. .ci/run prints the costliest: CI is CPU-bound, so
+# this, not wall time, says which modules its budget goes to. Ray's own processes are not
+# children of the test and are not counted.
+_MODULE_CPU: dict[str, float] = {}
+
+
+def _cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    if not os.environ.get("RAYCAI_TEST_CPU_LOG"):
+        return (yield)
+    started = _cpu_seconds()
+    try:
+        return (yield)
+    finally:
+        # RAYCAI_TEST_CPU_BY=test: each test's instead (a module-scoped fixture's cost falls
+        # on the module's first test).
+        by_test = os.environ.get("RAYCAI_TEST_CPU_BY") == "test"
+        key = item.nodeid if by_test else item.nodeid.split("::", 1)[0]
+        _MODULE_CPU[key] = _MODULE_CPU.get(key, 0.0) + _cpu_seconds() - started
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    log = os.environ.get("RAYCAI_TEST_CPU_LOG")
+    if log and _MODULE_CPU:
+        lines = "".join(f"{cpu:.1f} {module}\n" for module, cpu in _MODULE_CPU.items())
+        with open(log, "a", encoding="utf-8") as handle:  # one write per session (xdist worker)
+            handle.write(lines)
+
+
 @pytest.fixture(scope="session")
 def cml_spec() -> dict:
     """The real CML API v2 Swagger subset from ../shared (never copied into this repo)."""
