@@ -5,6 +5,8 @@ Update after an intended change with: ./dev test tests/tui/test_snapshots.py --s
 
 from __future__ import annotations
 
+import asyncio
+
 from textual.pilot import Pilot
 from textual.widgets import Input
 
@@ -21,6 +23,7 @@ from tests.tui.fixed_data import (
     snapshot,
     train_view,
 )
+from tests.tui.support import until
 
 SIZE = (160, 40)
 
@@ -133,10 +136,14 @@ async def test_a_field_found_wrong_stays_marked_after_focus_leaves_it() -> None:
         name = screen.query_one("#name", Input)
         name.focus()
         name.value = "demo"
-        await pilot.pause()
-        assert name.has_class("-invalid")
+        # The check runs on the Input's Changed message: a pause is not always enough for it
+        # in CI's starved lane.
+        await until(pilot, lambda: name.has_class("-invalid"), "the name marked wrong")
         await pilot.press("tab")
-        await pilot.pause()
-        assert app.focused is not name
+        await until(pilot, lambda: app.focused is not name, "the focus to leave the name")
+        # A callback queued behind the Blur event: the blur's own validation has run by then.
+        blur_handled = asyncio.Event()
+        name.call_later(blur_handled.set)
+        await blur_handled.wait()
         assert name.has_class("-invalid")
         assert "already exists" in str(screen.query_one("#name-problem").render())
