@@ -28,6 +28,9 @@ from tests.serving.conftest import NAME, Served
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(900)]
 
 T = TypeVar("T")
+# How often a wait asks raycai's CLI: each ask is a process of ~0.5 CPU-seconds, and at 0.5 s
+# these waits cost the CI more than Ray's own recovery did.
+CLI_EVERY = 2.0
 
 
 class Cluster:
@@ -97,10 +100,17 @@ def group_member(pgid: int, program: str) -> int:
 def submit_sleeper(cluster: Cluster, job_id: str) -> None:
     raycai(cluster.handle, "job", "submit", NAME, "--submission-id", job_id, "--",
            "python -c 'import time; time.sleep(3600)'")  # fmt: skip
-    wait_until(lambda: cluster.job(job_id).get("status") == "RUNNING", 60, f"{job_id} running")
+    wait_until(
+        lambda: cluster.job(job_id).get("status") == "RUNNING", 60, f"{job_id} running", CLI_EVERY
+    )
 
 
 def ready_with(cluster: Cluster, alive: int = 2) -> dict[str, Any] | None:
+    """`raycai status` says the cluster is ready with `alive` nodes; asked only once the
+    launchers' records (a file read) say that every node is up again."""
+    phases = {node: cluster.record(node).get("phase") for node in ("head", "worker-1")}
+    if phases != {"head": "running", "worker-1": "joined"}:
+        return None
     status = status_json(cluster.handle, NAME)
     return status if status["ready"] and status["nodes_alive"] == alive else None
 
@@ -118,7 +128,7 @@ def kill_on_head_and_recover(cluster: Cluster, program: str, restarts: int) -> N
     killed_at = time.monotonic()
     os.kill(group_member(int(cluster.record("head")["ray_pid"]), program), signal.SIGKILL)
     wait_until(lambda: cluster.record("head")["ray_restarts"] == restarts, 30, "the head to notice")
-    status = wait_until(lambda: ready_with(cluster), 90, "every node ALIVE again")
+    status = wait_until(lambda: ready_with(cluster), 90, "every node ALIVE again", CLI_EVERY)
     wait_until(cluster.answers, 60, "the Serve route to answer through the head's URL")
     took = time.monotonic() - killed_at
     print(f"\n{program} killed: every node ALIVE and Serve answering after {took:.1f} s")
@@ -136,7 +146,7 @@ def kill_on_head_and_recover(cluster: Cluster, program: str, restarts: int) -> N
     assert nodes["worker-1"]["ray_node_id"] == worker["ray_node_id"]
     assert "restarted (state kept)" in raycai(cluster.handle, "status", NAME).stdout
 
-    job = wait_until(lambda: cluster.job(job_id), 30, f"{job_id} listed")
+    job = wait_until(lambda: cluster.job(job_id), 30, f"{job_id} listed", CLI_EVERY)
     assert job["status"] and job.get("message"), job
     raycai(cluster.handle, "job", "stop", NAME, job_id, check=False)
 
@@ -183,7 +193,7 @@ def test_a_lost_head_pod_comes_back_as_a_new_incarnation(cluster: Cluster) -> No
     )
     assert new["ip"] != old["ip"]  # a new pod, a new address
     assert cluster.handle.app_info(head_app)["restarts"] >= 1  # the platform's restart
-    wait_until(lambda: ready_with(cluster), 90, "the worker re-joined")
+    wait_until(lambda: ready_with(cluster), 90, "the worker re-joined", CLI_EVERY)
     wait_until(cluster.answers, 90, "the Serve config re-applied and answering")
     head = cluster.record("head")
     assert head["serve_reapplied"]["apps"] == 2 and not head["serve_reapplied"].get("error")
@@ -191,5 +201,5 @@ def test_a_lost_head_pod_comes_back_as_a_new_incarnation(cluster: Cluster) -> No
     status = raycai(cluster.handle, "status", NAME).stdout
     assert "Serve config re-applied (2 applications)" in status
 
-    lost = wait_until(lambda: cluster.job("sleeper-lost"), 30, "the lost job listed")
+    lost = wait_until(lambda: cluster.job("sleeper-lost"), 30, "the lost job listed", CLI_EVERY)
     assert lost["status"] == "LOST", lost
