@@ -39,9 +39,11 @@ class Upstream:
     """An HTTP server that answers every request with what it received (JSON), and on
     /stream sends a first chunk, then waits for `release` before the second one."""
 
-    def __init__(self, name: str, port: int | None = None) -> None:
+    def __init__(self, name: str, port: int = 0) -> None:
         self.name = name
-        self.port = port or free_port()
+        # 0: the kernel's choice at the first start, kept for a restart (a port picked before
+        # the bind could be taken meanwhile by a test on another xdist worker, as in CI).
+        self.port = port
         self.release = threading.Event()
         self.server: http.server.ThreadingHTTPServer | None = None
         self.connections: list[socket.socket] = []
@@ -111,6 +113,7 @@ class Upstream:
                 pass
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.port = self.server.server_address[1]
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 

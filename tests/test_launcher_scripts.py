@@ -68,6 +68,24 @@ if os.path.exists({exit_file!r} + ".raylet-id") and "--head" not in sys.argv:
     )
     with open({exit_file!r} + ".raylet", "w") as handle:
         handle.write(str(raylet.pid))
+if "--head" in sys.argv and os.path.exists({exit_file!r} + ".dashboard-occupied"):
+    # Another program takes the dashboard port before this start checks it (as a second head
+    # on the same machine can): Ray refuses to start.
+    os.unlink({exit_file!r} + ".dashboard-occupied")
+    port = sys.argv[sys.argv.index("--dashboard-port") + 1]
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import socket, sys, time\\n"
+         "s = socket.socket()\\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\\n"
+         "s.bind(('', int(sys.argv[1])))\\ns.listen()\\nprint('held', flush=True)\\n"
+         "time.sleep(120)", port],
+        stdout=subprocess.PIPE, start_new_session=True,
+    )
+    holder.stdout.readline()
+    with open({exit_file!r} + ".holder", "w") as handle:
+        handle.write(str(holder.pid))
+    print(f"ValueError: Failed to bind to 0.0.0.0:{{port}} because it's already occupied.",
+          flush=True)
+    sys.exit(1)
 if "--head" in sys.argv:  # stand in for the GCS and the dashboard
     gcs = socket.socket()
     gcs.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -555,6 +573,35 @@ def proxy_get(port: int, path: str, token: str | None = None) -> tuple[int, Any]
         return exc.code, exc.read().decode("utf-8", "replace")
     except OSError:
         return 0, None
+
+
+def test_a_port_taken_before_rays_first_start_is_replaced_for_the_restart(fake: Project) -> None:
+    """Two heads on one machine (the local workspace) can pick the same free port; Ray refuses
+    the second's start. Nothing was published yet, so its restart takes a free port instead
+    of being refused again until the platform's restart, and the head proxy and the idle
+    check follow the dashboard to it."""
+    config = json.loads(fake.paths.launcher_json.read_text())
+    config.setdefault("timing", {}).update(recover_max=2, recover_backoff_s=0.1)
+    fake.paths.launcher_json.write_text(json.dumps(config))
+    Path(str(fake.exit_file) + ".dashboard-occupied").touch()
+    app_port = free_port()
+    fake.start("head", fake.env("head", "127.0.0.1", app_port))
+    try:
+        record = fake.phase("head", "running")
+        first, second = (call["argv"] for call in starts(fake)[:2])
+        taken = int(flag(first, "--dashboard-port"))
+        assert int(flag(second, "--dashboard-port")) != taken
+        head = json.loads(fake.paths.head_json.read_text())
+        assert head["dashboard_port"] == int(flag(second, "--dashboard-port"))
+        assert head["gcs_port"] == int(flag(second, "--port")) == int(flag(first, "--port"))
+        assert record["ray_restarts"] == 1 and "already occupied" in record["recoveries"][-1]["why"]
+        log = fake.paths.node_log("head").read_text()
+        assert f"the dashboard port {taken} is taken now: using " in log
+        # The proxy forwards to the dashboard's new port (the old one accepts and never answers).
+        wait_for(lambda: proxy_get(app_port, "/")[0] == 200, 30, "the proxy to answer")
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int(Path(str(fake.exit_file) + ".holder").read_text()), signal.SIGKILL)
 
 
 def test_serve_listens_on_the_pod_network_when_the_spec_says_so(tmp_path: Path) -> None:

@@ -1341,6 +1341,12 @@ class Launcher:
         head: dict | None = None  # published: kept (same incarnation) while the state is
         try:
             while True:
+                if head is None and recoveries.count and not proxy.started():
+                    # Nothing was published and nothing uses the ports yet: one that another
+                    # program took meanwhile is replaced, or Ray would refuse every restart.
+                    self.replace_taken_ports(ports, ip, proxy)
+                    gcs_port, dashboard_port = ports["gcs"], ports["dashboard"]
+                    client_port, serve_port = ports["client"], ports["serve"]
                 argv = [self.ray_exe, "start", "--head", "--block", "--port", str(gcs_port)]
                 argv += ["--dashboard-host", "0.0.0.0", "--dashboard-port", str(dashboard_port)]
                 argv += ["--ray-client-server-port", str(client_port)]
@@ -1390,6 +1396,21 @@ class Launcher:
         finally:
             proxy.stop()
             self.idle.stop()
+
+    def replace_taken_ports(self, ports: dict, ip: str, proxy: HeadProxy) -> None:
+        """A port of this head's that is no longer free gets a free one (on one machine, as
+        the local workspace runs its applications, two heads starting together can pick the
+        same free port; Ray refuses the second's start: "already occupied")."""
+        taken = {ports["app"]}
+        for key in ("gcs", "client", "dashboard", "serve"):
+            port = port_for(ports[key], taken)
+            if port != ports[key]:
+                self.log.info(f"the {key} port {ports[key]} is taken now: using {port}")
+                ports[key] = port
+        proxy.dashboard = "http://" + address(ip, ports["dashboard"])
+        proxy.serve = f"http://127.0.0.1:{ports['serve']}"
+        if self.idle is not None:
+            self.idle.dashboard = proxy.dashboard
 
     def head_session(
         self,
