@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from click.testing import Result
 
 from raycai_core.cli.main import COMMANDS
 from raycai_core.local import WorkspaceHandle
 from tests.fixtures.workspace import RUNTIME
-from tests.helpers import cluster_apps, raycai
+from tests.helpers import cli_env, cluster_apps, raycai
 
 pytestmark = pytest.mark.integration
 
 HEAVY = ("textual", "ray", "httpx", "pydantic", "aiohttp")
+CLI_SETTINGS = ("CML_", "CDSW_", "RAYCAI_")  # what cli_env sets or clears
 
 
 def loaded_modules(code: str) -> set[str]:
@@ -97,14 +101,29 @@ BAD_INVOCATIONS = [
 ]
 
 
+def raycai_here(handle: WorkspaceHandle, *args: str) -> Result:
+    """raycai's CLI in this process (click's runner), in the environment a user's shell has
+    for the workspace: a CLI process costs ~0.5 CPU-seconds, most of it imports, and these
+    cases are about the messages, not the process (started once above)."""
+    from click.testing import CliRunner
+
+    from raycai_core.cli.main import cli
+
+    user = cli_env(handle)
+    env: dict[str, str | None] = {
+        key: user.get(key) for key in {*os.environ, *user} if key.startswith(CLI_SETTINGS)
+    }
+    return CliRunner().invoke(cli, list(args), env=env, prog_name="raycai")
+
+
 @pytest.mark.parametrize(("args", "expected"), BAD_INVOCATIONS)
-async def test_bad_cli_input_gets_a_specific_message_and_creates_nothing(
+def test_bad_cli_input_gets_a_specific_message_and_creates_nothing(
     idle_workspace: WorkspaceHandle, args: list[str], expected: str
 ) -> None:
-    result = raycai(idle_workspace, *args, check=False, timeout=60)
-    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
-    assert expected in result.stdout + result.stderr
-    assert await cluster_apps(idle_workspace) == []
+    result = raycai_here(idle_workspace, *args)
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    assert expected in result.output
+    assert asyncio.run(cluster_apps(idle_workspace)) == []
     assert not (Path(idle_workspace.project_dir) / ".raycai" / "clusters").exists() or not any(
         (Path(idle_workspace.project_dir) / ".raycai" / "clusters").iterdir()
     )
