@@ -309,8 +309,13 @@ async def test_removing_a_busy_worker_asks_first(tui_workspace: WorkspaceHandle)
             await until(pilot, lambda: app.focused is not None, "the dialog's focus")
             assert app.focused.id == "no"  # the safe answer
             await pilot.press("enter")  # Cancel
-            await until(pilot, lambda: "demo" not in app.operations, "the operation to end")
-            assert any("cancelled: busy workers kept" in t for t in events_of(app))
+            # The scale ended when it asked; the answer is handled when the dialog is gone.
+            await until(
+                pilot,
+                lambda: any("cancelled: busy workers kept" in t for t in events_of(app)),
+                "the answer's event",
+            )
+            assert "demo" not in app.operations
             assert stored_workers(handle) == 1 and len(await worker_apps(handle)) == 1
 
             await pilot.press("minus")
