@@ -593,7 +593,9 @@ def test_a_port_taken_before_rays_first_start_is_replaced_for_the_restart(fake: 
         assert int(flag(second, "--dashboard-port")) != taken
         head = json.loads(fake.paths.head_json.read_text())
         assert head["dashboard_port"] == int(flag(second, "--dashboard-port"))
-        assert head["gcs_port"] == int(flag(second, "--port")) == int(flag(first, "--port"))
+        # The others stay unless taken too (Ray's default GCS port may be, by another test's
+        # fake head on another xdist worker, as in CI): what Ray got is what is published.
+        assert head["gcs_port"] == int(flag(second, "--port"))
         assert record["ray_restarts"] == 1 and "already occupied" in record["recoveries"][-1]["why"]
         log = fake.paths.node_log("head").read_text()
         assert f"the dashboard port {taken} is taken now: using " in log
