@@ -171,7 +171,7 @@ class ClustersScreen(RaycaiScreen):
 
     def select_cluster(self, name: str) -> None:
         """Put the cursor on `name`'s row (a user back from a cluster finds it selected, also
-        one the create form opened); nothing if it has no row yet."""
+        one the create form opened or was left while it creates); its row when it arrives."""
         self.query_one(ClustersTable).select_key(name)
 
     def _selected_or_tell(self) -> str | None:

@@ -687,4 +687,9 @@ class CreateScreen(RaycaiScreen):
             self.notify(f"{self.creating} goes on being created; its row shows the operation")
         elif self.joining:
             self.notify(f"{self.creating} keeps starting; its row shows the nodes joining")
+        below = self.app.screen_stack[-2] if len(self.app.screen_stack) > 1 else None
         self.app.pop_screen()
+        from raycai_tui.screens.clusters import ClustersScreen
+
+        if self.creating is not None and isinstance(below, ClustersScreen):
+            below.select_cluster(self.creating)  # its row, once it arrives

@@ -44,6 +44,7 @@ class KeyedTable(DataTable[Cell]):
         self._cells: dict[str, tuple[Cell, ...]] = {}
         self._order: list[str] = []
         self._pending: list[Row] | None = None
+        self._to_select: str | None = None  # select_key before its row arrived
         self._rendered: dict[tuple[object, ...], tuple[object, list[list[Segment]]]] = {}
 
     def on_mount(self) -> None:
@@ -68,8 +69,12 @@ class KeyedTable(DataTable[Cell]):
         return key
 
     def select_key(self, key: str) -> None:
+        """Put the cursor on `key`'s row, or on it when it arrives (a cluster being created)."""
+        self._to_select = None
         if key in self._cells:
             self.move_cursor(row=self.get_row_index(key))
+        else:
+            self._to_select = key
 
     def cells_of(self, key: str) -> tuple[Cell, ...] | None:
         return self._cells.get(key)
@@ -137,5 +142,8 @@ class KeyedTable(DataTable[Cell]):
             position = {key: index for index, key in enumerate(order)}
             self.sort(columns[0], key=lambda value: position.get(str(value), len(position)))
         self._order = order
+        if self._to_select in self._cells:
+            selected, self._to_select = self._to_select, None
+            cursor_row = -1
         if selected in self._cells and self.get_row_index(selected) != cursor_row:
             self.move_cursor(row=self.get_row_index(selected))

@@ -129,6 +129,27 @@ async def test_keyed_table_updates_in_place_and_keeps_the_cursor_row() -> None:
         assert table.selected_key == "w30"
 
 
+async def test_a_key_selected_before_its_row_arrives_is_selected_when_it_does() -> None:
+    """Esc from the create form while the cluster is created: its row is not listed yet; the
+    cursor goes to it with the poll that brings it, once (later polls keep the user's row)."""
+    app = TableApp()
+    async with app.run_test(size=(40, 20)) as pilot:
+        table = app.query_one(Table)
+        table.reconcile(rows(3))
+        await pilot.pause()
+        table.select_key("w1")
+        table.select_key("new")  # not listed yet: the cursor stays
+        await pilot.pause()
+        assert table.selected_key == "w1"
+        table.reconcile([("new", ("new", "old")), *rows(3)])
+        await pilot.pause()
+        assert table.selected_key == "new"
+        table.select_key("w2")
+        table.reconcile([("new", ("new", "old")), *rows(3)])
+        await pilot.pause()
+        assert table.selected_key == "w2"
+
+
 def test_the_app_module_imports_no_heavy_dependency() -> None:
     code = (
         "import sys, raycai_tui.app\n"
