@@ -256,3 +256,20 @@ def test_launchers_speak_the_core_vocabulary() -> None:
                 recorded.add(namespace[first.id])
     assert recorded and recorded <= set(phases.PHASES)
     assert {phases.JOINED, phases.DRAINING, phases.DRAINED, phases.STOPPED} <= recorded
+
+
+def test_heads_ray_runs_without_grpcs_fork_handlers_unless_the_user_says(monkeypatch) -> None:
+    # Ray Client's proxy forks a server per driver; gRPC's fork handlers crash it now and then
+    # (ray-project/ray#63202). Only the head runs that proxy; a user's own value wins.
+    from raycai_core.launcher import template
+
+    monkeypatch.delenv("GRPC_ENABLE_FORK_SUPPORT", raising=False)
+    monkeypatch.setattr(template, "ROLE", "head")
+    assert template.ray_environment({}, {})["GRPC_ENABLE_FORK_SUPPORT"] == "false"
+    spec_env = {"env": {"GRPC_ENABLE_FORK_SUPPORT": "true"}}
+    assert template.ray_environment(spec_env, {})["GRPC_ENABLE_FORK_SUPPORT"] == "true"
+    monkeypatch.setenv("GRPC_ENABLE_FORK_SUPPORT", "1")
+    assert template.ray_environment({}, {})["GRPC_ENABLE_FORK_SUPPORT"] == "1"
+    monkeypatch.delenv("GRPC_ENABLE_FORK_SUPPORT")
+    monkeypatch.setattr(template, "ROLE", "worker")
+    assert "GRPC_ENABLE_FORK_SUPPORT" not in template.ray_environment({}, {})

@@ -419,6 +419,12 @@ def ray_environment(config: dict, auth: dict) -> dict:
     if ROLE == "worker":
         # Bounds `ray start --address` if the head vanishes between our check and its connect.
         env.setdefault("RAY_gcs_server_port_wait_time_s", "15")
+    else:
+        # Ray Client's proxy on the head forks a server for each driver while its gRPC threads
+        # run, and gRPC's fork handlers now and then crash that child before it execs
+        # (ray-project/ray#63202: "epoll_wait error: Bad file descriptor"); the driver then
+        # fails after 30 s. The child always execs, which is the case gRPC's switch is for.
+        env.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
     env.update({str(k): str(v) for k, v in (config.get("env") or {}).items()})
     env["PYTHONUNBUFFERED"] = "1"
     # Where a Serve started on this cluster listens (a job's driver runs on the head and
