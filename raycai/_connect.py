@@ -16,7 +16,10 @@ from typing import Any
 # (seen in CI about once in ten runs, on 2 busy cores), or, when it died while the proxy was
 # reading its command line, psutil's ZombieProcess raised in start_specific_server (seen
 # once). A new connect gets a new server: the retry after the first shape has worked in
-# CI; the second is retried the same way.
+# CI; the second is retried the same way. raycai's head launcher now turns off gRPC's fork
+# handlers, where the child crashed (GRPC_ENABLE_FORK_SUPPORT=false: of 144 drivers started
+# four at a time on a fresh head, 5 failed without it and none with it); the retry stays for
+# heads started otherwise.
 SERVER_START_FAILED = "Starting Ray client server failed"
 SERVER_DIED_AT_START = ("Initialization failure from server", "start_specific_server")
 SERVER_START_ATTEMPTS = 3

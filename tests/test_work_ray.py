@@ -125,6 +125,8 @@ def test_env_exports_connect_a_driver_whose_tasks_reach_two_nodes(cluster: Works
     # after `up`, in both shapes raycai.connect retries: "Starting Ray client server failed"
     # and a ZombieProcess in start_specific_server). A user runs the driver again, and so does
     # this test, as often as raycai.connect tries (SERVER_START_ATTEMPTS), showing the log.
+    # The head's launcher turns off gRPC's fork handlers, where that server crashed, so a
+    # retry here should now be rare (its log is printed when one happens).
     for _ in range(SERVER_START_ATTEMPTS):
         driver = python(code, driver_env(cluster, **exports))
         if driver.returncode == 0 or not server_failed_to_start(driver.stderr):
