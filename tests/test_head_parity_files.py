@@ -4,6 +4,10 @@ cannot import it: tests/test_head_programs.py), checked to agree with it.
 The desired-state file: raycai_core.cluster.desired writes and reads cluster.json; the
 launchers (drain on SIGTERM unless the cluster is deleting) and the autoscaler's provider
 (create nothing unless it is active) read its `state` with their own `desired_state`.
+
+The cluster's lock: raycai_core.cluster.lock holds it for a scale, heal, down or update; the
+head's idle check (raycai_idle_suspend.py) takes the same lock with its own `cluster_lock`
+before it suspends, and skips its round while another holds it.
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ import pytest
 
 from raycai_core.cluster.desired import CorruptClusterFile, read_desired, write_desired
 from raycai_core.cluster.layout import ClusterPaths
+from raycai_core.cluster.lock import ClusterLocked, cluster_lock, lock_free
 from raycai_core.launcher import autoscaling
-from raycai_core.launcher.render import render_cluster
+from raycai_core.launcher.render import IDLE_FILE, render_cluster
 from raycai_core.spec import parse_spec
 
 SPEC = parse_spec(
@@ -107,3 +112,30 @@ def test_a_file_without_state_is_active_everywhere(
     assert _core_state(paths) == "active"
     for program in head_side.values():
         assert program.desired_state(str(paths.root)) == "active"
+
+
+async def test_the_clusters_lock_held_by_the_core_or_the_head_excludes_the_other(
+    tmp_path: Path,
+) -> None:
+    sleepy = parse_spec(
+        {
+            "name": "demo",
+            "idle_suspend_minutes": 1,
+            "head": {"runtime_identifier": "img", "cpu": 1, "memory": 2},
+        }
+    )
+    paths = render_cluster(tmp_path, sleepy).paths
+    idle_check = _load(paths.root / IDLE_FILE, "rendered_idle_suspend")
+    root = str(paths.root)
+    assert lock_free(paths)
+    async with cluster_lock(paths, wait=False):  # a scale, heal, down or update
+        with idle_check.cluster_lock(root) as taken:
+            assert not taken  # the head's round is skipped
+    with idle_check.cluster_lock(root) as taken:  # the head suspends the cluster
+        assert taken and not lock_free(paths)
+        with pytest.raises(ClusterLocked):
+            async with cluster_lock(paths, wait=False):
+                pass
+    assert lock_free(paths)
+    with idle_check.cluster_lock(root) as taken:
+        assert taken
