@@ -44,7 +44,9 @@ class KeyedTable(DataTable[Cell]):
         self._cells: dict[str, tuple[Cell, ...]] = {}
         self._order: list[str] = []
         self._pending: list[Row] | None = None
-        self._to_select: str | None = None  # select_key before its row arrived
+        # select_key before its row arrived: that key, and the row selected when it was asked
+        # (a cursor the user moved since is left where they put it).
+        self._to_select: tuple[str, str | None] | None = None
         self._rendered: dict[tuple[object, ...], tuple[object, list[list[Segment]]]] = {}
 
     def on_mount(self) -> None:
@@ -69,12 +71,13 @@ class KeyedTable(DataTable[Cell]):
         return key
 
     def select_key(self, key: str) -> None:
-        """Put the cursor on `key`'s row, or on it when it arrives (a cluster being created)."""
+        """Put the cursor on `key`'s row, or on it when it arrives (a cluster being created)
+        unless the user moved the cursor meanwhile."""
         self._to_select = None
         if key in self._cells:
             self.move_cursor(row=self.get_row_index(key))
         else:
-            self._to_select = key
+            self._to_select = (key, self.selected_key)
 
     def cells_of(self, key: str) -> tuple[Cell, ...] | None:
         return self._cells.get(key)
@@ -142,8 +145,10 @@ class KeyedTable(DataTable[Cell]):
             position = {key: index for index, key in enumerate(order)}
             self.sort(columns[0], key=lambda value: position.get(str(value), len(position)))
         self._order = order
-        if self._to_select in self._cells:
-            selected, self._to_select = self._to_select, None
-            cursor_row = -1
+        if self._to_select is not None and self._to_select[0] in self._cells:
+            key, asked_on = self._to_select
+            self._to_select = None
+            if selected == asked_on:
+                selected, cursor_row = key, -1
         if selected in self._cells and self.get_row_index(selected) != cursor_row:
             self.move_cursor(row=self.get_row_index(selected))

@@ -150,6 +150,23 @@ async def test_a_key_selected_before_its_row_arrives_is_selected_when_it_does() 
         assert table.selected_key == "w2"
 
 
+async def test_a_cursor_the_user_moved_meanwhile_stays_when_the_awaited_row_arrives() -> None:
+    """Esc from the create form, then down to another cluster before the new row comes: the
+    row's arrival leaves the cursor where the user put it."""
+    app = TableApp()
+    async with app.run_test(size=(40, 20)) as pilot:
+        table = app.query_one(Table)
+        table.reconcile(rows(3))
+        table.focus()
+        await pilot.pause()
+        table.select_key("new")
+        await pilot.press("down")
+        assert table.selected_key == "w1"
+        table.reconcile([("new", ("new", "old")), *rows(3)])
+        await pilot.pause()
+        assert table.selected_key == "w1"
+
+
 def test_the_app_module_imports_no_heavy_dependency() -> None:
     code = (
         "import sys, raycai_tui.app\n"
